@@ -1,0 +1,144 @@
+"""The `artforge` command: thin argument parsing over functions that tests call directly."""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from typing import Any, Callable
+
+from artforge import __version__
+from artforge.errors import ArtforgeError
+
+EPILOG = """\
+the road from training to serving:
+  artforge data synth --out data/art --size 32 --per-style 500
+  artforge train dcgan --data data/art --out runs/dcgan --size 32 --steps 3000
+  artforge train dcgan --out runs/dcgan --resume --steps 6000
+
+every command has its own --help with examples.
+"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep example blocks as written and show defaults."""
+
+
+def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """The options the user set (None means 'not given'), as keyword arguments."""
+    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
+
+
+def run_data_synth(args: argparse.Namespace) -> None:
+    from artforge.training.synth import synthesize_dataset
+
+    description = synthesize_dataset(args.out, size=args.size, per_style=args.per_style, seed=args.seed,
+                                     styles=args.styles, progress=not args.quiet)
+    total = description["per_style"] * len(description["styles"])
+    print(f"wrote {total} images in {len(description['styles'])} styles to {args.out}")
+
+
+def add_data_parser(commands) -> None:
+    data = commands.add_parser("data", help="make and inspect training data", formatter_class=HelpFormatter)
+    sub = data.add_subparsers(dest="data_command", required=True, metavar="COMMAND")
+    from artforge.training.synth import STYLES
+
+    synth = sub.add_parser(
+        "synth", formatter_class=HelpFormatter,
+        help="paint a procedural abstract-art data set (one subfolder of PNGs per style)",
+        description="Paint a deterministic procedural abstract-art data set: "
+                    f"styles {', '.join(STYLES)}, with random palettes and compositions.",
+        epilog="example:\n  artforge data synth --out data/art --size 64 --per-style 500 --seed 0")
+    synth.add_argument("--out", required=True, help="folder to write OUT/<style>/<index>.png into")
+    synth.add_argument("--size", type=int, default=64, help="image side in pixels")
+    synth.add_argument("--per-style", type=int, default=500, help="images per style")
+    synth.add_argument("--seed", type=int, default=0, help="the same seed paints the same images")
+    synth.add_argument("--styles", nargs="+", choices=list(STYLES), help="subset of styles (default: all)")
+    synth.add_argument("--quiet", action="store_true", help="no progress bar")
+    synth.set_defaults(handler=run_data_synth)
+
+
+def run_train_dcgan(args: argparse.Namespace) -> None:
+    from artforge.training.dcgan import train_dcgan
+
+    options = given(args, "data", "out", "size", "steps", "batch_size", "seed", "lr", "ema_decay", "z_dim",
+                    "g_width", "d_width", "sample_every", "checkpoint_every", "keep", "device")
+    options.update(resume=args.resume, progress=not args.quiet)
+    if args.bf16:
+        options["bf16"] = True
+    checkpoint = train_dcgan(**options)
+    print(f"newest checkpoint: {checkpoint}")
+
+
+def add_train_parser(commands) -> None:
+    train = commands.add_parser("train", help="train a model family", formatter_class=HelpFormatter)
+    sub = train.add_subparsers(dest="train_command", required=True, metavar="FAMILY")
+    p = sub.add_parser(
+        "dcgan", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="train a style-conditional DCGAN image generator",
+        description="Train a style-conditional DCGAN on a folder with one subfolder of images per style.\n"
+                    "RUN gets samples/step_N.png (one row per style), log.jsonl (losses, images/s),\n"
+                    "checkpoints/step_N/ (safetensors + JSON) and train_options.json.",
+        epilog="examples:\n"
+               "  artforge train dcgan --data data/art --out runs/dcgan --size 32 --steps 3000\n"
+               "  artforge train dcgan --out runs/dcgan --resume --steps 6000   # continue, same result\n"
+               "  torchrun --nproc-per-node 2 -m artforge train dcgan --data data/art --out runs/ddp\n"
+               "defaults: size 32, steps 2000, batch 64, seed 0, Adam lr 2e-4 betas (0.5, 0.999), EMA 0.999")
+    p.add_argument("--data", help="image folder, one subfolder per style (required unless --resume)")
+    p.add_argument("--out", required=True, help="run folder for checkpoints, samples and logs")
+    p.add_argument("--size", type=int, choices=[32, 64], help="image side in pixels (default 32)")
+    p.add_argument("--steps", type=int, help="train until this many steps in total (default 2000)")
+    p.add_argument("--batch-size", type=int, help="global batch size, split among processes (default 64)")
+    p.add_argument("--seed", type=int, help="seeds initialisation, batches and noise (default 0)")
+    p.add_argument("--lr", type=float, help="Adam learning rate of both players (default 2e-4)")
+    p.add_argument("--ema-decay", type=float, help="decay of the generator's weight average (default 0.999)")
+    p.add_argument("--z-dim", type=int, help="noise dimensions (default 100)")
+    p.add_argument("--g-width", type=int, help="generator width (default 64)")
+    p.add_argument("--d-width", type=int, help="discriminator width (default 64)")
+    p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (default 250)")
+    p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default 500)")
+    p.add_argument("--keep", type=int, help="checkpoints to keep (default 3)")
+    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_train_dcgan)
+
+
+PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artforge", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="artforge: train generative-art models, export them to ONNX/TensorRT and serve them "
+                    "on NVIDIA Triton.",
+        epilog=EPILOG)
+    parser.add_argument("--version", action="version", version=f"artforge {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in PARSER_BUILDERS:
+        add(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="artforge: %(levelname)s: %(message)s")
+    try:
+        args.handler(args)
+    except ArtforgeError as e:
+        print(f"artforge: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a full disk, a permission problem: say what and where
+        where = f": {e.filename}" if e.filename else ""
+        print(f"artforge: error: {e.strerror or e}{where}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("artforge: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""The one exception type users see as a one-line message (the CLI prints it and exits non-zero)."""
+
+
+class ArtforgeError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class CheckpointError(ArtforgeError):
+    """A checkpoint that is missing, truncated, of another family or of an incompatible config."""
+
+
+class DataError(ArtforgeError):
+    """A data folder that is missing, empty or unreadable."""

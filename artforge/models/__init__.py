@@ -1,0 +1,69 @@
+"""Model families: each names its config and its inference network, so any stage can rebuild
+the network a checkpoint holds without flags (the config travels with the weights)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from torch import nn
+
+from artforge.checkpoint import Checkpoint, config_from_dict, load_checkpoint
+from artforge.errors import CheckpointError
+from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config_cls: type
+    build_inference_network: Callable[[Any], nn.Module]
+    description: str
+
+
+FAMILIES: dict[str, Family] = {
+    "dcgan": Family("dcgan", DCGANConfig, Generator, "conditional DCGAN image generator (z, style) -> image"),
+}
+
+
+def get_family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise CheckpointError(f"unknown model family '{name}'; artforge knows {sorted(FAMILIES)}")
+    return FAMILIES[name]
+
+
+def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
+    """The checkpoint's inference network with its weights, in eval mode."""
+    family = get_family(checkpoint.family)
+    config = config_from_dict(family.config_cls, checkpoint.meta["config"], str(checkpoint.path))
+    network = family.build_inference_network(config)
+    load_weights(network, checkpoint.weights, str(checkpoint.path))
+    return network.eval()
+
+
+def load_network(path: str | Path, expect_family: str | None = None) -> tuple[nn.Module, Checkpoint]:
+    checkpoint = load_checkpoint(path, expect_family)
+    return build_from_checkpoint(checkpoint), checkpoint
+
+
+def load_weights(network: nn.Module, weights: dict, where: str) -> None:
+    """load_state_dict(strict=True), with a one-line error that names what does not match."""
+    own = network.state_dict()
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    wrong = [k for k in own if k in weights and own[k].shape != weights[k].shape]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {missing[:3]}")
+        if unexpected:
+            parts.append(f"unexpected {unexpected[:3]}")
+        if wrong:
+            k = wrong[0]
+            parts.append(f"'{k}' has shape {tuple(weights[k].shape)}, config needs {tuple(own[k].shape)}")
+        raise CheckpointError(f"checkpoint {where} does not fit its network config: " + "; ".join(parts))
+    network.load_state_dict(weights, strict=True)
+
+
+__all__ = ["FAMILIES", "Family", "get_family", "build_from_checkpoint", "load_network",
+           "DCGANConfig", "Generator", "Discriminator"]

@@ -1,0 +1,97 @@
+"""Conditional DCGAN (Radford et al. 2016) for 32x32 and 64x64 art, one style label per image.
+
+This file holds networks and their config only; training and export import it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DCGANConfig:
+    """Architecture of a conditional DCGAN; stored in every checkpoint."""
+
+    image_size: int = 32  # 32 or 64
+    num_classes: int = 5  # art styles the generator is conditioned on
+    z_dim: int = 100
+    embed_dim: int = 32  # label embedding concatenated with z
+    g_width: int = 64  # channels of the generator's last hidden layer
+    d_width: int = 64  # channels of the discriminator's first layer
+    channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.image_size not in (32, 64):
+            raise ValueError(f"DCGAN image_size must be 32 or 64, got {self.image_size}")
+        if self.num_classes < 1:
+            raise ValueError(f"num_classes must be at least 1, got {self.num_classes}")
+
+    @property
+    def num_upsamplings(self) -> int:
+        # 4x4 seed doubled to the image size: 3 times for 32, 4 times for 64
+        return {32: 3, 64: 4}[self.image_size]
+
+
+class Generator(nn.Module):
+    """(z, label) -> image in [-1, 1]: transposed convolutions, batch norm, ReLU, tanh."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Embedding(c.num_classes, c.embed_dim)
+        widths = [c.g_width * 2 ** i for i in reversed(range(c.num_upsamplings))]
+        layers: list[nn.Module] = [
+            # (B, z+e, 1, 1) -> (B, widths[0], 4, 4)
+            nn.ConvTranspose2d(c.z_dim + c.embed_dim, widths[0], 4, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], c.channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(init_dcgan_weights)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        # z: (B, z_dim) float, label: (B,) int64 -> (B, 3, S, S) float in [-1, 1]
+        h = torch.cat([z, self.embed(label)], dim=1)
+        return self.net(h[:, :, None, None])
+
+
+class Discriminator(nn.Module):
+    """(image, label) -> real/fake logit, conditioned by projection (Miyato & Koyama 2018)."""
+
+    def __init__(self, config: DCGANConfig):
+        super().__init__()
+        c = config
+        widths = [c.d_width * 2 ** i for i in range(c.num_upsamplings)]
+        # no batch norm on the first layer, as in the paper
+        layers: list[nn.Module] = [nn.Conv2d(c.channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        for w_in, w_out in zip(widths, widths[1:]):
+            layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.LeakyReLU(0.2, True)]
+        self.features = nn.Sequential(*layers)  # (B, 3, S, S) -> (B, widths[-1], 4, 4)
+        self.to_logit = nn.Conv2d(widths[-1], 1, 4, 1, 0)
+        self.project = nn.Embedding(c.num_classes, widths[-1])
+        self.apply(init_dcgan_weights)
+
+    def forward(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        h = self.features(image)
+        logit = self.to_logit(h).flatten(1).squeeze(1)  # (B,)
+        pooled = h.sum(dim=(2, 3))  # (B, C)
+        return logit + (self.project(label) * pooled).sum(dim=1)
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, 0.02)

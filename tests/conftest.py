@@ -1,0 +1,20 @@
+"""Shared fixtures: tiny data sets and tiny runs, made fresh by the tests themselves."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artforge.training.synth import synthesize_dataset
+
+# A DCGAN small enough to train a few steps in well under a second.
+TINY_DCGAN = dict(size=32, batch_size=8, g_width=8, d_width=8, z_dim=16, sample_every=1000,
+                  checkpoint_every=1000, progress=False)
+
+
+@pytest.fixture(scope="session")
+def art32(tmp_path_factory) -> Path:
+    """5 styles x 6 procedural images of 32x32."""
+    root = tmp_path_factory.mktemp("art32")
+    synthesize_dataset(root, size=32, per_style=6, seed=1, progress=False)
+    return root

@@ -1,0 +1,109 @@
+import json
+
+import pytest
+import torch
+
+import artforge.checkpoint as ckpt
+from artforge.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
+from artforge.errors import CheckpointError
+from artforge.models import DCGANConfig, Generator, build_from_checkpoint, load_network
+
+CONFIG = DCGANConfig(num_classes=3, z_dim=8, g_width=4, d_width=4)
+
+
+def save(run, step=1, **kw):
+    torch.manual_seed(step)
+    G = Generator(CONFIG).eval()
+    path = save_checkpoint(run, family="dcgan", config=CONFIG, step=step, weights=G.state_dict(), **kw)
+    return G, path
+
+
+def test_round_trip_rebuilds_the_same_network_from_the_checkpoint_alone(tmp_path):
+    G, path = save(tmp_path, step=7, extra={"classes": ["a", "b", "c"]})
+    loaded, checkpoint = load_network(tmp_path)  # a run folder resolves to its newest checkpoint
+    assert checkpoint.path == path and checkpoint.step == 7 and checkpoint.meta["classes"] == ["a", "b", "c"]
+    z, labels = torch.randn(4, 8), torch.tensor([0, 1, 2, 0])
+    for name, tensor in G.state_dict().items():
+        assert torch.equal(tensor, loaded.state_dict()[name]), name
+    with torch.no_grad():  # same weights; oneDNN may pick another kernel, hence allclose
+        torch.testing.assert_close(G(z, labels), loaded(z, labels), rtol=1e-5, atol=1e-6)
+    meta = json.loads((path / "checkpoint.json").read_text())
+    assert meta["family"] == "dcgan" and meta["config"]["g_width"] == 4
+    assert {"torch", "safetensors", "artforge", "python"} <= set(meta["versions"])
+
+
+def test_training_state_tree_survives_with_int_keys_tuples_and_scalars(tmp_path):
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), 1e-3, betas=(0.5, 0.999))
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    _, path = save(tmp_path, training_state={"opt": opt.state_dict(), "step": 5, "rng": torch.get_rng_state()})
+    state = load_checkpoint(path).training_state()
+    restored = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), 1e-3)
+    restored.load_state_dict(state["opt"])
+    assert torch.equal(restored.state_dict()["state"][0]["exp_avg"], opt.state_dict()["state"][0]["exp_avg"])
+    assert list(restored.param_groups[0]["betas"]) == [0.5, 0.999] and state["step"] == 5
+
+
+def test_newest_complete_checkpoint_wins_and_keep_prunes(tmp_path):
+    for step in (1, 2, 3):
+        save(tmp_path, step=step, keep=2)
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["step_00000002", "step_00000003"]
+    assert find_latest_checkpoint(tmp_path).name == "step_00000003"
+
+
+def test_crash_mid_write_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch):
+    G1, first = save(tmp_path, step=1)
+    real_save = ckpt.save_file
+
+    def save_then_die(tensors, path, **kw):
+        real_save(tensors, path, **kw)
+        with open(path, "r+b") as f:
+            f.truncate(100)  # half a file on disk ...
+        raise OSError(28, "No space left on device", path)  # ... and then the disk is full
+
+    monkeypatch.setattr(ckpt, "save_file", save_then_die)
+    with pytest.raises(OSError, match="No space"):
+        save(tmp_path, step=2)
+    assert find_latest_checkpoint(tmp_path) == first
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] == ["step_00000001"]  # no temp folder left
+    loaded, _ = load_network(tmp_path)
+    assert all(torch.equal(a, b) for a, b in zip(G1.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_truncated_weights_are_a_clear_error(tmp_path):
+    _, path = save(tmp_path)
+    weights = path / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-50])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(path)
+    (path / "checkpoint.json").write_text("{ not json")
+    with pytest.raises(CheckpointError, match="checkpoint.json is corrupt"):
+        load_checkpoint(path)
+
+
+def test_wrong_family_unknown_family_and_incompatible_config_are_named(tmp_path):
+    _, path = save(tmp_path)
+    with pytest.raises(CheckpointError, match="is a 'dcgan' model; this command needs a 'style' model"):
+        load_checkpoint(path, expect_family="style")
+    meta = json.loads((path / "checkpoint.json").read_text())
+    meta["config"]["g_width"] = 8  # weights were made for width 4
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not fit its network config"):
+        load_network(path)
+    meta["config"]["attention"] = True
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="does not know"):
+        load_network(path)
+    meta["family"] = "diffusion"
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unknown model family 'diffusion'"):
+        build_from_checkpoint(load_checkpoint(path))
+
+
+def test_missing_paths_are_clear_errors(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "nope")
+    with pytest.raises(CheckpointError, match="neither a checkpoint nor a run folder"):
+        load_checkpoint(tmp_path)

@@ -1,0 +1,81 @@
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from artforge.checkpoint import load_checkpoint
+from artforge.errors import ArtforgeError
+from artforge.training.dcgan import train_dcgan
+from tests.conftest import TINY_DCGAN
+
+
+def tensors(path):
+    return load_file(str(path))
+
+
+def test_training_writes_checkpoint_samples_log_and_options(art32, tmp_path):
+    run = tmp_path / "run"
+    last = train_dcgan(data=str(art32), out=str(run), steps=4, seed=0, **{**TINY_DCGAN, "sample_every": 2})
+    assert last == run / "checkpoints" / "step_00000004"
+    checkpoint = load_checkpoint(run, expect_family="dcgan")
+    assert checkpoint.meta["classes"] == ["circles", "grid", "splatter", "stripes", "waves"]
+    assert checkpoint.meta["config"]["num_classes"] == 5 and checkpoint.meta["seed"] == 0
+    assert checkpoint.meta["dataset"]["images"] == 30
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000002.png", "step_00000004.png"]
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [l["step"] for l in lines] == [1, 2, 3, 4]
+    assert all(l["loss_d"] > 0 and l["loss_g"] > 0 for l in lines)
+    assert json.loads((run / "train_options.json").read_text())["steps"] == 4
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(art32, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    options = dict(TINY_DCGAN, data=str(art32), seed=3)
+    train_dcgan(out=str(straight), steps=6, **options)
+    train_dcgan(out=str(split), steps=3, **options)
+    train_dcgan(out=str(split), steps=6, resume=True, progress=False)  # everything else from the run
+    a = straight / "checkpoints" / "step_00000006"
+    b = split / "checkpoints" / "step_00000006"
+    for name in ("model.safetensors", "state.safetensors"):
+        ta, tb = tensors(a / name), tensors(b / name)
+        assert ta.keys() == tb.keys()
+        for key in ta:
+            assert torch.equal(ta[key], tb[key]), f"{name}:{key} differs after resume"
+    steps = [json.loads(l)["step"] for l in (split / "log.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_refuses_a_conflicting_option_and_a_fresh_run_refuses_an_old_folder(art32, tmp_path):
+    run = tmp_path / "run"
+    train_dcgan(data=str(art32), out=str(run), steps=2, **TINY_DCGAN)
+    with pytest.raises(ArtforgeError, match="started with batch_size=8"):
+        train_dcgan(out=str(run), steps=4, resume=True, batch_size=16)
+    with pytest.raises(ArtforgeError, match="already has checkpoints"):
+        train_dcgan(data=str(art32), out=str(run), steps=2, **TINY_DCGAN)
+    with pytest.raises(ArtforgeError, match="no train_options.json"):
+        train_dcgan(out=str(tmp_path / "empty"), resume=True)
+
+
+def test_bf16_autocast_trains(art32, tmp_path):
+    last = train_dcgan(data=str(art32), out=str(tmp_path / "bf16"), steps=2, bf16=True, **TINY_DCGAN)
+    weights = load_checkpoint(last).weights
+    floats = [t for name, t in weights.items() if t.is_floating_point()]
+    assert floats and all(t.dtype == torch.float32 and torch.isfinite(t).all() for t in floats)
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_trains_and_only_rank_zero_writes(art32, tmp_path):
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "artforge", "train", "dcgan", "--data", str(art32), "--out", str(run), "--steps", "3",
+           "--batch-size", "8", "--g-width", "8", "--d-width", "8", "--z-dim", "16", "--quiet"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_00000003"]
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3  # one writer, not two
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(run).weights.values())

@@ -1,0 +1,94 @@
+"""Pieces every training loop shares: distributed set-up, per-step randomness, EMA, the run log."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class Distributed:
+    """Where this process runs: rank 0 of 1 unless started by torchrun."""
+
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def init_distributed(device: str = "auto") -> Distributed:
+    """Join the torchrun process group (gloo on CPU, nccl on GPU) when WORLD_SIZE > 1."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    base = resolve_device(device)
+    if world_size == 1:
+        return Distributed(0, 1, base)
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if base.type == "cuda":
+        base = torch.device("cuda", local_rank)
+        torch.cuda.set_device(base)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if base.type == "cuda" else "gloo")
+    return Distributed(rank, world_size, base)
+
+
+def close_distributed(context: Distributed) -> None:
+    if context.enabled and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    """A random generator that depends only on (seed, step, stream).
+
+    Every random draw of a training step comes from here, so a resumed run, or the same run on
+    more processes, sees exactly the batches and noise of an uninterrupted single-process run.
+    """
+    state = np.random.SeedSequence([seed, step, stream]).generate_state(2, np.uint64)
+    return torch.Generator().manual_seed(int(state[0] >> np.uint64(1)))
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, for parameters only (buffers are recalibrated)."""
+    for p_ema, p in zip(ema.parameters(), model.parameters()):
+        p_ema.lerp_(p.detach(), 1.0 - decay)
+
+
+def ema_decay_at(step: int, decay: float) -> float:
+    # short runs would otherwise average in the random initialisation for thousands of steps
+    return min(decay, (1.0 + step) / (10.0 + step))
+
+
+class RunLog:
+    """Training history as JSON lines (RUN/log.jsonl); on resume, lines past the step are dropped."""
+
+    def __init__(self, path: Path, resume_step: int = 0):
+        self.path = Path(path)
+        if resume_step and self.path.exists():
+            kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= resume_step]
+            self.path.write_text("".join(l + "\n" for l in kept))
+        elif not resume_step:
+            self.path.write_text("")
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
