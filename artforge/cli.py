@@ -104,7 +104,52 @@ def add_train_parser(commands) -> None:
     p.set_defaults(handler=run_train_dcgan)
 
 
-PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser]
+def run_export(args: argparse.Namespace) -> None:
+    from artforge.export.pipeline import export_checkpoint
+
+    result = export_checkpoint(args.checkpoint, args.repository, name=args.name, formats=args.formats,
+                               runtime=args.runtime, max_batch=args.max_batch, precision=args.precision,
+                               float_output=args.float_output, tolerance=args.tolerance, instances=args.instances,
+                               max_queue_delay_us=args.max_queue_delay_us, keep_versions=args.keep_versions,
+                               intra_op_threads=args.threads)
+    print(result.summary())
+
+
+def add_export_parser(commands) -> None:
+    p = commands.add_parser(
+        "export", formatter_class=HelpFormatter,
+        help="export a checkpoint to ONNX (and TensorRT) in a Triton model repository",
+        description="Export a checkpoint to ONNX, check it against PyTorch with ONNX Runtime (batch 1, 3 and "
+                    "max), optionally build a TensorRT engine, and add it as a new version to a Triton model "
+                    "repository (REPO/NAME/config.pbtxt, REPO/NAME/VERSION/model.*). Nothing is written when "
+                    "a check fails.",
+        epilog="examples:\n"
+               "  artforge export runs/dcgan --repository repo                  # newest checkpoint, name 'dcgan'\n"
+               "  artforge export runs/dcgan/checkpoints/step_00002000 --repository repo --name art32\n"
+               "  artforge export runs/dcgan --repository repo-gpu --runtime native \\\n"
+               "      --formats onnx,tensorrt --precision fp16                  # needs TensorRT + NVIDIA GPU\n"
+               "runtimes: 'embedded' runs the ONNX file in Triton's Python backend with ONNX Runtime (what\n"
+               "'artforge serve' starts, CPU or GPU); 'native' uses Triton's onnxruntime/tensorrt backends\n"
+               "(NVIDIA's Triton container). Same model names and tensor names either way.")
+    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest checkpoint)")
+    p.add_argument("--repository", required=True, help="Triton model repository folder (created if missing)")
+    p.add_argument("--name", help="model name in the repository (default: the model family)")
+    p.add_argument("--formats", default="onnx", help="onnx, or onnx,tensorrt")
+    p.add_argument("--runtime", default="embedded", choices=["embedded", "native"], help="how Triton runs it")
+    p.add_argument("--max-batch", type=int, default=64, help="largest batch Triton may form")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
+                   help="TensorRT engine precision (ONNX is always fp32)")
+    p.add_argument("--float-output", action="store_true",
+                   help="also output the float image (NCHW, [-1, 1]) for parity testing")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs error of float outputs vs PyTorch")
+    p.add_argument("--instances", type=int, default=1, help="model instances Triton runs")
+    p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batcher's wait for a fuller batch")
+    p.add_argument("--keep-versions", type=int, default=3, help="versions Triton serves (latest N)")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per instance (0: all cores)")
+    p.set_defaults(handler=run_export)
+
+
+PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

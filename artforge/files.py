@@ -35,6 +35,7 @@ def atomic_directory(final: Path, replace: bool = False) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the finished folder should read like any other
     try:
         yield tmp
         fsync_tree(tmp)

@@ -18,3 +18,13 @@ def art32(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("art32")
     synthesize_dataset(root, size=32, per_style=6, seed=1, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def dcgan_run(art32, tmp_path_factory) -> Path:
+    """A tiny trained DCGAN run folder with one checkpoint (step 2)."""
+    from artforge.training.dcgan import train_dcgan
+
+    run = tmp_path_factory.mktemp("runs") / "dcgan"
+    train_dcgan(data=str(art32), out=str(run), steps=2, seed=0, **TINY_DCGAN)
+    return run

@@ -11,6 +11,7 @@ from torch import nn
 from artforge.checkpoint import Checkpoint, config_from_dict, load_checkpoint
 from artforge.errors import CheckpointError
 from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
+from artforge.spec import DCGANSpec, ModelSpec
 
 
 @dataclass(frozen=True)
@@ -18,11 +19,14 @@ class Family:
     name: str
     config_cls: type
     build_inference_network: Callable[[Any], nn.Module]
+    make_spec: Callable[..., ModelSpec]  # (config, checkpoint meta, float_output) -> serving contract
     description: str
 
 
 FAMILIES: dict[str, Family] = {
-    "dcgan": Family("dcgan", DCGANConfig, Generator, "conditional DCGAN image generator (z, style) -> image"),
+    "dcgan": Family("dcgan", DCGANConfig, Generator,
+                    lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output),
+                    "conditional DCGAN image generator (z, style) -> image"),
 }
 
 
@@ -39,6 +43,13 @@ def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     network = family.build_inference_network(config)
     load_weights(network, checkpoint.weights, str(checkpoint.path))
     return network.eval()
+
+
+def spec_for(checkpoint: Checkpoint, float_output: bool = False) -> ModelSpec:
+    """The serving contract of the checkpoint's network."""
+    family = get_family(checkpoint.family)
+    config = config_from_dict(family.config_cls, checkpoint.meta["config"], str(checkpoint.path))
+    return family.make_spec(config, checkpoint.meta, float_output)
 
 
 def load_network(path: str | Path, expect_family: str | None = None) -> tuple[nn.Module, Checkpoint]:
@@ -65,5 +76,5 @@ def load_weights(network: nn.Module, weights: dict, where: str) -> None:
     network.load_state_dict(weights, strict=True)
 
 
-__all__ = ["FAMILIES", "Family", "get_family", "build_from_checkpoint", "load_network",
+__all__ = ["FAMILIES", "Family", "get_family", "build_from_checkpoint", "load_network", "spec_for",
            "DCGANConfig", "Generator", "Discriminator"]

@@ -85,7 +85,10 @@ class Discriminator(nn.Module):
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales."""
+    """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales.
+
+    Label embeddings keep PyTorch's N(0, 1): at 0.02 the style would be drowned by the noise z.
+    """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
@@ -93,5 +96,3 @@ def init_dcgan_weights(module: nn.Module) -> None:
     elif isinstance(module, nn.BatchNorm2d):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.Embedding):
-        nn.init.normal_(module.weight, 0.0, 0.02)

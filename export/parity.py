@@ -1,0 +1,84 @@
+"""The parity gate: an exported model must compute what the checkpoint computes."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from artforge.errors import ArtforgeError
+from artforge.spec import ModelSpec
+
+UINT8_TOLERANCE = 1  # grey levels: float rounding may flip a pixel to the neighbouring level
+
+
+@dataclass
+class ParityResult:
+    output: str
+    batch: int
+    sizes: dict[str, int]
+    max_abs: float
+    max_rel: float
+    tolerance: float
+
+    @property
+    def ok(self) -> bool:
+        return self.max_abs <= self.tolerance
+
+    def line(self) -> str:
+        where = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
+        return (f"{self.output:<12} batch {self.batch:>3}{' ' + where if where else ''}: max abs {self.max_abs:.3g}, "
+                f"max rel {self.max_rel:.3g} (tolerance {self.tolerance:g}) {'ok' if self.ok else 'FAIL'}")
+
+
+def onnx_session(path: Path, threads: int = 0):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def parity_cases(spec: ModelSpec, max_batch: int) -> list[tuple[int, dict[str, int]]]:
+    """Batch 1, 3 and max at the optimal size; for dynamic spatial dims also the extremes and odd sizes."""
+    opt = spec.optimal_sizes()
+    cases = [(1, opt), (min(3, max_batch), opt), (max_batch, opt)]
+    if spec.dynamic_dims:
+        cases.append((1, {n: d.min for n, d in spec.dynamic_dims.items()}))
+        cases.append((2, {n: d.min + 2 * i + 1 for i, (n, d) in enumerate(spec.dynamic_dims.items())}))
+    return cases
+
+
+@torch.no_grad()
+def check_parity(network: nn.Module, spec: ModelSpec, onnx_path: Path, max_batch: int,
+                 tolerance: float = 1e-4, seed: int = 1234) -> list[ParityResult]:
+    """Run PyTorch and ONNX Runtime on fresh random inputs; raise if any output is off."""
+    serving = spec.serving_network(network)
+    session = onnx_session(onnx_path)
+    results = []
+    for batch, sizes in parity_cases(spec, max_batch):
+        inputs = spec.sample_inputs(batch, seed=seed + batch, sizes=sizes)
+        expected = serving(*(torch.from_numpy(inputs[t.name]) for t in spec.inputs))
+        expected = expected if isinstance(expected, tuple) else (expected,)
+        got = session.run([t.name for t in spec.outputs], inputs)
+        for t, want, have in zip(spec.outputs, expected, got):
+            results.append(compare(t.name, want.numpy(), have, batch, sizes, tolerance))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        r = failed[0]
+        raise ArtforgeError(f"parity check failed for output '{r.output}' at batch {r.batch}: ONNX Runtime differs "
+                            f"from PyTorch by {r.max_abs:.3g} (tolerance {r.tolerance:g}); the export was discarded")
+    return results
+
+
+def compare(name: str, want: np.ndarray, have: np.ndarray, batch: int, sizes: dict, tolerance: float) -> ParityResult:
+    if want.shape != have.shape:
+        raise ArtforgeError(f"parity check failed for output '{name}': shape {have.shape} from ONNX Runtime, "
+                            f"{want.shape} from PyTorch")
+    diff = np.abs(want.astype(np.float64) - have.astype(np.float64))
+    rel = diff / np.maximum(np.abs(want.astype(np.float64)), 1e-6)
+    tol = UINT8_TOLERANCE if want.dtype == np.uint8 else tolerance
+    return ParityResult(name, batch, dict(sizes), float(diff.max(initial=0)), float(rel.max(initial=0)), tol)

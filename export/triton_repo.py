@@ -1,0 +1,151 @@
+"""Triton model repositories: REPO/NAME/config.pbtxt and REPO/NAME/VERSION/model.*, from a ModelSpec.
+
+The config is built as Triton's own ModelConfig protobuf (shipped with tritonclient), so a
+field that Triton does not know cannot be written.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2 as mc
+
+from artforge.errors import ArtforgeError
+from artforge.files import atomic_directory, atomic_write_text
+from artforge.spec import ModelSpec
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+PYTHON_MODEL = Path(__file__).resolve().parents[1] / "serving" / "triton_python_model.py"
+RUNTIMES = ("embedded", "native")
+
+
+@dataclass
+class TritonOptions:
+    """How Triton should serve one model: runtime, batching, instances, versions."""
+
+    runtime: str = "embedded"  # embedded: Python backend + ONNX Runtime; native: onnxruntime_onnx / tensorrt_plan
+    engine: str = "onnx"  # native only: "onnx" or "tensorrt"
+    max_batch: int = 64
+    preferred_batch: list[int] = field(default_factory=list)  # empty: powers of two up to max_batch / 2
+    max_queue_delay_us: int = 2000
+    instances: int = 1
+    kind: str = ""  # KIND_CPU or KIND_GPU; empty: CPU for embedded, GPU for native
+    keep_versions: int = 3
+    intra_op_threads: int = 0  # embedded: ONNX Runtime threads per instance (0 = all cores)
+
+    def __post_init__(self) -> None:
+        if self.runtime not in RUNTIMES:
+            raise ArtforgeError(f"unknown runtime '{self.runtime}'; choose {' or '.join(RUNTIMES)}")
+        if self.max_batch < 1:
+            raise ArtforgeError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if not self.kind:
+            self.kind = "KIND_CPU" if self.runtime == "embedded" else "KIND_GPU"
+        if not self.preferred_batch:
+            self.preferred_batch = [b for b in (2, 4, 8, 16, 32, 64, 128) if b <= max(1, self.max_batch // 2)]
+
+
+def validate_name(name: str) -> None:
+    if not NAME_PATTERN.match(name):
+        raise ArtforgeError(f"model name '{name}' is not allowed: use letters, digits, '_', '-' or '.', "
+                            "starting with a letter or digit (Triton uses it as a folder name)")
+
+
+def model_config(name: str, spec: ModelSpec, options: TritonOptions) -> mc.ModelConfig:
+    """The ModelConfig protobuf for `spec`, served as `options` say."""
+    config = mc.ModelConfig(name=name, max_batch_size=options.max_batch)
+    if options.runtime == "embedded":
+        config.backend = "python"
+    else:
+        config.platform = "tensorrt_plan" if options.engine == "tensorrt" else "onnxruntime_onnx"
+    config.version_policy.latest.num_versions = options.keep_versions
+    for t in spec.inputs:
+        config.input.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
+    for t in spec.outputs:
+        config.output.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
+    batching = config.dynamic_batching
+    batching.preferred_batch_size.extend(options.preferred_batch)
+    batching.max_queue_delay_microseconds = options.max_queue_delay_us
+    config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
+    add_warmup(config, spec)
+    parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True)}
+    if options.runtime == "embedded":
+        parameters["intra_op_threads"] = str(options.intra_op_threads)
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def add_warmup(config: mc.ModelConfig, spec: ModelSpec) -> None:
+    """One batch-1 request at the optimal size before the model reports ready."""
+    warmup = config.model_warmup.add(name="artforge-warmup", batch_size=1)
+    sizes = spec.optimal_sizes()
+    for t in spec.inputs:
+        entry = warmup.inputs[t.name]
+        entry.data_type = t.triton_dtype
+        entry.dims.extend(t.concrete_shape(1, sizes)[1:])
+        if t.warmup == "zero":
+            entry.zero_data = True
+        else:
+            entry.random_data = True
+
+
+def config_text(config: mc.ModelConfig) -> str:
+    header = "# written by artforge export, generated from the model family's spec\n"
+    return header + text_format.MessageToString(config)
+
+
+def parse_config(text: str) -> mc.ModelConfig:
+    """Parse config.pbtxt with Triton's schema; a typo raises."""
+    return text_format.Parse(text, mc.ModelConfig())
+
+
+def existing_versions(model_dir: Path) -> list[int]:
+    if not model_dir.is_dir():
+        return []
+    return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def check_compatible(model_dir: Path, new: mc.ModelConfig) -> None:
+    """A new version must keep the tensors that clients of the existing versions rely on."""
+    old = parse_config((model_dir / "config.pbtxt").read_text())
+    signature = lambda c: ([(t.name, t.data_type, list(t.dims)) for t in c.input],  # noqa: E731
+                           [(t.name, t.data_type, list(t.dims)) for t in c.output])
+    if signature(old) != signature(new):
+        raise ArtforgeError(f"model '{new.name}' in {model_dir.parent} serves other tensors "
+                            f"({signature(old)}); choose another --name for this checkpoint")
+
+
+def write_model_version(repository: Path, name: str, config: mc.ModelConfig, files: dict[str, Path],
+                        runtime: str) -> tuple[Path, int]:
+    """Add REPO/NAME/<next version>/ with `files` and (re)write config.pbtxt; all or nothing."""
+    repository = Path(repository)
+    if repository.exists() and not repository.is_dir():
+        raise ArtforgeError(f"--repository {repository} is a file; give a folder (it is created if missing)")
+    model_dir = repository / name
+    if model_dir.exists() and not (model_dir / "config.pbtxt").exists():
+        raise ArtforgeError(f"{model_dir} exists but is not a Triton model (no config.pbtxt); remove it or pick "
+                            "another --name")
+    text = config_text(config)
+    if not model_dir.exists():
+        with atomic_directory(model_dir) as tmp:
+            fill_version(tmp / "1", files, runtime)
+            (tmp / "config.pbtxt").write_text(text)
+        return model_dir / "1", 1
+    check_compatible(model_dir, config)
+    version = (existing_versions(model_dir) or [0])[-1] + 1
+    with atomic_directory(model_dir / str(version)) as tmp:
+        fill_version(tmp, files, runtime)
+    atomic_write_text(model_dir / "config.pbtxt", text)
+    return model_dir / str(version), version
+
+
+def fill_version(folder: Path, files: dict[str, Path], runtime: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for target, source in files.items():
+        shutil.copyfile(source, folder / target)
+    if runtime == "embedded":
+        shutil.copyfile(PYTHON_MODEL, folder / "model.py")
