@@ -149,7 +149,93 @@ def add_export_parser(commands) -> None:
     p.set_defaults(handler=run_export)
 
 
-PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser]
+def run_serve(args: argparse.Namespace) -> None:
+    import signal
+    import time
+
+    from artforge.serving.server import Server
+
+    stop = {"requested": False}
+
+    def request_stop(signum, frame):
+        stop["requested"] = True
+
+    server = Server(args.repository, grpc_port=args.grpc_port, http_port=args.http_port,
+                    metrics_port=args.metrics_port, host=args.host, log_file=args.log_file)
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    with server:
+        print(f"Triton is serving {', '.join(server.models)} from {server.repository}\n"
+              f"  gRPC    {server.grpc_url}\n  HTTP    {server.http_url}\n  metrics {server.metrics_url}\n"
+              f"  log     {server.log_file}\nCtrl-C stops it.", flush=True)
+        while not stop["requested"]:
+            if not server.alive():
+                raise ArtforgeError(f"Triton exited unexpectedly: {server.last_error()} (log: {server.log_file})")
+            time.sleep(0.2)
+    print("Triton stopped.")
+
+
+def add_serve_parser(commands) -> None:
+    p = commands.add_parser(
+        "serve", formatter_class=HelpFormatter,
+        help="serve a model repository on NVIDIA Triton Inference Server (gRPC + HTTP)",
+        description="Start a real Triton Inference Server (from the nvidia-pytriton wheel) on a repository "
+                    "written by 'artforge export'. It waits until every model is ready, prints the endpoints, "
+                    "and shuts down cleanly on Ctrl-C or SIGTERM. Models load at start only (explicit model "
+                    "control): nothing can be loaded over the API.",
+        epilog="examples:\n"
+               "  artforge serve --repository repo\n"
+               "  artforge serve --repository repo --grpc-port 9001 --http-port 9000 --metrics-port 9002\n"
+               "  artforge serve --repository repo --host 0.0.0.0      # reachable from other machines\n"
+               "GPU servers: run the --runtime native repository in NVIDIA's container, see the README.")
+    p.add_argument("--repository", required=True, help="Triton model repository (from 'artforge export')")
+    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000)
+    p.add_argument("--metrics-port", type=int, default=8002)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind; 127.0.0.1 keeps it on this machine")
+    p.add_argument("--log-file", default="runs/serve/triton.log", help="where the server's log goes")
+    p.set_defaults(handler=run_serve)
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    from artforge.serving.generate import generate_local, generate_remote, save_images
+
+    if args.checkpoint:
+        images = generate_local(args.checkpoint, args.count, args.seed, args.style)
+    else:
+        from artforge.serving.client import Client
+
+        with Client(args.url, timeout_s=args.timeout) as client:
+            images = generate_remote(client, args.model, args.count, args.seed, args.style)
+    columns = args.columns or (len(images) if args.style is not None else min(len(images), 8))
+    paths = save_images(images, args.out, columns)
+    print(f"wrote {len(images)} image(s) to {paths[0] if len(paths) == 1 else args.out}")
+
+
+def add_generate_parser(commands) -> None:
+    p = commands.add_parser(
+        "generate", formatter_class=HelpFormatter,
+        help="generate DCGAN images over Triton gRPC (or in-process from a checkpoint)",
+        description="Generate images with a DCGAN served by Triton; the same --seed gives the same images as "
+                    "--checkpoint (in-process PyTorch), within one grey level.",
+        epilog="examples:\n"
+               "  artforge generate --model dcgan --count 16 --seed 7 --out grid.png\n"
+               "  artforge generate --model dcgan --count 8 --style waves --out samples/\n"
+               "  artforge generate --checkpoint runs/dcgan --count 16 --seed 7 --out local.png")
+    p.add_argument("--model", default="dcgan", help="model name on the server")
+    p.add_argument("--count", type=int, default=16, help="images to generate")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--style", help="style index or name (default: all styles in turn)")
+    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one request")
+    p.add_argument("--checkpoint", help="generate in-process from this checkpoint or run instead of a server")
+    p.add_argument("--columns", type=int, help="grid columns")
+    p.add_argument("--out", required=True, help="grid.png, or a folder ending in / for single PNGs")
+    p.set_defaults(handler=run_generate)
+
+
+PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser, add_serve_parser,
+                                   add_generate_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -104,22 +104,7 @@ class ModelSpec(abc.ABC):
                 for t in self.inputs}
 
     def check_inputs(self, inputs: dict[str, np.ndarray], max_batch: int | None = None) -> int:
-        """Raise a one-line error naming the tensor when an input does not fit; return the batch size."""
-        missing = [t.name for t in self.inputs if t.name not in inputs]
-        unknown = sorted(set(inputs) - {t.name for t in self.inputs})
-        if missing or unknown:
-            raise ArtforgeError(f"model inputs are {[t.name for t in self.inputs]}; "
-                                f"missing {missing}, unknown {unknown}")
-        batches = set()
-        for t in self.inputs:
-            check_tensor(t, inputs[t.name])
-            batches.add(inputs[t.name].shape[0])
-        if len(batches) != 1:
-            raise ArtforgeError(f"inputs have different batch sizes {sorted(batches)}; they must agree")
-        batch = batches.pop()
-        if batch < 1 or (max_batch and batch > max_batch):
-            raise ArtforgeError(f"batch size {batch} is outside 1..{max_batch} that the model accepts")
-        return batch
+        return check_inputs(self.inputs, inputs, max_batch)
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family,
@@ -127,6 +112,24 @@ class ModelSpec(abc.ABC):
                 "outputs": [tensor_json(t) for t in self.outputs],
                 "dynamic_dims": {n: vars(d) for n, d in self.dynamic_dims.items()},
                 "metadata": self.metadata}
+
+
+def check_inputs(specs: tuple[TensorSpec, ...], inputs: dict[str, np.ndarray], max_batch: int | None = None) -> int:
+    """Raise a one-line error naming the tensor when an input does not fit; return the batch size."""
+    missing = [t.name for t in specs if t.name not in inputs]
+    unknown = sorted(set(inputs) - {t.name for t in specs})
+    if missing or unknown:
+        raise ArtforgeError(f"model inputs are {[t.name for t in specs]}; missing {missing}, unknown {unknown}")
+    batches = set()
+    for t in specs:
+        check_tensor(t, inputs[t.name])
+        batches.add(inputs[t.name].shape[0])
+    if len(batches) != 1:
+        raise ArtforgeError(f"inputs have different batch sizes {sorted(batches)}; they must agree")
+    batch = batches.pop()
+    if batch < 1 or (max_batch and batch > max_batch):
+        raise ArtforgeError(f"batch size {batch} is outside 1..{max_batch} that the model accepts")
+    return batch
 
 
 def tensor_json(t: TensorSpec) -> dict[str, Any]:
@@ -184,6 +187,11 @@ class DCGANSpec(ModelSpec):
         return DCGANServing(network, self.float_output).eval()
 
     def sample_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
-        rng = np.random.default_rng(seed)
-        return {"z": rng.standard_normal((batch, self.config.z_dim)).astype(np.float32),
-                "style": rng.integers(0, self.config.num_classes, (batch, 1)).astype(np.int64)}
+        styles = np.random.default_rng(seed + 1).integers(0, self.config.num_classes, batch)
+        return generation_inputs(self.config.z_dim, styles, seed)
+
+
+def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+    """DCGAN inputs for a seed: the same noise whether images are made in-process or over gRPC."""
+    z = np.random.default_rng(seed).standard_normal((len(styles), z_dim)).astype(np.float32)
+    return {"z": z, "style": np.asarray(styles, np.int64).reshape(-1, 1)}

@@ -28,3 +28,22 @@ def dcgan_run(art32, tmp_path_factory) -> Path:
     run = tmp_path_factory.mktemp("runs") / "dcgan"
     train_dcgan(data=str(art32), out=str(run), steps=2, seed=0, **TINY_DCGAN)
     return run
+
+
+@pytest.fixture(scope="session")
+def dcgan_repo(dcgan_run, tmp_path_factory) -> Path:
+    """A Triton repository with the tiny DCGAN exported as 'dcgan' (embedded runtime, max batch 8)."""
+    from artforge.export.pipeline import export_checkpoint
+
+    repo = tmp_path_factory.mktemp("repo")
+    export_checkpoint(dcgan_run, repo, max_batch=8, max_queue_delay_us=1000)
+    return repo
+
+
+@pytest.fixture(scope="session")
+def triton(dcgan_repo):
+    """A live Triton server on free ports, stopped at the end of the session whatever happens."""
+    from artforge.serving.server import Server
+
+    with Server(dcgan_repo, grpc_port=0, http_port=0, metrics_port=0) as server:
+        yield server

@@ -1,0 +1,174 @@
+"""gRPC client for artforge models on Triton: one connection, input checks, retries, sync and asyncio.
+
+    client = Client("127.0.0.1:8001")
+    images = client.infer("dcgan", {"z": z, "style": style})["image"]   # (B, H, W, 3) uint8
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from artforge.errors import ArtforgeError
+from artforge.spec import WIRE_DTYPES, TensorSpec, check_inputs
+
+NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
+# Triton and tritonclient allow messages up to 2 GiB; say so explicitly so a 2048x2048 image is never cut
+MAX_MESSAGE_BYTES = 2**31 - 1
+CHANNEL_ARGS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES)]
+
+
+@dataclass
+class ModelInfo:
+    """What the server says about a model: tensors, largest batch and artforge metadata."""
+
+    name: str
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    max_batch: int
+    family: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def output_names(self) -> list[str]:
+        return [t.name for t in self.outputs]
+
+
+def tensor_from_metadata(entry: dict[str, Any]) -> TensorSpec:
+    dtype = NUMPY_DTYPES[entry["datatype"]].name
+    dims = [int(d) for d in entry["shape"]][1:]  # first dim is the batch
+    return TensorSpec(entry["name"], dtype, tuple(d if d >= 0 else f"dim{i}" for i, d in enumerate(dims)))
+
+
+def model_info_from(metadata: dict[str, Any], config: dict[str, Any]) -> ModelInfo:
+    params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+    return ModelInfo(metadata["name"], tuple(tensor_from_metadata(t) for t in metadata["inputs"]),
+                     tuple(tensor_from_metadata(t) for t in metadata["outputs"]),
+                     int(config.get("max_batch_size", 0)), params.get("artforge.family", ""),
+                     json.loads(params.get("artforge.metadata", "{}") or "{}"))
+
+
+def is_unavailable(error: Exception) -> bool:
+    return "UNAVAILABLE" in str(getattr(error, "status", lambda: "")() or "")
+
+
+class Client:
+    """Synchronous gRPC client; retries with backoff only when the server is UNAVAILABLE."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
+                 backoff_s: float = 0.2):
+        import tritonclient.grpc as grpcclient
+
+        self.url = url
+        self.timeout_s = timeout_s
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self._grpc = grpcclient
+        self._client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+        self._models: dict[str, ModelInfo] = {}
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def call(self, what: str, fn: Callable, *args, **kwargs):
+        """Run one RPC; UNAVAILABLE is retried with exponential backoff, anything else is final."""
+        from tritonclient.utils import InferenceServerException
+
+        for attempt in range(self.retries + 1):
+            try:
+                return fn(*args, **kwargs)
+            except InferenceServerException as e:
+                if not is_unavailable(e):
+                    raise ArtforgeError(f"{what} failed on Triton at {self.url}: {e.message()}") from None
+                if attempt == self.retries:
+                    raise ArtforgeError(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
+                                        "is 'artforge serve' running there?") from None
+                time.sleep(self.backoff_s * 2**attempt)
+
+    def models(self) -> list[str]:
+        index = self.call("listing models", self._client.get_model_repository_index, as_json=True)
+        return sorted(m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY")
+
+    def model(self, name: str) -> ModelInfo:
+        """Model metadata (cached); an unknown name lists the models the server does have."""
+        if name not in self._models:
+            if name not in self.models():
+                raise ArtforgeError(f"Triton at {self.url} has no ready model '{name}'; it serves {self.models()}")
+            metadata = self.call(f"metadata of {name}", self._client.get_model_metadata, name, as_json=True)
+            config = self.call(f"config of {name}", self._client.get_model_config, name, as_json=True)["config"]
+            self._models[name] = model_info_from(metadata, config)
+        return self._models[name]
+
+    def build_request(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None):
+        info = self.model(name)
+        check_inputs(info.inputs, inputs, info.max_batch)  # a clear local error beats a server one
+        tensors = []
+        for spec in info.inputs:
+            value = np.ascontiguousarray(inputs[spec.name])
+            tensor = self._grpc.InferInput(spec.name, list(value.shape), spec.wire_dtype)
+            tensor.set_data_from_numpy(value)
+            tensors.append(tensor)
+        wanted = outputs or info.output_names()
+        return tensors, [self._grpc.InferRequestedOutput(n) for n in wanted], wanted
+
+    def infer(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        tensors, requested, wanted = self.build_request(name, inputs, outputs)
+        result = self.call(f"inference on {name}", self._client.infer, name, tensors, outputs=requested,
+                           client_timeout=self.timeout_s)
+        return {n: result.as_numpy(n) for n in wanted}
+
+    def statistics(self, name: str) -> dict[str, Any]:
+        stats = self.call("statistics", self._client.get_inference_statistics, name, as_json=True)
+        return stats["model_stats"][0] if stats.get("model_stats") else {}
+
+
+class AsyncClient:
+    """asyncio twin of Client over tritonclient.grpc.aio; model metadata comes from a sync lookup."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
+                 backoff_s: float = 0.2):
+        import tritonclient.grpc.aio as aioclient
+
+        self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
+        self._sync = Client(url, timeout_s, retries, backoff_s)
+        self._client = aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+
+    async def close(self) -> None:
+        await self._client.close()
+        self._sync.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def model(self, name: str) -> ModelInfo:
+        return self._sync.model(name)
+
+    async def infer(self, name: str, inputs: dict[str, np.ndarray],
+                    outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        from tritonclient.utils import InferenceServerException
+
+        tensors, requested, wanted = self._sync.build_request(name, inputs, outputs)
+        for attempt in range(self.retries + 1):
+            try:
+                result = await self._client.infer(name, tensors, outputs=requested, client_timeout=self.timeout_s)
+                return {n: result.as_numpy(n) for n in wanted}
+            except InferenceServerException as e:
+                if not is_unavailable(e):
+                    raise ArtforgeError(f"inference on {name} failed on Triton at {self.url}: {e.message()}") from None
+                if attempt == self.retries:
+                    raise ArtforgeError(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
+                                        "is 'artforge serve' running there?") from None
+                await asyncio.sleep(self.backoff_s * 2**attempt)

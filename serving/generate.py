@@ -1,0 +1,84 @@
+"""`artforge generate`: DCGAN images over gRPC from Triton, or in-process from a checkpoint.
+
+Both paths feed the same inputs for a seed (artforge.spec.generation_inputs) through the same
+serving wrapper, so a server and the checkpoint give the same pixels (within one grey level).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from artforge.errors import ArtforgeError
+from artforge.imaging import make_grid, save_png
+from artforge.spec import generation_inputs
+
+FAMILY = "dcgan"
+
+
+def resolve_style(style: str | int | None, styles: list) -> int | None:
+    """A style given by index or by name, checked against the model's styles."""
+    if style is None:
+        return None
+    names = [str(s) for s in styles]
+    if str(style) in names:
+        return names.index(str(style))
+    try:
+        index = int(style)
+    except ValueError:
+        raise ArtforgeError(f"unknown style '{style}'; the model has {names}") from None
+    if not 0 <= index < len(names):
+        raise ArtforgeError(f"style {index} is out of range; the model has {len(names)} styles: {names}")
+    return index
+
+
+def style_indices(count: int, num_styles: int, style: int | None) -> np.ndarray:
+    """One style for all, or all styles in turn (a grid with one column per style)."""
+    if count < 1:
+        raise ArtforgeError(f"--count must be at least 1, got {count}")
+    return np.full(count, style) if style is not None else np.arange(count) % num_styles
+
+
+def generate_remote(client, model: str, count: int, seed: int, style: str | int | None = None) -> np.ndarray:
+    """(count, H, W, 3) uint8 images from a DCGAN on Triton, in batches the model accepts."""
+    info = client.model(model)
+    if info.family != FAMILY:
+        raise ArtforgeError(f"model '{model}' is a '{info.family or 'non-artforge'}' model; "
+                            f"'artforge generate' needs a '{FAMILY}' model")
+    styles = info.metadata.get("styles", [])
+    z_dim = info.inputs[0].shape[0]
+    inputs = generation_inputs(z_dim, style_indices(count, len(styles), resolve_style(style, styles)), seed)
+    step = info.max_batch or count
+    chunks = [client.infer(model, {k: v[i:i + step] for k, v in inputs.items()}, ["image"])["image"]
+              for i in range(0, count, step)]
+    return np.concatenate(chunks)
+
+
+@torch.no_grad()
+def generate_local(checkpoint: str | Path, count: int, seed: int, style: str | int | None = None) -> np.ndarray:
+    """The same images computed in-process with PyTorch from the checkpoint."""
+    from artforge.models import load_network, spec_for
+
+    network, ckpt = load_network(checkpoint, expect_family=FAMILY)
+    spec = spec_for(ckpt)
+    styles = spec.metadata["styles"]
+    inputs = generation_inputs(spec.config.z_dim, style_indices(count, len(styles), resolve_style(style, styles)), seed)
+    serving = spec.serving_network(network)
+    return serving(torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["style"])).numpy()
+
+
+def save_images(images: np.ndarray, out: str | Path, columns: int) -> list[Path]:
+    """A PNG grid, or one PNG per image when `out` is a folder (ends with '/' or exists as one)."""
+    out_text = str(out)
+    out = Path(out)
+    if out_text.endswith("/") or out.is_dir():
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{i:04d}.png" for i in range(len(images))]
+        for image, path in zip(images, paths):
+            save_png(image, path)
+        return paths
+    if out.suffix.lower() != ".png":
+        raise ArtforgeError(f"--out {out} must end in .png (a grid) or '/' (a folder of PNGs)")
+    save_png(make_grid(images, columns), out, upscale=max(1, 128 // images.shape[1]))
+    return [out]

@@ -1,0 +1,263 @@
+"""A real NVIDIA Triton Inference Server process over an artforge model repository.
+
+The server binary and Python backend come from the `nvidia-pytriton` wheel (Triton 2.51).
+Two facts of running it outside NVIDIA's container shape this file:
+- the backend stub embeds libpython3.x.so: this Python's LIBDIR goes first on LD_LIBRARY_PATH,
+  or a system libpython of the same version is picked up and the stub dies;
+- the stub must sit next to libtriton_python.so in the --backend-directory, so a private
+  backend folder is assembled for each server.
+
+    with Server("repo", grpc_port=0) as server:   # 0: pick free ports
+        client = Client(server.grpc_url)
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from artforge.errors import ArtforgeError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """Where the wheel keeps the server, its libraries, the Python backend and its stub."""
+
+    root: Path
+
+    @property
+    def binary(self) -> Path:
+        return self.root / "bin" / "tritonserver"
+
+    @property
+    def libraries(self) -> Path:
+        return self.root.parent.parent / "nvidia_pytriton.libs"
+
+    @property
+    def python_backend(self) -> Path:
+        return self.root / "backends" / "python"
+
+    def stub(self, version: str) -> Path:
+        return self.root / "python_backend_stubs" / version / "triton_python_backend_stub"
+
+
+def find_triton() -> TritonInstall:
+    try:
+        import pytriton
+    except ImportError:
+        raise ArtforgeError("the Triton server is not installed: pip install 'artforge[serve]' "
+                            "(the nvidia-pytriton wheel ships tritonserver)") from None
+    install = TritonInstall(Path(pytriton.__file__).parent / "tritonserver")
+    if not install.binary.exists():
+        raise ArtforgeError(f"tritonserver binary missing at {install.binary}; reinstall nvidia-pytriton")
+    return install
+
+
+def shared_libpython() -> Path:
+    """The libpython the backend stub must load: this interpreter's own."""
+    libdir = Path(sysconfig.get_config_var("LIBDIR") or "")
+    name = sysconfig.get_config_var("LDLIBRARY") or ""
+    if not sysconfig.get_config_var("Py_ENABLE_SHARED") or not (libdir / name).exists():
+        raise ArtforgeError(f"this Python ({sys.executable}) was built without a shared libpython; Triton's Python "
+                            "backend needs one (use a Python built with --enable-shared, e.g. pyenv with "
+                            "PYTHON_CONFIGURE_OPTS=--enable-shared, or Debian's python3)")
+    return libdir / name
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            raise ArtforgeError(f"{what} port {port} on {host} is in use; stop what uses it or choose "
+                                f"another with --{what.lower()}-port") from None
+
+
+def repository_models(repository: Path) -> list[str]:
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise ArtforgeError(f"model repository {repository} does not exist; create it with 'artforge export'")
+    models = sorted(p.name for p in repository.iterdir() if (p / "config.pbtxt").exists())
+    if not models:
+        raise ArtforgeError(f"model repository {repository} has no models (no NAME/config.pbtxt); "
+                            "add one with 'artforge export CHECKPOINT --repository ...'")
+    return models
+
+
+class Server:
+    """Start, wait for, and stop one tritonserver process (a context manager)."""
+
+    def __init__(self, repository: str | Path, grpc_port: int = 8001, http_port: int = 8000,
+                 metrics_port: int = 8002, host: str = "127.0.0.1", log_file: str | Path | None = None,
+                 startup_timeout_s: float = 180.0, verbose: bool = False):
+        self.repository = Path(repository).resolve()
+        self.host = host
+        self.ports = {"gRPC": grpc_port or free_port(), "HTTP": http_port or free_port(),
+                      "metrics": metrics_port or free_port()}
+        self.log_file = Path(log_file) if log_file else None
+        self.startup_timeout_s = startup_timeout_s
+        self.verbose = verbose
+        self.process: subprocess.Popen | None = None
+        self.models: list[str] = []
+        self._backend_dir: Path | None = None
+        self._log_handle = None
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.ports['gRPC']}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.ports['HTTP']}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://{'127.0.0.1' if self.host == '0.0.0.0' else self.host}:{self.ports['metrics']}/metrics"
+
+    def __enter__(self) -> "Server":
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        """Check everything that can be checked, start the server, return when all models are ready."""
+        self.models = repository_models(self.repository)
+        install = find_triton()
+        libpython = shared_libpython()
+        for what, port in self.ports.items():
+            check_port_free(self.host, port, what)
+        self._backend_dir = assemble_backends(install)
+        if self.log_file is None:
+            self.log_file = self._backend_dir / "triton.log"
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self._log_handle = open(self.log_file, "ab")
+        self.process = subprocess.Popen(self.command(install), env=self.environment(install, libpython),
+                                        stdout=self._log_handle, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self.wait_until_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def command(self, install: TritonInstall) -> list[str]:
+        cmd = [str(install.binary), "--model-repository", str(self.repository),
+               "--backend-directory", str(self._backend_dir),
+               # explicit model control: only the models named here load; nothing can be loaded over the API
+               "--model-control-mode", "explicit", "--disable-auto-complete-config",
+               "--grpc-address", self.host, "--grpc-port", str(self.ports["gRPC"]),
+               "--http-address", self.host, "--http-port", str(self.ports["HTTP"]),
+               "--metrics-address", self.host, "--metrics-port", str(self.ports["metrics"]),
+               "--exit-timeout-secs", "10", "--log-verbose", "1" if self.verbose else "0"]
+        for model in self.models:
+            cmd += ["--load-model", model]
+        return cmd
+
+    def environment(self, install: TritonInstall, libpython: Path) -> dict[str, str]:
+        env = dict(os.environ)
+        libs = [str(libpython.parent), str(install.libraries)]
+        env["LD_LIBRARY_PATH"] = ":".join(libs + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p])
+        # the stub finds its Python (and so this environment's site-packages) through PATH
+        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+        return env
+
+    def wait_until_ready(self) -> None:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        client = grpcclient.InferenceServerClient(self.grpc_url)
+        deadline = time.monotonic() + self.startup_timeout_s
+        try:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise ArtforgeError(f"Triton exited with code {self.process.returncode} while starting: "
+                                        f"{self.last_error()} (log: {self.log_file})")
+                try:
+                    if client.is_server_ready() and all(client.is_model_ready(m) for m in self.models):
+                        return
+                except InferenceServerException:
+                    pass
+                time.sleep(0.25)
+        finally:
+            client.close()
+        raise ArtforgeError(f"Triton did not get ready within {self.startup_timeout_s:.0f} s (log: {self.log_file})")
+
+    def last_error(self) -> str:
+        """The most telling line of the server log, for one-line errors."""
+        if self._log_handle:
+            self._log_handle.flush()
+        lines = self.log_file.read_text(errors="replace").splitlines() if self.log_file.exists() else []
+        for marker in ("failed to load", "error:", "Error", "E1"):
+            hits = [l for l in lines if marker in l and "CudaDriverHelper" not in l and "NVML" not in l
+                    and "DCGM" not in l]
+            if hits:
+                return hits[-1].strip()[:400]
+        return lines[-1].strip()[:400] if lines else "no log output"
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """SIGTERM the server's process group, then SIGKILL what is left; free the ports."""
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+            except ProcessLookupError:
+                pass
+        if self.process is not None:
+            kill_group(self.process.pid)  # backend stubs that outlived the server
+        if self._log_handle:
+            self._log_handle.close()
+            self._log_handle = None
+        if self._backend_dir and self.log_file and self.log_file.parent == self._backend_dir:
+            self.log_file = None  # the log lived in the temporary folder
+        if self._backend_dir:
+            shutil.rmtree(self._backend_dir, ignore_errors=True)
+            self._backend_dir = None
+
+
+def kill_group(pid: int) -> None:
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def assemble_backends(install: TritonInstall) -> Path:
+    """A private --backend-directory: python/ = libtriton_python.so + utils + this Python's stub."""
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = install.stub(version)
+    if not stub.exists():
+        raise ArtforgeError(f"Triton's Python backend has no stub for Python {version} (looked in {stub.parent})")
+    root = Path(tempfile.mkdtemp(prefix="artforge-triton-"))
+    python = root / "python"
+    python.mkdir()
+    for item in install.python_backend.iterdir():
+        if item.is_file():
+            (python / item.name).symlink_to(item)
+    shutil.copy2(stub, python / stub.name)
+    return root

@@ -1,0 +1,136 @@
+"""Functional tests against a real Triton Inference Server process."""
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from artforge.errors import ArtforgeError
+from artforge.serving.client import AsyncClient, Client
+from artforge.serving.generate import generate_local, generate_remote
+from artforge.serving.server import Server, free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_generate_over_grpc_equals_in_process_pytorch(triton, dcgan_run):
+    with Client(triton.grpc_url) as client:
+        for style in (None, "waves", 2):
+            remote = generate_remote(client, "dcgan", count=11, seed=7, style=style)  # 11 > max batch 8
+            local = generate_local(dcgan_run, count=11, seed=7, style=style)
+            assert remote.shape == local.shape == (11, 32, 32, 3) and remote.dtype == np.uint8
+            assert np.abs(remote.astype(int) - local.astype(int)).max() <= 1
+        other_seed = generate_remote(client, "dcgan", count=11, seed=8)
+        assert np.abs(other_seed.astype(int) - remote.astype(int)).max() > 1
+
+
+def test_client_checks_inputs_against_model_metadata_before_sending(triton):
+    good = {"z": np.zeros((2, 16), np.float32), "style": np.zeros((2, 1), np.int64)}
+    with Client(triton.grpc_url) as client:
+        assert client.infer("dcgan", good)["image"].shape == (2, 32, 32, 3)
+        cases = [({**good, "z": np.zeros((2, 15), np.float32)}, "input 'z' must have shape"),
+                 ({**good, "z": np.zeros((2, 16), np.float64)}, "input 'z' must be float32"),
+                 ({"z": good["z"]}, "missing \\['style'\\]"),
+                 ({**good, "style": np.zeros((3, 1), np.int64)}, "different batch sizes"),
+                 ({"z": np.zeros((9, 16), np.float32), "style": np.zeros((9, 1), np.int64)}, "outside 1..8")]
+        for inputs, message in cases:
+            with pytest.raises(ArtforgeError, match=message):
+                client.infer("dcgan", inputs)
+        with pytest.raises(ArtforgeError, match="style 9 is out of range"):
+            generate_remote(client, "dcgan", count=1, seed=0, style=9)
+
+
+def test_unknown_model_lists_what_the_server_has(triton):
+    with Client(triton.grpc_url) as client, pytest.raises(ArtforgeError, match=r"no ready model 'nope'.*\['dcgan'\]"):
+        client.infer("nope", {})
+
+
+def test_asyncio_client_runs_concurrent_requests(triton):
+    async def burst():
+        async with AsyncClient(triton.grpc_url) as client:
+            z = np.random.default_rng(0).standard_normal((8, 1, 16)).astype(np.float32)
+            calls = [client.infer("dcgan", {"z": z[i], "style": np.full((1, 1), i % 5, np.int64)}) for i in range(8)]
+            return await asyncio.gather(*calls)
+
+    results = asyncio.run(burst())
+    assert len(results) == 8 and all(r["image"].shape == (1, 32, 32, 3) for r in results)
+    assert len({r["image"].tobytes() for r in results}) == 8
+
+
+def test_server_statistics_count_requests(triton):
+    with Client(triton.grpc_url) as client:
+        before = int(client.statistics("dcgan")["inference_stats"]["success"].get("count", 0))
+        client.infer("dcgan", {"z": np.zeros((1, 16), np.float32), "style": np.zeros((1, 1), np.int64)})
+        after = int(client.statistics("dcgan")["inference_stats"]["success"]["count"])
+    assert after == before + 1
+
+
+def test_a_dead_server_is_a_clear_error_after_the_retry_budget():
+    client = Client(f"127.0.0.1:{free_port()}", retries=2, backoff_s=0.01)
+    started = time.monotonic()
+    with pytest.raises(ArtforgeError, match="unavailable after 3 tries"):
+        client.models()
+    assert time.monotonic() - started < 10
+
+
+def test_start_errors_come_before_anything_starts(tmp_path, dcgan_repo, monkeypatch):
+    with pytest.raises(ArtforgeError, match="does not exist"):
+        Server(tmp_path / "nope").start()
+    with pytest.raises(ArtforgeError, match="has no models"):
+        Server(tmp_path).start()
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ArtforgeError, match=f"gRPC port {port} on 127.0.0.1 is in use"):
+            Server(dcgan_repo, grpc_port=port, http_port=0, metrics_port=0).start()
+    import sysconfig
+
+    real = sysconfig.get_config_var
+    monkeypatch.setattr(sysconfig, "get_config_var", lambda k: 0 if k == "Py_ENABLE_SHARED" else real(k))
+    with pytest.raises(ArtforgeError, match="without a shared libpython"):
+        Server(dcgan_repo, grpc_port=0, http_port=0, metrics_port=0).start()
+
+
+def test_a_model_that_fails_to_load_is_reported_with_the_servers_reason(tmp_path, dcgan_repo):
+    import shutil
+
+    repo = tmp_path / "repo"
+    shutil.copytree(dcgan_repo, repo)
+    (repo / "dcgan" / "1" / "model.onnx").write_bytes(b"not an onnx file")
+    server = Server(repo, grpc_port=0, http_port=0, metrics_port=0, startup_timeout_s=60)
+    with pytest.raises(ArtforgeError, match="Triton exited .*while starting: .*dcgan"):
+        server.start()
+    assert not server.alive()
+
+
+def test_serve_command_stops_cleanly_on_sigterm_and_frees_its_ports(dcgan_repo, tmp_path):
+    ports = [free_port() for _ in range(3)]
+    log = tmp_path / "triton.log"
+    cmd = [sys.executable, "-m", "artforge", "serve", "--repository", str(dcgan_repo), "--grpc-port", str(ports[0]),
+           "--http-port", str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(log)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "Ctrl-C stops it" in line:
+                break
+        assert any(f"127.0.0.1:{ports[0]}" in l for l in lines), lines
+        with Client(f"127.0.0.1:{ports[0]}") as client:
+            assert client.models() == ["dcgan"]
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0 and "Triton stopped" in out
+    assert log.exists() and "Started GRPCInferenceService" in log.read_text()
+    for port in ports:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", port))  # would raise if anything still held it
