@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from artforge import __version__
@@ -143,7 +144,8 @@ def add_export_parser(commands) -> None:
                    help="also output the float image (NCHW, [-1, 1]) for parity testing")
     p.add_argument("--tolerance", type=float, default=1e-4, help="max abs error of float outputs vs PyTorch")
     p.add_argument("--instances", type=int, default=1, help="model instances Triton runs")
-    p.add_argument("--max-queue-delay-us", type=int, default=2000, help="dynamic batcher's wait for a fuller batch")
+    p.add_argument("--max-queue-delay-us", type=int, default=100,
+                   help="how long the dynamic batcher may hold a request to form a fuller batch")
     p.add_argument("--keep-versions", type=int, default=3, help="versions Triton serves (latest N)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per instance (0: all cores)")
     p.set_defaults(handler=run_export)
@@ -234,8 +236,73 @@ def add_generate_parser(commands) -> None:
     p.set_defaults(handler=run_generate)
 
 
+def int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    import json
+
+    from artforge.benchmarks.report import (RATIOS, check_against_baseline, errors_seen, require_baseline_file)
+    from artforge.benchmarks.run import run_benchmark
+    from artforge.files import atomic_write_text
+
+    baseline = require_baseline_file(args.check) if args.check else None  # fail before an hour of work
+    document = run_benchmark(checkpoint=args.checkpoint, out=args.out, concurrency=args.concurrency,
+                             batch_sizes=args.batch_sizes, requests=args.requests, warmup=args.warmup,
+                             baseline_seconds=args.baseline_seconds, max_batch=args.max_batch,
+                             threads=args.threads, progress=not args.quiet)
+    print((Path(args.out) / "bench.md").read_text())
+    print(f"reports: {args.out}/bench.json, bench.md, bench.png")
+    if args.write_baseline:
+        atomic_write_text(Path(args.write_baseline), json.dumps(
+            {"ratios": document["ratios"], "meaning": {k: RATIOS[k][0] for k in document["ratios"]},
+             "machine": document["machine"], "model": document["model"]["config"]}, indent=2) + "\n")
+        print(f"baseline written to {args.write_baseline}")
+    problems = errors_seen(document)
+    if baseline is not None:
+        problems += check_against_baseline(document, baseline, args.tolerance)
+    if problems:
+        raise ArtforgeError("benchmark failed: " + "; ".join(problems))
+
+
+def add_bench_parser(commands) -> None:
+    p = commands.add_parser(
+        "bench", formatter_class=HelpFormatter,
+        help="benchmark Triton end-to-end against in-process PyTorch and ONNX Runtime",
+        description="Export the checkpoint into a temporary repository (with and without dynamic batching), "
+                    "serve it on Triton on free ports, sweep client concurrency x request batch, measure "
+                    "PyTorch eager and ONNX Runtime in-process on the same machine, and write bench.json, "
+                    "bench.md and bench.png (latency vs throughput). Exits non-zero when requests failed or, "
+                    "with --check, when a ratio regressed beyond --tolerance.",
+        epilog="examples:\n"
+               "  artforge bench runs/dcgan --out bench/\n"
+               "  artforge bench runs/dcgan --out bench/ --check benchmarks/baseline-ci.json\n"
+               "  artforge bench runs/dcgan --concurrency 1,4,16 --batch-sizes 1 --requests 100 --out quick/")
+    p.add_argument("checkpoint", help="checkpoint folder or run folder")
+    p.add_argument("--out", default="bench", help="folder for bench.json, bench.md, bench.png")
+    p.add_argument("--concurrency", type=int_list, default=[1, 2, 4, 8, 16], help="client concurrency sweep")
+    p.add_argument("--batch-sizes", type=int_list, default=[1, 8], help="request batch sizes")
+    p.add_argument("--requests", type=int, default=200, help="requests per sweep point")
+    p.add_argument("--warmup", type=int, default=20, help="warm-up requests per sweep point")
+    p.add_argument("--baseline-seconds", type=float, default=2.0, help="seconds per in-process measurement")
+    p.add_argument("--max-batch", type=int, default=64, help="Triton max batch size")
+    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument("--check", help="baseline JSON whose ratios this run must not regress from")
+    p.add_argument("--tolerance", type=float, default=0.35, help="allowed relative regression of each ratio")
+    p.add_argument("--write-baseline", help="write this run's ratios as a baseline JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_bench)
+
+
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser, add_serve_parser,
-                                   add_generate_parser]
+                                   add_generate_parser, add_bench_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,7 +60,7 @@ def parse_formats(formats: str | list[str]) -> list[str]:
 def export_checkpoint(checkpoint: str | Path, repository: str | Path, name: str | None = None,
                       formats: str | list[str] = "onnx", runtime: str = "embedded", max_batch: int = 64,
                       precision: str = "fp32", float_output: bool = False, tolerance: float = 1e-4,
-                      instances: int = 1, max_queue_delay_us: int = 2000, keep_versions: int = 3,
+                      instances: int = 1, max_queue_delay_us: int = 100, keep_versions: int = 3,
                       intra_op_threads: int = 0, engine_cache: Path | None = None) -> ExportResult:
     """Export a checkpoint (or a run's newest one) into a Triton model repository."""
     formats = parse_formats(formats)

@@ -30,8 +30,10 @@ class TritonOptions:
     runtime: str = "embedded"  # embedded: Python backend + ONNX Runtime; native: onnxruntime_onnx / tensorrt_plan
     engine: str = "onnx"  # native only: "onnx" or "tensorrt"
     max_batch: int = 64
-    preferred_batch: list[int] = field(default_factory=list)  # empty: powers of two up to max_batch / 2
-    max_queue_delay_us: int = 2000
+    # Empty: no preferred sizes, so the batcher takes whatever is queued (up to max_batch) the moment an
+    # instance is free; with preferred sizes it would hold a lone request up to the queue delay.
+    preferred_batch: list[int] = field(default_factory=list)
+    max_queue_delay_us: int = 100
     instances: int = 1
     kind: str = ""  # KIND_CPU or KIND_GPU; empty: CPU for embedded, GPU for native
     keep_versions: int = 3
@@ -44,8 +46,6 @@ class TritonOptions:
             raise ArtforgeError(f"--max-batch must be at least 1, got {self.max_batch}")
         if not self.kind:
             self.kind = "KIND_CPU" if self.runtime == "embedded" else "KIND_GPU"
-        if not self.preferred_batch:
-            self.preferred_batch = [b for b in (2, 4, 8, 16, 32, 64, 128) if b <= max(1, self.max_batch // 2)]
 
 
 def validate_name(name: str) -> None:
@@ -67,6 +67,7 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions) -> mc.Model
     for t in spec.outputs:
         config.output.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
     batching = config.dynamic_batching
+    batching.SetInParent()  # present even when every field keeps its default
     batching.preferred_batch_size.extend(options.preferred_batch)
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))

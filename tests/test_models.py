@@ -20,7 +20,8 @@ def test_the_label_changes_the_image():
     config = DCGANConfig(num_classes=3, z_dim=16, g_width=8, d_width=8)
     G = Generator(config).eval()
     with torch.no_grad():
-        G.embed.weight.normal_()  # init is small; make the labels clearly different
+        for norm in G.norms:  # at init every style shares one scale and shift; make them differ
+            norm.shift.weight.normal_()
         z = torch.randn(1, 16).repeat(3, 1)
         images = G(z, torch.arange(3))
     scale = images.abs().mean()  # untrained, eval-mode outputs are tiny: compare relative to them

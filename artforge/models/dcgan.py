@@ -17,7 +17,6 @@ class DCGANConfig:
     image_size: int = 32  # 32 or 64
     num_classes: int = 5  # art styles the generator is conditioned on
     z_dim: int = 100
-    embed_dim: int = 32  # label embedding concatenated with z
     g_width: int = 64  # channels of the generator's last hidden layer
     d_width: int = 64  # channels of the discriminator's first layer
     channels: int = 3
@@ -34,31 +33,47 @@ class DCGANConfig:
         return {32: 3, 64: 4}[self.image_size]
 
 
+class ConditionalBatchNorm2d(nn.Module):
+    """Batch norm whose scale and shift are looked up per style (de Vries et al. 2017).
+
+    Concatenating a label embedding to z instead lets the label dominate the first layer's
+    variance; batch norm then scales the noise's share down to almost nothing, and the
+    generator paints one image per style whatever z is.
+    """
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels, affine=False)
+        self.scale = nn.Embedding(num_classes, channels)
+        self.shift = nn.Embedding(num_classes, channels)
+        nn.init.normal_(self.scale.weight, 1.0, 0.02)
+        nn.init.zeros_(self.shift.weight)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+        return self.norm(x) * self.scale(label)[:, :, None, None] + self.shift(label)[:, :, None, None]
+
+
 class Generator(nn.Module):
-    """(z, label) -> image in [-1, 1]: transposed convolutions, batch norm, ReLU, tanh."""
+    """(z, label) -> image in [-1, 1]: transposed convolutions, style-conditional batch norm, ReLU, tanh."""
 
     def __init__(self, config: DCGANConfig):
         super().__init__()
         self.config = config
         c = config
-        self.embed = nn.Embedding(c.num_classes, c.embed_dim)
         widths = [c.g_width * 2 ** i for i in reversed(range(c.num_upsamplings))]
-        layers: list[nn.Module] = [
-            # (B, z+e, 1, 1) -> (B, widths[0], 4, 4)
-            nn.ConvTranspose2d(c.z_dim + c.embed_dim, widths[0], 4, 1, 0, bias=False),
-            nn.BatchNorm2d(widths[0]),
-            nn.ReLU(True),
-        ]
-        for w_in, w_out in zip(widths, widths[1:]):
-            layers += [nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.ReLU(True)]
-        layers += [nn.ConvTranspose2d(widths[-1], c.channels, 4, 2, 1, bias=False), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        # (B, z, 1, 1) -> (B, widths[0], 4, 4), then doubled in size and halved in width per block
+        self.convs = nn.ModuleList([nn.ConvTranspose2d(c.z_dim, widths[0], 4, 1, 0, bias=False)])
+        self.convs.extend(nn.ConvTranspose2d(a, b, 4, 2, 1, bias=False) for a, b in zip(widths, widths[1:]))
+        self.norms = nn.ModuleList(ConditionalBatchNorm2d(w, c.num_classes) for w in widths)
+        self.to_image = nn.ConvTranspose2d(widths[-1], c.channels, 4, 2, 1, bias=False)
         self.apply(init_dcgan_weights)
 
     def forward(self, z: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         # z: (B, z_dim) float, label: (B,) int64 -> (B, 3, S, S) float in [-1, 1]
-        h = torch.cat([z, self.embed(label)], dim=1)
-        return self.net(h[:, :, None, None])
+        h = z[:, :, None, None]
+        for conv, norm in zip(self.convs, self.norms):
+            h = torch.relu(norm(conv(h), label))
+        return torch.tanh(self.to_image(h))
 
 
 class Discriminator(nn.Module):
@@ -76,23 +91,21 @@ class Discriminator(nn.Module):
         self.to_logit = nn.Conv2d(widths[-1], 1, 4, 1, 0)
         self.project = nn.Embedding(c.num_classes, widths[-1])
         self.apply(init_dcgan_weights)
+        nn.init.normal_(self.project.weight, 0.0, 0.02)  # start near an unconditional D
 
     def forward(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
         h = self.features(image)
         logit = self.to_logit(h).flatten(1).squeeze(1)  # (B,)
-        pooled = h.sum(dim=(2, 3))  # (B, C)
+        pooled = h.mean(dim=(2, 3))  # (B, C); a sum would make the untrained logits huge
         return logit + (self.project(label) * pooled).sum(dim=1)
 
 
 def init_dcgan_weights(module: nn.Module) -> None:
-    """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales.
-
-    Label embeddings keep PyTorch's N(0, 1): at 0.02 the style would be drowned by the noise z.
-    """
+    """The paper's initialisation: N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales."""
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if module.bias is not None:
             nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.BatchNorm2d):
+    elif isinstance(module, nn.BatchNorm2d) and module.affine:
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)

@@ -1,0 +1,119 @@
+"""Load generation against a live Triton server: N concurrent asyncio clients, one connection."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from artforge.benchmarks.measure import latency_summary
+
+STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+@dataclass
+class LoadPoint:
+    """One point of the sweep: a model, a client concurrency and a request batch size."""
+
+    model: str
+    concurrency: int
+    batch: int
+    requests: int = 0
+    errors: int = 0
+    first_error: str = ""
+    seconds: float = 0.0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    server_ms: dict[str, float] = field(default_factory=dict)  # mean per request, from Triton's statistics
+    executed_batch: float = 0.0  # mean batch Triton actually ran: > request batch when the batcher merges
+
+    @property
+    def requests_per_s(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    @property
+    def images_per_s(self) -> float:
+        return self.requests_per_s * self.batch
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "requests_per_s": self.requests_per_s, "images_per_s": self.images_per_s}
+
+
+def server_totals(stats: dict[str, Any]) -> dict[str, float]:
+    """Cumulative counters of Triton's statistics extension for one model."""
+    inference = stats.get("inference_stats", {})
+    totals = {phase: float(inference.get(phase, {}).get("ns", 0)) for phase in STAT_PHASES}
+    totals["success"] = float(inference.get("success", {}).get("count", 0))
+    totals["executions"] = float(stats.get("execution_count", 0))
+    totals["inferences"] = float(stats.get("inference_count", 0))
+    return totals
+
+
+def server_breakdown(before: dict[str, float], after: dict[str, float]) -> tuple[dict[str, float], float]:
+    requests = max(after["success"] - before["success"], 1.0)
+    per_request = {phase: (after[phase] - before[phase]) / requests / 1e6 for phase in STAT_PHASES}
+    executions = after["executions"] - before["executions"]
+    executed_batch = (after["inferences"] - before["inferences"]) / executions if executions else 0.0
+    return per_request, executed_batch
+
+
+async def drive(client, model: str, make_inputs: Callable[[int, int], dict[str, np.ndarray]], point: LoadPoint,
+                total: int, warmup: int) -> list[float]:
+    """Send `warmup` then `total` requests from `point.concurrency` workers; returns latencies."""
+    latencies: list[float] = []
+    issued = 0
+
+    async def worker(count_as_result: bool, budget: int) -> None:
+        nonlocal issued
+        while issued < budget:
+            issued += 1
+            inputs = make_inputs(point.batch, issued)
+            t0 = time.perf_counter()
+            try:
+                await client.infer(model, inputs)
+            except Exception as e:  # every failure is counted, the first one is reported
+                if count_as_result:
+                    point.errors += 1
+                    point.first_error = point.first_error or str(e)[:300]
+                continue
+            if count_as_result:
+                latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(worker(False, warmup) for _ in range(point.concurrency)))
+    issued = 0
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(True, total) for _ in range(point.concurrency)))
+    point.seconds = time.perf_counter() - started
+    return latencies
+
+
+def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: int, requests: int,
+                  warmup: int, timeout_s: float = 10.0) -> LoadPoint:
+    """Run one sweep point and fill in client latencies and the server-side breakdown."""
+    from artforge.serving.client import AsyncClient, Client
+
+    point = LoadPoint(model, concurrency, batch)
+    with Client(url, timeout_s=timeout_s, retries=0) as stats_client:
+        try:
+            before = server_totals(stats_client.statistics(model))
+        except Exception as e:  # a dead server: report, do not hang
+            point.errors, point.first_error = requests, str(e)[:300]
+            return point
+
+        async def run() -> list[float]:
+            async with AsyncClient(url, timeout_s=timeout_s, retries=0) as client:
+                return await drive(client, model, make_inputs, point, requests, warmup)
+
+        try:
+            latencies = asyncio.run(run())
+        except Exception as e:
+            point.errors, point.first_error = requests, str(e)[:300]
+            return point
+        point.requests = len(latencies)
+        point.latency_ms = latency_summary(latencies)
+        try:
+            point.server_ms, point.executed_batch = server_breakdown(before, server_totals(stats_client.statistics(model)))
+        except Exception as e:
+            point.first_error = point.first_error or f"statistics: {e}"[:300]
+    return point

@@ -1,0 +1,65 @@
+"""Measuring primitives: percentiles, timed loops, FLOP counts, this machine's matmul peak."""
+from __future__ import annotations
+
+import platform
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+
+
+def latency_summary(seconds: list[float]) -> dict[str, float]:
+    """Latency percentiles and mean in milliseconds."""
+    if not seconds:
+        return {k: float("nan") for k in ("p50", "p90", "p95", "p99", "mean")}
+    ms = np.asarray(seconds) * 1e3
+    p50, p90, p95, p99 = np.percentile(ms, [50, 90, 95, 99])
+    return {"p50": float(p50), "p90": float(p90), "p95": float(p95), "p99": float(p99), "mean": float(ms.mean())}
+
+
+def time_calls(fn: Callable[[], object], warmup: int, min_calls: int, min_seconds: float) -> list[float]:
+    """Per-call wall times after a warm-up, for at least `min_calls` calls and `min_seconds`."""
+    for _ in range(warmup):
+        fn()
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - started < min_seconds:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+@torch.no_grad()
+def count_flops(network: torch.nn.Module, args: tuple) -> int:
+    """Floating-point operations of one forward pass (multiply-add = 2), by PyTorch's counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        network(*args)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak_gflops(size: int = 1024, seconds: float = 1.0) -> float:
+    """fp32 matrix-multiply GFLOP/s this machine reaches with all its threads: the roofline."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    times = time_calls(lambda: a @ b, warmup=3, min_calls=5, min_seconds=seconds)
+    return 2 * size**3 / float(np.median(times)) / 1e9
+
+
+def machine_facts() -> dict[str, object]:
+    import os
+
+    import onnxruntime
+
+    facts = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+             "python": platform.python_version(), "torch": torch.__version__,
+             "onnxruntime": onnxruntime.__version__, "torch_threads": torch.get_num_threads()}
+    try:
+        with open("/proc/cpuinfo") as f:
+            facts["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return facts

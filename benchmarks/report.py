@@ -1,0 +1,146 @@
+"""Benchmark ratios, the Markdown table, the latency/throughput plot and the baseline check."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from artforge.errors import ArtforgeError
+from artforge.files import atomic_write_text
+
+# name -> (what it means, better when "lower"/"higher", target on the 2-core CI machine or None)
+RATIOS = {
+    "ort_vs_pytorch_b1_latency": ("ONNX Runtime / PyTorch eager p50 latency, batch 1", "lower", 0.8),
+    "triton_overhead_b1_ms": ("Triton gRPC p50 minus in-process ONNX Runtime p50, batch 1 (ms)", "lower", 2.0),
+    "batching_speedup_c16": ("throughput with dynamic batching / without, highest concurrency, batch 1",
+                             "higher", 2.0),
+    "ort_gflops_fraction": ("ONNX Runtime largest-batch GFLOP/s / fp32 matmul peak", "higher", None),
+}
+
+
+def find_point(document: dict[str, Any], model_suffix: str, concurrency: int, batch: int) -> dict[str, Any] | None:
+    for p in document["triton"]:
+        if p["model"].endswith(model_suffix) and p["concurrency"] == concurrency and p["batch"] == batch:
+            return p
+    return None
+
+
+def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
+    inproc = document["inprocess"]
+    family = document["model"]["family"]
+    top = max(p["concurrency"] for p in document["triton"])
+    ratios: dict[str, float] = {}
+    ort1, torch1 = inproc["onnxruntime_b1"]["latency_ms"]["p50"], inproc["pytorch_b1"]["latency_ms"]["p50"]
+    ratios["ort_vs_pytorch_b1_latency"] = ort1 / torch1
+    single = find_point(document, family, 1, 1)
+    if single and single["requests"]:
+        ratios["triton_overhead_b1_ms"] = single["latency_ms"]["p50"] - ort1
+    batched, plain = find_point(document, family, top, 1), find_point(document, "-nobatch", top, 1)
+    if batched and plain and plain["requests_per_s"]:
+        ratios["batching_speedup_c16"] = batched["requests_per_s"] / plain["requests_per_s"]
+    big = max((v for k, v in inproc.items() if k.startswith("onnxruntime_b")), key=lambda v: v["batch"])
+    ratios["ort_gflops_fraction"] = (big["images_per_s"] * document["model"]["gflop_per_item"]
+                                     / document["machine"]["matmul_fp32_gflops"])
+    return ratios
+
+
+def markdown(document: dict[str, Any]) -> str:
+    m, inproc = document["machine"], document["inprocess"]
+    lines = [f"# artforge bench: {document['model']['family']} "
+             f"({document['model']['config'].get('image_size', '')}px)", "",
+             f"{m['cpu']}, {m['cores']} cores; torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
+             f"fp32 matmul peak {m['matmul_fp32_gflops']:.0f} GFLOP/s; "
+             f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per image", "",
+             "## In-process", "", "| runtime | batch | p50 ms | p99 ms | images/s |", "|---|---|---|---|---|"]
+    for name, r in inproc.items():
+        lines.append(f"| {name.rsplit('_b', 1)[0]} | {r['batch']} | {r['latency_ms']['p50']:.2f} | "
+                     f"{r['latency_ms']['p99']:.2f} | {r['images_per_s']:.0f} |")
+    lines += ["", "## Triton over gRPC", "",
+              "| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | images/s | errors | queue ms | "
+              "infer ms | executed batch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for p in document["triton"]:
+        lat, srv = p["latency_ms"] or {k: float("nan") for k in ("p50", "p90", "p95", "p99")}, p["server_ms"]
+        lines.append(f"| {p['model']} | {p['concurrency']} | {p['batch']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
+                     f"{lat['p95']:.2f} | {lat['p99']:.2f} | {p['requests_per_s']:.0f} | {p['images_per_s']:.0f} | "
+                     f"{p['errors']} | {srv.get('queue', float('nan')):.2f} | "
+                     f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} |")
+    lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
+    for name, value in document["ratios"].items():
+        meaning, better, target = RATIOS[name]
+        met = "" if target is None else ("yes" if (value <= target if better == "lower" else value >= target) else "no")
+        bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
+        lines.append(f"| {meaning} | {value:.3f} | {bound} | {met} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(document: dict[str, Any], path: Path) -> None:
+    """Latency p50 vs throughput, one line per (model, batch) over the concurrency sweep."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    series: dict[tuple, list] = {}
+    for p in document["triton"]:
+        if p["requests"]:
+            series.setdefault((p["model"], p["batch"]), []).append(p)
+    for (model, batch), points in series.items():
+        points.sort(key=lambda p: p["concurrency"])
+        ax.plot([p["images_per_s"] for p in points], [p["latency_ms"]["p50"] for p in points], marker="o",
+                label=f"{model}, batch {batch}")
+        for p in points:
+            ax.annotate(f"c{p['concurrency']}", (p["images_per_s"], p["latency_ms"]["p50"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("throughput (images/s)")
+    ax.set_ylabel("p50 latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title(f"Triton gRPC, {document['model']['family']}: latency vs throughput")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_reports(document: dict[str, Any], out: Path) -> None:
+    atomic_write_text(out / "bench.json", json.dumps(document, indent=2, default=float) + "\n")
+    atomic_write_text(out / "bench.md", markdown(document))
+    plot(document, out / "bench.png")
+
+
+def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
+    """Regressions of the run's ratios beyond `tolerance` (relative) against a baseline's ratios."""
+    problems = []
+    for name, base in baseline.get("ratios", {}).items():
+        if name not in document["ratios"]:
+            problems.append(f"{name}: in the baseline but not measured in this run")
+            continue
+        value, better = document["ratios"][name], RATIOS[name][1]
+        if name.endswith("_ms"):  # an absolute overhead: allow tolerance of the baseline plus 1 ms of noise
+            limit = base * (1 + tolerance) + 1.0
+            worse = value > limit
+        elif better == "lower":
+            limit = base * (1 + tolerance)
+            worse = value > limit
+        else:
+            limit = base * (1 - tolerance)
+            worse = value < limit
+        if worse:
+            problems.append(f"{name} = {value:.3f}, baseline {base:.3f} (limit {limit:.3f}): {RATIOS[name][0]}")
+    return problems
+
+
+def errors_seen(document: dict[str, Any]) -> list[str]:
+    return [f"{p['model']} c{p['concurrency']} b{p['batch']}: {p['errors']} errors ({p['first_error']})"
+            for p in document["triton"] if p["errors"]]
+
+
+def require_baseline_file(path: Path) -> dict[str, Any]:
+    try:
+        baseline = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtforgeError(f"cannot read baseline {path}: {e}") from None
+    if "ratios" not in baseline:
+        raise ArtforgeError(f"baseline {path} has no 'ratios'; make one with 'artforge bench ... --write-baseline'")
+    return baseline

@@ -1,0 +1,124 @@
+"""`artforge bench`: Triton end-to-end vs in-process PyTorch and ONNX Runtime, in one run.
+
+    run_benchmark(checkpoint="runs/dcgan", out="bench/")
+
+exports the checkpoint into a temporary repository twice (dynamic batching on, and off), starts
+a Triton server on free ports, sweeps client concurrency x request batch, measures the
+in-process baselines on the same machine, and writes bench.json, bench.md and bench.png.
+"""
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from artforge.benchmarks.load import LoadPoint, measure_point
+from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
+                                         time_calls)
+from artforge.benchmarks.report import compute_ratios, write_reports
+
+log = logging.getLogger(__name__)
+NO_BATCHING_SUFFIX = "-nobatch"
+
+
+@dataclass
+class BenchOptions:
+    checkpoint: str
+    out: str = "bench"
+    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
+    requests: int = 200  # per sweep point, after the warm-up
+    warmup: int = 20
+    baseline_seconds: float = 2.0  # per in-process measurement
+    max_batch: int = 64
+    threads: int = 0  # ONNX Runtime threads (0: all cores), in-process and in Triton alike
+    progress: bool = True
+
+
+def run_benchmark(**kwargs: Any) -> dict[str, Any]:
+    """Run the whole benchmark and write its reports; returns the JSON document."""
+    opts = BenchOptions(**kwargs)
+    from artforge.models import load_network, spec_for
+
+    network, ckpt = load_network(opts.checkpoint)
+    spec = spec_for(ckpt)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
+        repo = build_bench_repository(opts, Path(work))
+        model = ckpt.family
+        inprocess = measure_inprocess(network, spec, repo / model / "1" / "model.onnx", opts)
+        sweep = measure_triton(repo, model, spec, opts)
+    document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
+                          "gflop_per_item": inprocess.pop("gflop_per_item")},
+                "machine": {**machine_facts(), "matmul_fp32_gflops": inprocess.pop("matmul_gflops")},
+                "options": opts.__dict__, "inprocess": inprocess,
+                "triton": [p.to_json() for p in sweep]}
+    document["ratios"] = compute_ratios(document)
+    write_reports(document, out)
+    return document
+
+
+def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
+    """The checkpoint as MODEL (dynamic batching) and MODEL-nobatch (every request runs alone)."""
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.export.triton_repo import config_text, parse_config
+
+    repo = work / "repo"
+    result = export_checkpoint(opts.checkpoint, repo, max_batch=opts.max_batch, intra_op_threads=opts.threads)
+    plain = repo / (result.name + NO_BATCHING_SUFFIX)
+    shutil.copytree(repo / result.name, plain)
+    config = parse_config((plain / "config.pbtxt").read_text())
+    config.name = plain.name
+    config.ClearField("dynamic_batching")
+    (plain / "config.pbtxt").write_text(config_text(config))
+    return repo
+
+
+@torch.no_grad()
+def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: BenchOptions) -> dict[str, Any]:
+    """PyTorch eager and ONNX Runtime in this process: batch-1 latency, largest-batch throughput."""
+    from artforge.export.parity import onnx_session
+
+    serving = spec.serving_network(network)
+    session = onnx_session(onnx_path, threads=opts.threads)
+    names = [t.name for t in spec.outputs]
+    results: dict[str, Any] = {}
+    big = max(opts.batch_sizes + [opts.max_batch // 4])
+    for batch in sorted({1, big}):
+        inputs = spec.sample_inputs(batch, seed=batch)
+        args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
+        runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
+        for name, fn in runners.items():
+            times = time_calls(fn, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)
+            results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(times),
+                                           "images_per_s": batch / float(np.median(times))}
+    sample = spec.sample_inputs(1, seed=0)
+    results["gflop_per_item"] = count_flops(serving, tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs)) / 1e9
+    results["matmul_gflops"] = matmul_peak_gflops()
+    return results
+
+
+def measure_triton(repo: Path, model: str, spec, opts: BenchOptions) -> list[LoadPoint]:
+    from artforge.serving.server import Server
+
+    points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
+    points.append((model + NO_BATCHING_SUFFIX, max(opts.concurrency), 1))
+    pool = {b: spec.sample_inputs(b, seed=100 + b) for b in opts.batch_sizes}
+    make_inputs = lambda batch, i: pool[batch]  # noqa: E731 - same bytes every request: measures serving, not numpy
+    results = []
+    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
+        for name, concurrency, batch in tqdm(points, desc="triton sweep", unit="point", disable=not opts.progress):
+            point = measure_point(server.grpc_url, name, make_inputs, concurrency, batch, opts.requests, opts.warmup)
+            results.append(point)
+            if point.errors and not server.alive():
+                log.error("the server died during the benchmark: %s", point.first_error)
+                break
+    return results

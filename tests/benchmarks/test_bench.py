@@ -1,0 +1,107 @@
+import json
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from artforge.benchmarks.load import measure_point
+from artforge.benchmarks.measure import count_flops, latency_summary
+from artforge.benchmarks.report import check_against_baseline, compute_ratios, errors_seen
+from artforge.cli import main
+
+
+def test_latency_summary_percentiles_in_milliseconds():
+    summary = latency_summary([i / 1000 for i in range(1, 101)])  # 1..100 ms
+    assert summary["p50"] == pytest.approx(50.5) and summary["p99"] == pytest.approx(99.01)
+    assert summary["mean"] == pytest.approx(50.5)
+
+
+def test_flop_count_of_a_linear_layer():
+    import torch
+
+    assert count_flops(torch.nn.Linear(10, 4), (torch.zeros(3, 10),)) == 2 * 3 * 10 * 4
+
+
+def document(ort_ms=1.0, torch_ms=2.0, triton_ms=2.5, batched_rps=400.0, plain_rps=100.0):
+    point = lambda model, c, rps, p50: {"model": model, "concurrency": c, "batch": 1, "requests": 50,  # noqa: E731
+                                         "requests_per_s": rps, "latency_ms": {"p50": p50}, "errors": 0}
+    return {"model": {"family": "dcgan", "gflop_per_item": 0.05},
+            "machine": {"matmul_fp32_gflops": 100.0},
+            "inprocess": {"onnxruntime_b1": {"batch": 1, "latency_ms": {"p50": ort_ms}, "images_per_s": 1000},
+                          "pytorch_b1": {"batch": 1, "latency_ms": {"p50": torch_ms}, "images_per_s": 500},
+                          "onnxruntime_b16": {"batch": 16, "latency_ms": {"p50": 8.0}, "images_per_s": 2000}},
+            "triton": [point("dcgan", 1, 300, triton_ms), point("dcgan", 16, batched_rps, 20),
+                       point("dcgan-nobatch", 16, plain_rps, 80)]}
+
+
+def test_ratios_are_computed_from_one_run():
+    d = document()
+    ratios = compute_ratios(d)
+    assert ratios["ort_vs_pytorch_b1_latency"] == pytest.approx(0.5)
+    assert ratios["triton_overhead_b1_ms"] == pytest.approx(1.5)
+    assert ratios["batching_speedup_c16"] == pytest.approx(4.0)
+    assert ratios["ort_gflops_fraction"] == pytest.approx(2000 * 0.05 / 100)
+
+
+def test_baseline_check_flags_regressions_in_the_right_direction():
+    base = {"ratios": compute_ratios(document())}
+    same = document()
+    same["ratios"] = compute_ratios(same)
+    assert check_against_baseline(same, base, tolerance=0.2) == []
+    better = document(ort_ms=0.5, batched_rps=800)
+    better["ratios"] = compute_ratios(better)
+    assert check_against_baseline(better, base, tolerance=0.2) == []
+    worse = document(ort_ms=1.9, batched_rps=150)
+    worse["ratios"] = compute_ratios(worse)
+    problems = check_against_baseline(worse, base, tolerance=0.2)
+    assert any(p.startswith("ort_vs_pytorch_b1_latency") for p in problems)
+    assert any(p.startswith("batching_speedup_c16") for p in problems)
+    slow_server = document(triton_ms=6.0)
+    slow_server["ratios"] = compute_ratios(slow_server)
+    assert [p.split(" ")[0] for p in check_against_baseline(slow_server, base, 0.2)] == ["triton_overhead_b1_ms"]
+
+
+@pytest.mark.slow
+def test_killing_the_server_mid_benchmark_reports_errors_and_does_not_hang(dcgan_repo):
+    from artforge.serving.server import Server
+
+    server = Server(dcgan_repo, grpc_port=0, http_port=0, metrics_port=0)
+    server.start()
+    inputs = {"z": np.zeros((1, 16), np.float32), "style": np.zeros((1, 1), np.int64)}
+    killer = threading.Timer(1.0, server.stop)
+    killer.start()
+    started = time.monotonic()
+    try:
+        point = measure_point(server.grpc_url, "dcgan", lambda b, i: inputs, concurrency=4, batch=1,
+                              requests=200_000, warmup=5, timeout_s=5)
+    finally:
+        killer.cancel()
+        server.stop()
+    assert time.monotonic() - started < 60
+    assert point.errors > 0 and point.first_error
+    assert errors_seen({"triton": [point.to_json()]})
+
+
+@pytest.mark.slow
+def test_bench_command_writes_reports_and_checks_the_committed_baseline(dcgan_run, tmp_path):
+    """The CI latency benchmark: short, on the tiny model, against benchmarks/baseline-ci.json."""
+    from pathlib import Path
+
+    baseline = Path(__file__).resolve().parents[2] / "benchmarks" / "baseline-ci.json"
+    out = tmp_path / "bench"
+    code = main(["bench", str(dcgan_run), "--out", str(out), "--concurrency", "1,16", "--batch-sizes", "1",
+                 "--requests", "400", "--warmup", "30", "--baseline-seconds", "1", "--max-batch", "32",
+                 "--check", str(baseline), "--tolerance", "0.5", "--quiet"])
+    result = json.loads((out / "bench.json").read_text())
+    assert {"ort_vs_pytorch_b1_latency", "triton_overhead_b1_ms", "batching_speedup_c16"} <= set(result["ratios"])
+    assert (out / "bench.png").stat().st_size > 5000 and "| ratio |" in (out / "bench.md").read_text()
+    assert all(p["errors"] == 0 for p in result["triton"])
+    assert code == 0, f"benchmark regressed against {baseline}: {result['ratios']}"
+
+
+def test_bench_refuses_an_unreadable_baseline_before_working(tmp_path, capsys):
+    bad = tmp_path / "baseline.json"
+    bad.write_text("{}")
+    assert main(["bench", str(tmp_path), "--check", str(bad)]) == 1
+    assert "has no 'ratios'" in capsys.readouterr().err
