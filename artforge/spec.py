@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from artforge.errors import ArtforgeError
-from artforge.imaging import unit_to_uint8
+from artforge.imaging import uint8_to_unit, unit_to_uint8
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32"}
@@ -195,3 +195,51 @@ def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np
     """DCGAN inputs for a seed: the same noise whether images are made in-process or over gRPC."""
     z = np.random.default_rng(seed).standard_normal((len(styles), z_dim)).astype(np.float32)
     return {"z": z, "style": np.asarray(styles, np.int64).reshape(-1, 1)}
+
+
+class StyleServing(nn.Module):
+    """(content uint8 NHWC, style weights) -> stylised uint8 NHWC image (and the float image)."""
+
+    def __init__(self, network: nn.Module, float_output: bool):
+        super().__init__()
+        self.network = network
+        self.float_output = float_output
+
+    def forward(self, content: torch.Tensor, style_weights: torch.Tensor):
+        images = uint8_to_unit(content.permute(0, 3, 1, 2))  # (B, H, W, 3) uint8 -> (B, 3, H, W) in [-1, 1]
+        # weights are normalised here too, so a blend such as [1, 1] means half and half
+        weights = style_weights / style_weights.sum(dim=1, keepdim=True).clamp_min(1e-6)
+        stylised = self.network(images, weights)
+        if self.float_output:
+            return unit_to_uint8(stylised), stylised
+        return unit_to_uint8(stylised)
+
+
+class StyleSpec(ModelSpec):
+    """A photo of any size and a style-weight vector in, the stylised photo out."""
+
+    def __init__(self, config, styles: list[str] | None = None, float_output: bool = False):
+        outputs = [TensorSpec("image", "uint8", ("height", "width", 3), "stylised image, RGB, 0-255, NHWC")]
+        if float_output:
+            outputs.append(TensorSpec("image_float", "float32", (3, "height", "width"), "same in [-1, 1], NCHW"))
+        super().__init__(
+            family="style",
+            inputs=(TensorSpec("content", "uint8", ("height", "width", 3), "photo, RGB, 0-255, NHWC"),
+                    TensorSpec("style_weights", "float32", (config.num_styles,),
+                               "one weight per style, normalised to sum 1 (one-hot picks a style)", warmup="zero")),
+            outputs=tuple(outputs),
+            dynamic_dims={"height": DynamicDim(16, 256, 2048), "width": DynamicDim(16, 256, 2048)},
+            metadata={"styles": list(styles or range(config.num_styles))},
+        )
+        self.config = config
+        self.float_output = float_output
+
+    def serving_network(self, network: nn.Module) -> nn.Module:
+        return StyleServing(network, self.float_output).eval()
+
+    def sample_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        sizes = sizes or self.optimal_sizes()
+        rng = np.random.default_rng(seed)
+        content = rng.integers(0, 256, (batch, sizes["height"], sizes["width"], 3), dtype=np.uint8)
+        weights = rng.dirichlet(np.ones(self.config.num_styles), batch).astype(np.float32)
+        return {"content": content, "style_weights": weights}

@@ -52,13 +52,18 @@ def trace_to_onnx(serving: nn.Module, spec: ModelSpec) -> onnx.ModelProto:
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter is chatty about its own internals
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            serving, args, dynamo=True, opset_version=OPSET, external_data=False, verbose=False,
-            input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
-            dynamic_shapes=dynamic_shapes)
-    quiet.setLevel(level)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                serving, args, dynamo=True, opset_version=OPSET, external_data=False, verbose=False,
+                input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
+                dynamic_shapes=dynamic_shapes)
+    except Exception as e:  # the exporter raises many types; the user needs one line and the cause
+        summary = next((l for l in str(e).splitlines() if "Error" in l and ":" in l), str(e).splitlines()[0])
+        raise ArtforgeError(f"torch.onnx.export failed for the {spec.family} model: {summary.strip()}") from e
+    finally:
+        quiet.setLevel(level)
     model = program.model_proto
     rename_dynamic_dims(model, spec)
     return model

@@ -11,7 +11,8 @@ from torch import nn
 from artforge.checkpoint import Checkpoint, config_from_dict, load_checkpoint
 from artforge.errors import CheckpointError
 from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
-from artforge.spec import DCGANSpec, ModelSpec
+from artforge.models.style import StyleNetConfig, StyleTransferNet
+from artforge.spec import DCGANSpec, ModelSpec, StyleSpec
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ FAMILIES: dict[str, Family] = {
     "dcgan": Family("dcgan", DCGANConfig, Generator,
                     lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output),
                     "conditional DCGAN image generator (z, style) -> image"),
+    "style": Family("style", StyleNetConfig, StyleTransferNet,
+                    lambda config, meta, float_output=False: StyleSpec(config, meta.get("styles"), float_output),
+                    "fast neural style transfer, N styles in one network (content, style weights) -> image"),
 }
 
 
@@ -77,4 +81,4 @@ def load_weights(network: nn.Module, weights: dict, where: str) -> None:
 
 
 __all__ = ["FAMILIES", "Family", "get_family", "build_from_checkpoint", "load_network", "spec_for",
-           "DCGANConfig", "Generator", "Discriminator"]
+           "DCGANConfig", "Generator", "Discriminator", "StyleNetConfig", "StyleTransferNet"]
