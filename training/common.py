@@ -5,11 +5,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from artforge.checkpoint import find_latest_checkpoint
+from artforge.errors import ArtforgeError
 
 
 @dataclass
@@ -92,3 +96,25 @@ class RunLog:
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def resolve_options(given: dict[str, Any], options_cls: type, resumable: set[str]) -> Any:
+    """Options of a run: as given for a new run; for a resume, the run's saved options updated
+    with the given ones, refusing changes (outside `resumable`) that would make it another run."""
+    run = Path(given["out"])
+    if run.exists() and not run.is_dir():
+        raise ArtforgeError(f"--out {run} is a file, not a run folder")
+    if not given.get("resume"):
+        if find_latest_checkpoint(run) is not None:
+            raise ArtforgeError(f"run folder {run} already has checkpoints; pass --resume to continue it "
+                                "or choose another --out")
+        return options_cls(**given)
+    saved_path = run / "train_options.json"
+    if not saved_path.exists():
+        raise ArtforgeError(f"--resume: {run} has no train_options.json; it is not an artforge run")
+    saved = json.loads(saved_path.read_text())
+    for key, value in given.items():
+        if key not in resumable and key in saved and value != saved[key]:
+            raise ArtforgeError(f"--resume: run {run} was started with {key}={saved[key]!r}; "
+                                f"{key}={value!r} would make it a different run")
+    return options_cls(**{**saved, **given})

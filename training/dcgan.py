@@ -27,7 +27,7 @@ from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models import load_weights
 from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
 from artforge.training.common import (Distributed, RunLog, close_distributed, ema_decay_at, init_distributed,
-                                      step_generator, update_ema)
+                                      resolve_options, step_generator, update_ema)
 from artforge.training.dataset import ImageFolder, load_image_folder
 
 log = logging.getLogger(__name__)
@@ -93,33 +93,12 @@ def train_dcgan(**kwargs: Any) -> Path:
 
     Pass only the options you choose; with resume=True the others come from the run's saved options.
     """
-    opts = resolve_options(kwargs)
+    opts = resolve_options(kwargs, DCGANTrainOptions, RESUMABLE_CHANGES)
     ctx = init_distributed(opts.device)
     try:
         return run_training(opts, ctx)
     finally:
         close_distributed(ctx)
-
-
-def resolve_options(given: dict[str, Any]) -> DCGANTrainOptions:
-    """For a resume, start from the run's saved options and refuse changes that make another run."""
-    run = Path(given["out"])
-    if run.exists() and not run.is_dir():
-        raise ArtforgeError(f"--out {run} is a file, not a run folder")
-    if not given.get("resume"):
-        if find_latest_checkpoint(run) is not None:
-            raise ArtforgeError(f"run folder {run} already has checkpoints; pass --resume to continue it "
-                                "or choose another --out")
-        return DCGANTrainOptions(**given)
-    saved_path = run / "train_options.json"
-    if not saved_path.exists():
-        raise ArtforgeError(f"--resume: {run} has no train_options.json; it is not an artforge DCGAN run")
-    saved = json.loads(saved_path.read_text())
-    for key, value in given.items():
-        if key not in RESUMABLE_CHANGES and key in saved and value != saved[key]:
-            raise ArtforgeError(f"--resume: run {run} was started with {key}={saved[key]!r}; "
-                                f"{key}={value!r} would make it a different run")
-    return DCGANTrainOptions(**{**saved, **given})
 
 
 def run_training(opts: DCGANTrainOptions, ctx: Distributed) -> Path:

