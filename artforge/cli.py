@@ -285,6 +285,37 @@ def add_generate_parser(commands) -> None:
     p.set_defaults(handler=run_generate)
 
 
+def run_stylize(args: argparse.Namespace) -> None:
+    from artforge.serving.client import Client
+    from artforge.serving.stylize import stylize_paths
+
+    with Client(args.url, timeout_s=args.timeout) as client:
+        written = stylize_paths(client, args.model, Path(args.input), Path(args.out), style=args.style,
+                                blend=args.blend, progress=not args.quiet)
+    print(f"wrote {len(written)} image(s): {written[0] if len(written) == 1 else args.out}")
+
+
+def add_stylize_parser(commands) -> None:
+    p = commands.add_parser(
+        "stylize", formatter_class=HelpFormatter,
+        help="stylise photos with a style-transfer model on Triton (gRPC)",
+        description="Send a photo (any size, up to 2048x2048 and beyond) or a folder of photos to a style "
+                    "model served by Triton and save the results as PNG.",
+        epilog="examples:\n"
+               "  artforge stylize --model stylize --input photo.jpg --style ink --out ink.png\n"
+               "  artforge stylize --model stylize --input photo.jpg --blend ink=0.5,mosaic=0.5 --out mix.png\n"
+               "  artforge stylize --model stylize --input photos/ --style 1 --out stylised/")
+    p.add_argument("--model", default="style", help="model name on the server")
+    p.add_argument("--input", required=True, help="an image, or a folder of images")
+    p.add_argument("--style", help="style index or name")
+    p.add_argument("--blend", help="mix of styles, e.g. ink=0.5,mosaic=0.5 (normalised to sum 1)")
+    p.add_argument("--out", required=True, help="OUT.png for one image, or a folder")
+    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
+    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one image")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_stylize)
+
+
 def int_list(text: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -351,7 +382,7 @@ def add_bench_parser(commands) -> None:
 
 
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser, add_serve_parser,
-                                   add_generate_parser, add_bench_parser]
+                                   add_generate_parser, add_stylize_parser, add_bench_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

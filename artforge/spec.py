@@ -229,7 +229,7 @@ class StyleSpec(ModelSpec):
                                "one weight per style, normalised to sum 1 (one-hot picks a style)", warmup="zero")),
             outputs=tuple(outputs),
             dynamic_dims={"height": DynamicDim(16, 256, 2048), "width": DynamicDim(16, 256, 2048)},
-            metadata={"styles": list(styles or range(config.num_styles))},
+            metadata={"styles": list(styles or range(config.num_styles)), "min_size": 16},
         )
         self.config = config
         self.float_output = float_output

@@ -1,0 +1,86 @@
+"""Style transfer through a live Triton server."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artforge.checkpoint import save_checkpoint
+from artforge.errors import ArtforgeError
+from artforge.export.pipeline import export_checkpoint
+from artforge.models import StyleNetConfig, StyleTransferNet
+from artforge.serving.client import Client
+from artforge.serving.server import Server
+from artforge.serving.stylize import style_weights, stylize_image, stylize_paths
+from tests.test_models_style import distinct_styles
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def style_server(tmp_path_factory):
+    run = tmp_path_factory.mktemp("style-run")
+    net = distinct_styles(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
+    save_checkpoint(run, family="style", config=net.config, step=1, weights=net.state_dict(),
+                    extra={"styles": ["ink", "mosaic"]})
+    repo = tmp_path_factory.mktemp("style-repo")
+    export_checkpoint(run, repo, name="stylize", max_batch=4)
+    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
+        yield server, net
+
+
+def expected(net, photo, weights):
+    with torch.no_grad():
+        x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 127.5 - 1
+        y = net(x, torch.from_numpy(weights)[None])
+    return np.round((y.clamp(-1, 1).numpy()[0] + 1) * 127.5).transpose(1, 2, 0)
+
+
+def test_stylize_round_trip_at_an_odd_size_with_a_style_and_a_blend(style_server):
+    server, net = style_server
+    photo = np.random.default_rng(1).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    with Client(server.grpc_url) as client:
+        styles = client.model("stylize").metadata["styles"]
+        for weights in (style_weights(styles, style="mosaic"), style_weights(styles, blend="ink=1,mosaic=1")):
+            result = stylize_image(client, "stylize", photo, weights)
+            assert result.shape == (37, 53, 3)
+            assert np.abs(result.astype(int) - expected(net, photo, weights)).max() <= 1
+
+
+def test_a_2048_pixel_photo_goes_through_grpc(style_server):
+    server, _ = style_server
+    photo = np.random.default_rng(2).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)  # 12.6 MB each way
+    with Client(server.grpc_url, timeout_s=300) as client:
+        result = stylize_image(client, "stylize", photo, np.array([1.0, 0.0], np.float32))
+    assert result.shape == (2048, 2048, 3) and result.std() > 0
+
+
+def test_folder_input_and_bad_inputs(style_server, tmp_path):
+    server, _ = style_server
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 24, 3), 60 * i, np.uint8)).save(photos / f"p{i}.jpg")
+    with Client(server.grpc_url) as client:
+        written = stylize_paths(client, "stylize", photos, tmp_path / "out", style=0, progress=False)
+        assert [p.name for p in written] == ["p0.png", "p1.png", "p2.png"]
+        assert Image.open(written[0]).size == (24, 20)
+        (tmp_path / "notes.png").write_text("not an image")
+        with pytest.raises(ArtforgeError, match="cannot read image"):
+            stylize_paths(client, "stylize", tmp_path / "notes.png", tmp_path / "x.png", style=0)
+        Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "dot.png")
+        with pytest.raises(ArtforgeError, match="is 1x1; the model needs at least 16x16"):
+            stylize_paths(client, "stylize", tmp_path / "dot.png", tmp_path / "x.png", style=0)
+        with pytest.raises(ArtforgeError, match="input 'style_weights' must have shape"):
+            client.infer("stylize", {"content": np.zeros((1, 16, 16, 3), np.uint8),
+                                     "style_weights": np.ones((1, 3), np.float32)})
+
+
+def test_style_weights_are_checked_and_normalised():
+    styles = ["ink", "mosaic", "wave"]
+    assert style_weights(styles, style="wave").tolist() == [0, 0, 1]
+    assert style_weights(styles, blend="ink=1,mosaic=3").tolist() == [0.25, 0.75, 0]
+    for kwargs, message in ((dict(blend="ink=-1"), "negative"), (dict(blend="ink=0"), "sum to 0"),
+                            (dict(blend="oil=1"), "unknown style 'oil'"), (dict(style=5), "out of range"),
+                            (dict(), "exactly one"), (dict(blend="ink"), "must look like")):
+        with pytest.raises(ArtforgeError, match=message):
+            style_weights(styles, **kwargs)
