@@ -329,7 +329,7 @@ def int_list(text: str) -> list[int]:
 def run_bench(args: argparse.Namespace) -> None:
     import json
 
-    from artforge.benchmarks.report import (RATIOS, check_against_baseline, errors_seen, require_baseline_file)
+    from artforge.benchmarks.report import check_against_baseline, errors_seen, ratio_info, require_baseline_file
     from artforge.benchmarks.run import run_benchmark
     from artforge.files import atomic_write_text
 
@@ -337,12 +337,12 @@ def run_bench(args: argparse.Namespace) -> None:
     document = run_benchmark(checkpoint=args.checkpoint, out=args.out, concurrency=args.concurrency,
                              batch_sizes=args.batch_sizes, requests=args.requests, warmup=args.warmup,
                              baseline_seconds=args.baseline_seconds, max_batch=args.max_batch,
-                             threads=args.threads, progress=not args.quiet)
+                             threads=args.threads, sizes=args.sizes, progress=not args.quiet)
     print((Path(args.out) / "bench.md").read_text())
     print(f"reports: {args.out}/bench.json, bench.md, bench.png")
     if args.write_baseline:
         atomic_write_text(Path(args.write_baseline), json.dumps(
-            {"ratios": document["ratios"], "meaning": {k: RATIOS[k][0] for k in document["ratios"]},
+            {"ratios": document["ratios"], "meaning": {k: ratio_info(k)[0] for k in document["ratios"]},
              "machine": document["machine"], "model": document["model"]["config"]}, indent=2) + "\n")
         print(f"baseline written to {args.write_baseline}")
     problems = errors_seen(document)
@@ -364,7 +364,8 @@ def add_bench_parser(commands) -> None:
         epilog="examples:\n"
                "  artforge bench runs/dcgan --out bench/\n"
                "  artforge bench runs/dcgan --out bench/ --check benchmarks/baseline-ci.json\n"
-               "  artforge bench runs/dcgan --concurrency 1,4,16 --batch-sizes 1 --requests 100 --out quick/")
+               "  artforge bench runs/dcgan --concurrency 1,4,16 --batch-sizes 1 --requests 100 --out quick/\n"
+               "  artforge bench runs/style --sizes 256,512 --concurrency 1,4 --batch-sizes 1,4 --requests 40")
     p.add_argument("checkpoint", help="checkpoint folder or run folder")
     p.add_argument("--out", default="bench", help="folder for bench.json, bench.md, bench.png")
     p.add_argument("--concurrency", type=int_list, default=[1, 2, 4, 8, 16], help="client concurrency sweep")
@@ -374,6 +375,7 @@ def add_bench_parser(commands) -> None:
     p.add_argument("--baseline-seconds", type=float, default=2.0, help="seconds per in-process measurement")
     p.add_argument("--max-batch", type=int, default=64, help="Triton max batch size")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
+    p.add_argument("--sizes", type=int_list, default=[], help="image-to-image models: square sizes for frames/s")
     p.add_argument("--check", help="baseline JSON whose ratios this run must not regress from")
     p.add_argument("--tolerance", type=float, default=0.35, help="allowed relative regression of each ratio")
     p.add_argument("--write-baseline", help="write this run's ratios as a baseline JSON")

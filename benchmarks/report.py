@@ -41,7 +41,17 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     big = max((v for k, v in inproc.items() if k.startswith("onnxruntime_b")), key=lambda v: v["batch"])
     ratios["ort_gflops_fraction"] = (big["images_per_s"] * document["model"]["gflop_per_item"]
                                      / document["machine"]["matmul_fp32_gflops"])
+    for size, row in document.get("sizes", {}).items():
+        ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
     return ratios
+
+
+def ratio_info(name: str) -> tuple[str, str, float | None]:
+    """(meaning, better, target) of a ratio, including the per-size ones of image-to-image families."""
+    if name.startswith("triton_vs_ort_b1_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"Triton gRPC p50 / in-process ONNX Runtime p50, batch 1, {size}", "lower", 1.15)
+    return RATIOS[name]
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -64,9 +74,16 @@ def markdown(document: dict[str, Any]) -> str:
                      f"{lat['p95']:.2f} | {lat['p99']:.2f} | {p['requests_per_s']:.0f} | {p['images_per_s']:.0f} | "
                      f"{p['errors']} | {srv.get('queue', float('nan')):.2f} | "
                      f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} |")
+    if document.get("sizes"):
+        lines += ["", "## Frames per second by size (one client)", "",
+                  "| size | PyTorch b1 | ORT b1 | Triton b1 | PyTorch b4 | ORT b4 | Triton b4 |",
+                  "|---|---|---|---|---|---|---|"]
+        for size, row in document["sizes"].items():
+            cells = [f"{row[f'{r}_b{b}']['fps']:.1f}" for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
+            lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
     lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in document["ratios"].items():
-        meaning, better, target = RATIOS[name]
+        meaning, better, target = ratio_info(name)
         met = "" if target is None else ("yes" if (value <= target if better == "lower" else value >= target) else "no")
         bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
         lines.append(f"| {meaning} | {value:.3f} | {bound} | {met} |")
@@ -116,7 +133,7 @@ def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], t
         if name not in document["ratios"]:
             problems.append(f"{name}: in the baseline but not measured in this run")
             continue
-        value, better = document["ratios"][name], RATIOS[name][1]
+        value, better = document["ratios"][name], ratio_info(name)[1]
         if name.endswith("_ms"):  # an absolute overhead: allow tolerance of the baseline plus 1 ms of noise
             limit = base * (1 + tolerance) + 1.0
             worse = value > limit
@@ -127,7 +144,7 @@ def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], t
             limit = base * (1 - tolerance)
             worse = value < limit
         if worse:
-            problems.append(f"{name} = {value:.3f}, baseline {base:.3f} (limit {limit:.3f}): {RATIOS[name][0]}")
+            problems.append(f"{name} = {value:.3f}, baseline {base:.3f} (limit {limit:.3f}): {ratio_info(name)[0]}")
     return problems
 
 

@@ -39,6 +39,7 @@ class BenchOptions:
     baseline_seconds: float = 2.0  # per in-process measurement
     max_batch: int = 64
     threads: int = 0  # ONNX Runtime threads (0: all cores), in-process and in Triton alike
+    sizes: list[int] = field(default_factory=list)  # image-to-image families: square sizes to measure
     progress: bool = True
 
 
@@ -54,13 +55,14 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = build_bench_repository(opts, Path(work))
         model = ckpt.family
-        inprocess = measure_inprocess(network, spec, repo / model / "1" / "model.onnx", opts)
-        sweep = measure_triton(repo, model, spec, opts)
+        onnx_path = repo / model / "1" / "model.onnx"
+        inprocess = measure_inprocess(network, spec, onnx_path, opts)
+        sweep, by_size = measure_triton(repo, model, spec, opts, network, onnx_path)
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
                           "gflop_per_item": inprocess.pop("gflop_per_item")},
                 "machine": {**machine_facts(), "matmul_fp32_gflops": inprocess.pop("matmul_gflops")},
                 "options": opts.__dict__, "inprocess": inprocess,
-                "triton": [p.to_json() for p in sweep]}
+                "triton": [p.to_json() for p in sweep], "sizes": by_size}
     document["ratios"] = compute_ratios(document)
     write_reports(document, out)
     return document
@@ -93,32 +95,61 @@ def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: Ben
     results: dict[str, Any] = {}
     big = max(opts.batch_sizes + [opts.max_batch // 4])
     for batch in sorted({1, big}):
-        inputs = spec.sample_inputs(batch, seed=batch)
+        inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
         args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
         runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
         for name, fn in runners.items():
             times = time_calls(fn, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)
             results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(times),
                                            "images_per_s": batch / float(np.median(times))}
-    sample = spec.sample_inputs(1, seed=0)
+    sample = spec.sample_inputs(1, seed=0, sizes=spec.optimal_sizes())
     results["gflop_per_item"] = count_flops(serving, tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs)) / 1e9
     results["matmul_gflops"] = matmul_peak_gflops()
     return results
 
 
-def measure_triton(repo: Path, model: str, spec, opts: BenchOptions) -> list[LoadPoint]:
+def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path):
+    """The concurrency x batch sweep at the model's optimal size, then (image-to-image) each size."""
     from artforge.serving.server import Server
 
     points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
     points.append((model + NO_BATCHING_SUFFIX, max(opts.concurrency), 1))
-    pool = {b: spec.sample_inputs(b, seed=100 + b) for b in opts.batch_sizes}
+    pool = {b: spec.sample_inputs(b, seed=100 + b, sizes=spec.optimal_sizes()) for b in opts.batch_sizes}
     make_inputs = lambda batch, i: pool[batch]  # noqa: E731 - same bytes every request: measures serving, not numpy
-    results = []
+    results, by_size = [], {}
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         for name, concurrency, batch in tqdm(points, desc="triton sweep", unit="point", disable=not opts.progress):
             point = measure_point(server.grpc_url, name, make_inputs, concurrency, batch, opts.requests, opts.warmup)
             results.append(point)
             if point.errors and not server.alive():
                 log.error("the server died during the benchmark: %s", point.first_error)
-                break
-    return results
+                return results, by_size
+        for size in opts.sizes if spec.dynamic_dims else []:
+            by_size[str(size)] = measure_size(server.grpc_url, model, spec, network, onnx_path, size, opts)
+    return results, by_size
+
+
+@torch.no_grad()
+def measure_size(url: str, model: str, spec, network, onnx_path: Path, size: int, opts: BenchOptions) -> dict:
+    """Frames per second at one square size: PyTorch, ONNX Runtime and Triton (one client), batch 1 and 4."""
+    from artforge.export.parity import onnx_session
+
+    serving = spec.serving_network(network)
+    session = onnx_session(onnx_path, threads=opts.threads)
+    names = [t.name for t in spec.outputs]
+    sizes = {name: size for name in spec.dynamic_dims}
+    row = {}
+    for batch in (1, 4):
+        inputs = spec.sample_inputs(batch, seed=size + batch, sizes=sizes)
+        args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
+        runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
+        for name, fn in runners.items():
+            times = time_calls(fn, warmup=2, min_calls=5, min_seconds=opts.baseline_seconds)
+            row[f"{name}_b{batch}"] = {"p50_ms": latency_summary(times)["p50"],
+                                       "fps": batch / float(np.median(times))}
+        point = measure_point(url, model, lambda b, i: inputs, 1, batch, max(10, opts.requests // 10), 2,
+                              timeout_s=120)
+        row[f"triton_b{batch}"] = {"p50_ms": point.latency_ms.get("p50", float("nan")),
+                                   "fps": batch * 1000 / point.latency_ms["p50"] if point.requests else 0.0,
+                                   "errors": point.errors}
+    return row
