@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from artforge.benchmarks.load import LoadPoint, measure_point
+from artforge.benchmarks.load import measure_point
 from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
                                          time_calls)
 from artforge.benchmarks.report import compute_ratios, write_reports

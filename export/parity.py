@@ -55,26 +55,44 @@ def parity_cases(spec: ModelSpec, max_batch: int) -> list[tuple[int, dict[str, i
     return cases
 
 
+def run_parity(spec: ModelSpec, max_batch: int, seed: int, reference, candidate, float_tolerance: float,
+               uint8_tolerance: float, failure: str) -> list[ParityResult]:
+    """Compare candidate(inputs) with reference(inputs) output by output over the parity cases.
+
+    `failure` is the error's opening, e.g. "ONNX Runtime differs from PyTorch".
+    """
+    results = []
+    for batch, sizes in parity_cases(spec, max_batch):
+        inputs = spec.sample_inputs(batch, seed=seed + batch, sizes=sizes)
+        for t, want, have in zip(spec.outputs, reference(inputs), candidate(inputs)):
+            result = compare(t.name, want, have, batch, sizes, float_tolerance)
+            if want.dtype == np.uint8:
+                result.tolerance = uint8_tolerance
+            results.append(result)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        r = failed[0]
+        raise ArtforgeError(f"parity check failed for output '{r.output}' at batch {r.batch}: {failure} by "
+                            f"{r.max_abs:.3g} (tolerance {r.tolerance:g}); the export was discarded")
+    return results
+
+
 @torch.no_grad()
 def check_parity(network: nn.Module, spec: ModelSpec, onnx_path: Path, max_batch: int,
                  tolerance: float = 1e-4, seed: int = 1234) -> list[ParityResult]:
     """Run PyTorch and ONNX Runtime on fresh random inputs; raise if any output is off."""
     serving = spec.serving_network(network)
     session = onnx_session(onnx_path)
-    results = []
-    for batch, sizes in parity_cases(spec, max_batch):
-        inputs = spec.sample_inputs(batch, seed=seed + batch, sizes=sizes)
-        expected = serving(*(torch.from_numpy(inputs[t.name]) for t in spec.inputs))
-        expected = expected if isinstance(expected, tuple) else (expected,)
-        got = session.run([t.name for t in spec.outputs], inputs)
-        for t, want, have in zip(spec.outputs, expected, got):
-            results.append(compare(t.name, want.numpy(), have, batch, sizes, tolerance))
-    failed = [r for r in results if not r.ok]
-    if failed:
-        r = failed[0]
-        raise ArtforgeError(f"parity check failed for output '{r.output}' at batch {r.batch}: ONNX Runtime differs "
-                            f"from PyTorch by {r.max_abs:.3g} (tolerance {r.tolerance:g}); the export was discarded")
-    return results
+
+    def pytorch(inputs):
+        out = serving(*(torch.from_numpy(inputs[t.name]) for t in spec.inputs))
+        return [o.numpy() for o in (out if isinstance(out, tuple) else (out,))]
+
+    def onnxruntime(inputs):
+        return session.run([t.name for t in spec.outputs], inputs)
+
+    return run_parity(spec, max_batch, seed, pytorch, onnxruntime, tolerance, UINT8_TOLERANCE,
+                      "ONNX Runtime differs from PyTorch")
 
 
 def compare(name: str, want: np.ndarray, have: np.ndarray, batch: int, sizes: dict, tolerance: float) -> ParityResult:
@@ -83,5 +101,4 @@ def compare(name: str, want: np.ndarray, have: np.ndarray, batch: int, sizes: di
                             f"{want.shape} from PyTorch")
     diff = np.abs(want.astype(np.float64) - have.astype(np.float64))
     rel = diff / np.maximum(np.abs(want.astype(np.float64)), 1e-6)
-    tol = UINT8_TOLERANCE if want.dtype == np.uint8 else tolerance
-    return ParityResult(name, batch, dict(sizes), float(diff.max(initial=0)), float(rel.max(initial=0)), tol)
+    return ParityResult(name, batch, dict(sizes), float(diff.max(initial=0)), float(rel.max(initial=0)), tolerance)

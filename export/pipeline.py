@@ -12,12 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from artforge.checkpoint import Checkpoint, package_versions
 from artforge.errors import ArtforgeError
 from artforge.export.onnx_model import OnnxReport, export_onnx
-from artforge.export.parity import ParityResult, check_parity, compare, onnx_session, parity_cases
+from artforge.export.parity import ParityResult, check_parity, onnx_session, run_parity
 from artforge.export.tensorrt import ENGINE_TOLERANCE, PRECISIONS, build_engine, require_tensorrt, run_engine
 from artforge.export.triton_repo import TritonOptions, model_config, validate_name, write_model_version
 from artforge.models import load_network, spec_for
@@ -113,27 +111,12 @@ def onnx_metadata(ckpt: Checkpoint, name: str) -> dict[str, Any]:
 
 
 def check_engine_parity(engine: Path, onnx_path: Path, spec, max_batch: int, precision: str) -> list[ParityResult]:
-    float_tol, _ = ENGINE_TOLERANCE[precision]
+    float_tol, uint8_tol = ENGINE_TOLERANCE[precision]
     session = onnx_session(onnx_path)
-    results = []
     names = [t.name for t in spec.outputs]
-    for batch, sizes in parity_cases(spec, max_batch):
-        inputs = spec.sample_inputs(batch, seed=99 + batch, sizes=sizes)
-        for t, want, have in zip(spec.outputs, session.run(names, inputs), run_engine(engine, inputs, names)):
-            results.append(engine_compare(t.name, want, have, batch, sizes, precision, float_tol))
-    failed = [r for r in results if not r.ok]
-    if failed:
-        r = failed[0]
-        raise ArtforgeError(f"TensorRT {precision} engine differs from ONNX Runtime on output '{r.output}' by "
-                            f"{r.max_abs:.3g} (tolerance {r.tolerance:g}); the export was discarded")
-    return results
-
-
-def engine_compare(name, want: np.ndarray, have: np.ndarray, batch, sizes, precision, float_tol) -> ParityResult:
-    result = compare(name, want, have, batch, sizes, float_tol)
-    if want.dtype == np.uint8:
-        result.tolerance = ENGINE_TOLERANCE[precision][1]
-    return result
+    return run_parity(spec, max_batch, 99, lambda inputs: session.run(names, inputs),
+                      lambda inputs: run_engine(engine, inputs, names), float_tol, uint8_tol,
+                      f"the TensorRT {precision} engine differs from ONNX Runtime")
 
 
 def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult, options: TritonOptions,

@@ -56,6 +56,16 @@ def is_unavailable(error: Exception) -> bool:
     return "UNAVAILABLE" in str(getattr(error, "status", lambda: "")() or "")
 
 
+def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries: int, backoff_s: float) -> float:
+    """Seconds to wait before the next try of an UNAVAILABLE call; any other failure raises at once."""
+    if not is_unavailable(error):
+        raise ArtforgeError(f"{what} failed on Triton at {url}: {error.message()}") from None
+    if attempt == retries:
+        raise ArtforgeError(f"Triton at {url} is unavailable after {retries + 1} tries; "
+                            "is 'artforge serve' running there?") from None
+    return backoff_s * 2**attempt
+
+
 class Client:
     """Synchronous gRPC client; retries with backoff only when the server is UNAVAILABLE."""
 
@@ -88,12 +98,7 @@ class Client:
             try:
                 return fn(*args, **kwargs)
             except InferenceServerException as e:
-                if not is_unavailable(e):
-                    raise ArtforgeError(f"{what} failed on Triton at {self.url}: {e.message()}") from None
-                if attempt == self.retries:
-                    raise ArtforgeError(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
-                                        "is 'artforge serve' running there?") from None
-                time.sleep(self.backoff_s * 2**attempt)
+                time.sleep(retry_or_raise(e, what, self.url, attempt, self.retries, self.backoff_s))
 
     def models(self) -> list[str]:
         index = self.call("listing models", self._client.get_model_repository_index, as_json=True)
@@ -166,9 +171,5 @@ class AsyncClient:
                 result = await self._client.infer(name, tensors, outputs=requested, client_timeout=self.timeout_s)
                 return {n: result.as_numpy(n) for n in wanted}
             except InferenceServerException as e:
-                if not is_unavailable(e):
-                    raise ArtforgeError(f"inference on {name} failed on Triton at {self.url}: {e.message()}") from None
-                if attempt == self.retries:
-                    raise ArtforgeError(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
-                                        "is 'artforge serve' running there?") from None
-                await asyncio.sleep(self.backoff_s * 2**attempt)
+                await asyncio.sleep(retry_or_raise(e, f"inference on {name}", self.url, attempt, self.retries,
+                                                   self.backoff_s))

@@ -47,3 +47,17 @@ def triton(dcgan_repo):
 
     with Server(dcgan_repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def style_run(tmp_path_factory):
+    """A 2-style lite style-transfer checkpoint ('ink', 'mosaic') with distinct per-style parameters."""
+    from artforge.checkpoint import save_checkpoint
+    from artforge.models import StyleNetConfig, StyleTransferNet
+    from tests.test_models_style import distinct_styles
+
+    run = tmp_path_factory.mktemp("style-run")
+    net = distinct_styles(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
+    save_checkpoint(run, family="style", config=net.config, step=1, weights=net.state_dict(),
+                    extra={"styles": ["ink", "mosaic"]})
+    return run, net

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import torch
 
-from artforge.checkpoint import save_checkpoint
 from artforge.export.parity import onnx_session
 from artforge.export.pipeline import export_checkpoint
 from artforge.export.triton_repo import parse_config
@@ -45,17 +44,8 @@ def test_one_hot_weights_equal_a_single_style_network_and_blends_differ():
     assert (blend - one_hot).abs().mean() > 1e-3 and (blend - other).abs().mean() > 1e-3
 
 
-@pytest.fixture(scope="module")
-def style_checkpoint(tmp_path_factory):
-    run = tmp_path_factory.mktemp("style-run")
-    net = distinct_styles(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
-    save_checkpoint(run, family="style", config=net.config, step=1, weights=net.state_dict(),
-                    extra={"styles": ["ink", "mosaic"]})
-    return run, net
-
-
-def test_style_family_exports_through_the_same_interface_with_dynamic_sizes(style_checkpoint, tmp_path):
-    run, net = style_checkpoint
+def test_style_family_exports_through_the_same_interface_with_dynamic_sizes(style_run, tmp_path):
+    run, net = style_run
     result = export_checkpoint(run, tmp_path / "repo", name="stylize", max_batch=4, float_output=True)
     sizes = {tuple(r.sizes.values()) for r in result.parity}
     assert (17, 19) in sizes and (16, 16) in sizes  # odd sizes and the smallest were checked

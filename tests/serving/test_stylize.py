@@ -4,24 +4,18 @@ import pytest
 import torch
 from PIL import Image
 
-from artforge.checkpoint import save_checkpoint
 from artforge.errors import ArtforgeError
 from artforge.export.pipeline import export_checkpoint
-from artforge.models import StyleNetConfig, StyleTransferNet
 from artforge.serving.client import Client
 from artforge.serving.server import Server
 from artforge.serving.stylize import style_weights, stylize_image, stylize_paths
-from tests.test_models_style import distinct_styles
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def style_server(tmp_path_factory):
-    run = tmp_path_factory.mktemp("style-run")
-    net = distinct_styles(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
-    save_checkpoint(run, family="style", config=net.config, step=1, weights=net.state_dict(),
-                    extra={"styles": ["ink", "mosaic"]})
+def style_server(style_run, tmp_path_factory):
+    run, net = style_run
     repo = tmp_path_factory.mktemp("style-repo")
     export_checkpoint(run, repo, name="stylize", max_batch=4)
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:

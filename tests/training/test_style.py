@@ -1,9 +1,7 @@
 import pickle
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from safetensors.torch import save_file
 
 from artforge.errors import ArtforgeError
