@@ -200,7 +200,8 @@ def training_loop(opts, ctx: Distributed, state: GANState, wrapped, data: ImageF
     G, D = wrapped
     G.train(), D.train()
     history = RunLog(run / "log.jsonl", resume_step=state.step) if ctx.is_main else None
-    bar = tqdm(total=opts.steps, initial=state.step, desc="dcgan", unit="step", disable=not (opts.progress and ctx.is_main))
+    bar = tqdm(total=opts.steps, initial=state.step, desc="dcgan", unit="step", mininterval=0.5,
+               disable=not (opts.progress and ctx.is_main))
     last = find_latest_checkpoint(run)
     tick = time.perf_counter()
     while state.step < opts.steps:
@@ -213,7 +214,7 @@ def training_loop(opts, ctx: Distributed, state: GANState, wrapped, data: ImageF
         tick = now
         bar.update(1)
         bar.set_postfix(loss_d=f"{losses['loss_d']:.3f}", loss_g=f"{losses['loss_g']:.3f}",
-                        img_s=f"{record['images_per_s']:.0f}")
+                        img_s=f"{record['images_per_s']:.0f}", refresh=False)  # redrawn at mininterval
         if not ctx.is_main:
             continue
         history.write(record)

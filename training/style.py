@@ -188,7 +188,7 @@ def perceptual_loss(loss_net, images, stylised, style, targets, opts: StyleTrain
 def training_loop(opts, net, optimizer, loss_net, targets, styles, content, config, step: int) -> Path:
     run = Path(opts.out)
     history = RunLog(run / "log.jsonl", resume_step=step)
-    bar = tqdm(total=opts.steps, initial=step, desc="style", unit="step", disable=not opts.progress)
+    bar = tqdm(total=opts.steps, initial=step, desc="style", unit="step", mininterval=0.5, disable=not opts.progress)
     last = find_latest_checkpoint(run)
     net.train()
     while step < opts.steps:
@@ -202,7 +202,7 @@ def training_loop(opts, net, optimizer, loss_net, targets, styles, content, conf
         record = {"step": step, **{k: float(v.detach()) for k, v in losses.items()}}
         history.write(record)
         bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
         done = step == opts.steps
         if done or step % opts.sample_every == 0:
             write_panels(net, content, styles, run / "samples" / f"step_{step:08d}.png", opts.size)
