@@ -337,7 +337,8 @@ def run_bench(args: argparse.Namespace) -> None:
     document = run_benchmark(checkpoint=args.checkpoint, out=args.out, concurrency=args.concurrency,
                              batch_sizes=args.batch_sizes, requests=args.requests, warmup=args.warmup,
                              baseline_seconds=args.baseline_seconds, max_batch=args.max_batch,
-                             threads=args.threads, sizes=args.sizes, progress=not args.quiet)
+                             threads=args.threads, sizes=args.sizes, variants=args.variants,
+                             progress=not args.quiet)
     print((Path(args.out) / "bench.md").read_text())
     print(f"reports: {args.out}/bench.json, bench.md, bench.png")
     if args.write_baseline:
@@ -376,6 +377,8 @@ def add_bench_parser(commands) -> None:
     p.add_argument("--max-batch", type=int, default=64, help="Triton max batch size")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
     p.add_argument("--sizes", type=int_list, default=[], help="image-to-image models: square sizes for frames/s")
+    p.add_argument("--variants", action="store_true",
+                   help="also measure an int8 ONNX Runtime variant: latency and quality cost in grey levels")
     p.add_argument("--check", help="baseline JSON whose ratios this run must not regress from")
     p.add_argument("--tolerance", type=float, default=0.35, help="allowed relative regression of each ratio")
     p.add_argument("--write-baseline", help="write this run's ratios as a baseline JSON")

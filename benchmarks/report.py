@@ -81,6 +81,15 @@ def markdown(document: dict[str, Any]) -> str:
         for size, row in document["sizes"].items():
             cells = [f"{row[f'{r}_b{b}']['fps']:.1f}" for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
             lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
+    if document.get("variants"):
+        lines += ["", "## Precision variants (ONNX Runtime, batch 1, in-process)", "",
+                  "| variant | p50 ms | mean abs diff vs fp32 (grey levels) | max |", "|---|---|---|---|"]
+        for v in document["variants"]:
+            if "error" in v:
+                lines.append(f"| {v['variant']} | failed: {v['error']} | | |")
+            else:
+                lines.append(f"| {v['variant']} | {v['latency_ms']['p50']:.2f} | {v['mean_abs_diff_levels']:.2f} | "
+                             f"{v['max_abs_diff_levels']:.0f} |")
     lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in document["ratios"].items():
         meaning, better, target = ratio_info(name)

@@ -23,6 +23,7 @@ from artforge.benchmarks.load import measure_point
 from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
                                          time_calls)
 from artforge.benchmarks.report import compute_ratios, write_reports
+from artforge.benchmarks.variants import measure_variants
 
 log = logging.getLogger(__name__)
 NO_BATCHING_SUFFIX = "-nobatch"
@@ -40,6 +41,7 @@ class BenchOptions:
     max_batch: int = 64
     threads: int = 0  # ONNX Runtime threads (0: all cores), in-process and in Triton alike
     sizes: list[int] = field(default_factory=list)  # image-to-image families: square sizes to measure
+    variants: bool = False  # also measure an int8 ONNX Runtime variant and its quality cost
     progress: bool = True
 
 
@@ -58,11 +60,13 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         onnx_path = repo / model / "1" / "model.onnx"
         inprocess = measure_inprocess(network, spec, onnx_path, opts)
         sweep, by_size = measure_triton(repo, model, spec, opts, network, onnx_path)
+        variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
+            if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
                           "gflop_per_item": inprocess.pop("gflop_per_item")},
                 "machine": {**machine_facts(), "matmul_fp32_gflops": inprocess.pop("matmul_gflops")},
                 "options": opts.__dict__, "inprocess": inprocess,
-                "triton": [p.to_json() for p in sweep], "sizes": by_size}
+                "triton": [p.to_json() for p in sweep], "sizes": by_size, "variants": variants}
     document["ratios"] = compute_ratios(document)
     write_reports(document, out)
     return document

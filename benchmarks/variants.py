@@ -1,0 +1,63 @@
+"""Reduced-precision variants of an exported model for ONNX Runtime on the CPU, and what they cost.
+
+int8: static QDQ quantisation (onnxruntime.quantization) calibrated on the spec's sample inputs.
+bf16 is not offered: ONNX Runtime's CPU provider has no bf16 convolution kernels.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artforge.benchmarks.measure import latency_summary, time_calls
+from artforge.export.parity import onnx_session
+
+log = logging.getLogger(__name__)
+
+
+class SampleReader:
+    """onnxruntime.quantization's CalibrationDataReader over the spec's valid sample inputs."""
+
+    def __init__(self, spec, batches: int = 8):
+        self.batches = iter([spec.sample_inputs(1, seed=5000 + i, sizes=spec.optimal_sizes()) for i in range(batches)])
+
+    def get_next(self):
+        return next(self.batches, None)
+
+    def rewind(self):  # part of the reader protocol; one pass is all calibration needs here
+        return None
+
+
+def quantize_int8(onnx_path: Path, spec, out: Path) -> Path:
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+
+    quantize_static(str(onnx_path), str(out), SampleReader(spec), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                    op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"])
+    return out
+
+
+def measure_variant(name: str, path: Path, reference_path: Path, spec, seconds: float, threads: int) -> dict[str, Any]:
+    """Batch-1 latency at the optimal size and the mean |difference| of the first output vs fp32, in grey levels."""
+    session, reference = onnx_session(path, threads), onnx_session(reference_path, threads)
+    output = spec.outputs[0].name
+    inputs = spec.sample_inputs(1, seed=77, sizes=spec.optimal_sizes())
+    times = time_calls(lambda: session.run([output], inputs), warmup=3, min_calls=10, min_seconds=seconds)
+    checks = [spec.sample_inputs(1, seed=900 + i, sizes=spec.optimal_sizes()) for i in range(4)]
+    diffs = [np.abs(session.run([output], x)[0].astype(np.float64) - reference.run([output], x)[0].astype(np.float64))
+             for x in checks]
+    return {"variant": name, "latency_ms": latency_summary(times), "mean_abs_diff_levels": float(np.mean(diffs)),
+            "max_abs_diff_levels": float(np.max(diffs))}
+
+
+def measure_variants(onnx_path: Path, spec, work: Path, seconds: float, threads: int) -> list[dict[str, Any]]:
+    rows = [measure_variant("fp32", onnx_path, onnx_path, spec, seconds, threads)]
+    try:
+        int8 = quantize_int8(onnx_path, spec, work / "model.int8.onnx")
+        rows.append(measure_variant("int8", int8, onnx_path, spec, seconds, threads))
+    except Exception as e:  # quantisation support varies by operator; report, do not fail the benchmark
+        log.warning("int8 quantisation failed: %s", str(e).splitlines()[0])
+        rows.append({"variant": "int8", "error": str(e).splitlines()[0]})
+    return rows
