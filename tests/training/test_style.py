@@ -105,3 +105,17 @@ def test_bad_style_inputs_are_clear_errors(tmp_path):
     bad.write_text("not an image")
     with pytest.raises(ArtforgeError, match="cannot read style image"):
         train_style(out=str(tmp_path / "b"), styles=[str(bad)], progress=False)
+
+
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(style_images, tmp_path):
+    from safetensors.torch import load_file
+
+    options = dict(styles=style_images, size=32, batch_size=2, sample_every=100, checkpoint_every=100, progress=False)
+    train_style(out=str(tmp_path / "straight"), steps=4, **options)
+    train_style(out=str(tmp_path / "split"), steps=2, **options)
+    train_style(out=str(tmp_path / "split"), steps=4, resume=True, progress=False)
+    a = load_file(str(tmp_path / "straight" / "checkpoints" / "step_00000004" / "state.safetensors"))
+    b = load_file(str(tmp_path / "split" / "checkpoints" / "step_00000004" / "state.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ArtforgeError, match="started with width='lite'"):
+        train_style(out=str(tmp_path / "split"), steps=6, resume=True, width="full")
