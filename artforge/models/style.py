@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WIDTHS = {"full": (32, 5), "lite": (16, 3)}  # first-layer channels, residual blocks
+# first-layer channels, residual blocks, kernel of the full-resolution input and output convolutions
+WIDTHS = {"full": (32, 5, 9), "lite": (16, 3, 5)}
 SIZE_MULTIPLE = 4  # two stride-2 downsamplings
 
 
@@ -23,6 +24,7 @@ class StyleNetConfig:
     num_styles: int = 1
     channels: int = 32
     residual_blocks: int = 5
+    outer_kernel: int = 9  # Johnson's 9x9; the lite preset uses 5x5, the full-resolution convs dominate its cost
 
     def __post_init__(self) -> None:
         if self.num_styles < 1 or self.channels < 1 or self.residual_blocks < 0:
@@ -32,8 +34,8 @@ class StyleNetConfig:
     def preset(cls, width: str, num_styles: int) -> "StyleNetConfig":
         if width not in WIDTHS:
             raise ValueError(f"width must be one of {sorted(WIDTHS)}, got '{width}'")
-        channels, blocks = WIDTHS[width]
-        return cls(num_styles=num_styles, channels=channels, residual_blocks=blocks)
+        channels, blocks, kernel = WIDTHS[width]
+        return cls(num_styles=num_styles, channels=channels, residual_blocks=blocks, outer_kernel=kernel)
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -88,12 +90,13 @@ class StyleTransferNet(nn.Module):
         super().__init__()
         self.config = config
         c, n = config.channels, config.num_styles
-        self.down = nn.ModuleList([ConvNormReLU(3, c, 9, 1, n), ConvNormReLU(c, 2 * c, 3, 2, n),
+        k = config.outer_kernel
+        self.down = nn.ModuleList([ConvNormReLU(3, c, k, 1, n), ConvNormReLU(c, 2 * c, 3, 2, n),
                                    ConvNormReLU(2 * c, 4 * c, 3, 2, n)])
         self.blocks = nn.ModuleList(ResidualBlock(4 * c, n) for _ in range(config.residual_blocks))
         self.up = nn.ModuleList([ConvNormReLU(4 * c, 2 * c, 3, 1, n, upsample=True),
                                  ConvNormReLU(2 * c, c, 3, 1, n, upsample=True)])
-        self.to_image = nn.Sequential(nn.ReflectionPad2d(4), nn.Conv2d(c, 3, 9, 1))
+        self.to_image = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(c, 3, k, 1))
 
     def forward(self, image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # image: (B, 3, H, W) in [-1, 1]; weights: (B, num_styles), rows summing to 1
