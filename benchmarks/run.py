@@ -59,12 +59,13 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         model = ckpt.family
         onnx_path = repo / model / "1" / "model.onnx"
         inprocess = measure_inprocess(network, spec, onnx_path, opts)
+        gflop_per_item = flops_per_item(network, spec) / 1e9
         sweep, by_size = measure_triton(repo, model, spec, opts, network, onnx_path)
         variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
             if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
-                          "gflop_per_item": inprocess.pop("gflop_per_item")},
-                "machine": {**machine_facts(), "matmul_fp32_gflops": inprocess.pop("matmul_gflops")},
+                          "gflop_per_item": gflop_per_item},
+                "machine": {**machine_facts(), "matmul_fp32_gflops": matmul_peak_gflops()},
                 "options": opts.__dict__, "inprocess": inprocess,
                 "triton": [p.to_json() for p in sweep], "sizes": by_size, "variants": variants}
     document["ratios"] = compute_ratios(document)
@@ -89,27 +90,34 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
 
 
 @torch.no_grad()
+def time_runtimes(serving, session, spec, inputs: dict, warmup: int, min_calls: int, seconds: float) -> dict:
+    """Per-call times of PyTorch eager and ONNX Runtime in this process on the same inputs."""
+    args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
+    names = [t.name for t in spec.outputs]
+    runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
+    return {name: time_calls(fn, warmup=warmup, min_calls=min_calls, min_seconds=seconds)
+            for name, fn in runners.items()}
+
+
 def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: BenchOptions) -> dict[str, Any]:
     """PyTorch eager and ONNX Runtime in this process: batch-1 latency, largest-batch throughput."""
     from artforge.export.parity import onnx_session
 
     serving = spec.serving_network(network)
     session = onnx_session(onnx_path, threads=opts.threads)
-    names = [t.name for t in spec.outputs]
     results: dict[str, Any] = {}
     big = max(opts.batch_sizes + [opts.max_batch // 4])
     for batch in sorted({1, big}):
         inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
-        args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
-        runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
-        for name, fn in runners.items():
-            times = time_calls(fn, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)
+        for name, times in time_runtimes(serving, session, spec, inputs, 5, 20, opts.baseline_seconds).items():
             results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(times),
                                            "images_per_s": batch / float(np.median(times))}
-    sample = spec.sample_inputs(1, seed=0, sizes=spec.optimal_sizes())
-    results["gflop_per_item"] = count_flops(serving, tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs)) / 1e9
-    results["matmul_gflops"] = matmul_peak_gflops()
     return results
+
+
+def flops_per_item(network: torch.nn.Module, spec) -> int:
+    sample = spec.sample_inputs(1, seed=0, sizes=spec.optimal_sizes())
+    return count_flops(spec.serving_network(network), tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs))
 
 
 def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path):
@@ -133,22 +141,17 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
     return results, by_size
 
 
-@torch.no_grad()
 def measure_size(url: str, model: str, spec, network, onnx_path: Path, size: int, opts: BenchOptions) -> dict:
     """Frames per second at one square size: PyTorch, ONNX Runtime and Triton (one client), batch 1 and 4."""
     from artforge.export.parity import onnx_session
 
     serving = spec.serving_network(network)
     session = onnx_session(onnx_path, threads=opts.threads)
-    names = [t.name for t in spec.outputs]
     sizes = {name: size for name in spec.dynamic_dims}
     row = {}
     for batch in (1, 4):
         inputs = spec.sample_inputs(batch, seed=size + batch, sizes=sizes)
-        args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
-        runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
-        for name, fn in runners.items():
-            times = time_calls(fn, warmup=2, min_calls=5, min_seconds=opts.baseline_seconds)
+        for name, times in time_runtimes(serving, session, spec, inputs, 2, 5, opts.baseline_seconds).items():
             row[f"{name}_b{batch}"] = {"p50_ms": latency_summary(times)["p50"],
                                        "fps": batch / float(np.median(times))}
         point = measure_point(url, model, lambda b, i: inputs, 1, batch, max(10, opts.requests // 10), 2,
