@@ -20,6 +20,7 @@ from torch import nn
 
 from artforge.errors import ArtforgeError
 from artforge.imaging import uint8_to_unit, unit_to_uint8
+from artforge.photos import photo_crops
 
 TRITON_DTYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "uint8": "TYPE_UINT8", "int64": "TYPE_INT64",
                  "int32": "TYPE_INT32"}
@@ -80,6 +81,15 @@ class ModelSpec(abc.ABC):
     @abc.abstractmethod
     def sample_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
         """Valid random inputs (numpy) for tracing, parity checks and benchmarks."""
+
+    def representative_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None,
+                              held_out: bool = False) -> dict[str, np.ndarray]:
+        """Inputs like real requests, for int8 calibration and for measuring a variant's quality cost.
+
+        Families whose sample inputs are already drawn like real requests (noise) keep this default;
+        image families return real photos, held-out ones when `held_out` (never calibrated on).
+        """
+        return self.sample_inputs(batch, seed, sizes)
 
     def input(self, name: str) -> TensorSpec:
         return next(t for t in self.inputs if t.name == name)
@@ -243,3 +253,11 @@ class StyleSpec(ModelSpec):
         content = rng.integers(0, 256, (batch, sizes["height"], sizes["width"], 3), dtype=np.uint8)
         weights = rng.dirichlet(np.ones(self.config.num_styles), batch).astype(np.float32)
         return {"content": content, "style_weights": weights}
+
+    def representative_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None,
+                              held_out: bool = False) -> dict[str, np.ndarray]:
+        """Crops of the built-in photos, each with one style (requests mostly pick one)."""
+        sizes = sizes or self.optimal_sizes()
+        content = photo_crops(batch, sizes["height"], sizes["width"], seed, held_out=held_out)
+        styles = np.random.default_rng(seed).integers(0, self.config.num_styles, batch)
+        return {"content": content, "style_weights": np.eye(self.config.num_styles, dtype=np.float32)[styles]}

@@ -1,6 +1,7 @@
 """Reduced-precision variants of an exported model for ONNX Runtime on the CPU, and what they cost.
 
-int8: static QDQ quantisation (onnxruntime.quantization) calibrated on the spec's sample inputs.
+int8: static QDQ quantisation (onnxruntime.quantization) calibrated on the spec's representative
+inputs (real photos for image models); its quality cost is measured on held-out ones.
 bf16 is not offered: ONNX Runtime's CPU provider has no bf16 convolution kernels.
 """
 from __future__ import annotations
@@ -17,11 +18,12 @@ from artforge.export.parity import onnx_session
 log = logging.getLogger(__name__)
 
 
-class SampleReader:
-    """onnxruntime.quantization's CalibrationDataReader over the spec's valid sample inputs."""
+class CalibrationReader:
+    """onnxruntime.quantization's CalibrationDataReader over the spec's representative inputs."""
 
-    def __init__(self, spec, batches: int = 8):
-        self.batches = iter([spec.sample_inputs(1, seed=5000 + i, sizes=spec.optimal_sizes()) for i in range(batches)])
+    def __init__(self, spec, batches: int = 16):
+        sizes = spec.optimal_sizes()
+        self.batches = iter([spec.representative_inputs(1, seed=5000 + i, sizes=sizes) for i in range(batches)])
 
     def get_next(self):
         return next(self.batches, None)
@@ -33,19 +35,21 @@ class SampleReader:
 def quantize_int8(onnx_path: Path, spec, out: Path) -> Path:
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    quantize_static(str(onnx_path), str(out), SampleReader(spec), quant_format=QuantFormat.QDQ,
+    quantize_static(str(onnx_path), str(out), CalibrationReader(spec), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                     op_types_to_quantize=["Conv", "ConvTranspose", "MatMul", "Gemm"])
     return out
 
 
 def measure_variant(name: str, path: Path, reference_path: Path, spec, seconds: float, threads: int) -> dict[str, Any]:
-    """Batch-1 latency at the optimal size and the mean |difference| of the first output vs fp32, in grey levels."""
+    """Batch-1 latency at the optimal size and the mean |difference| of the first output vs fp32, in grey
+    levels, on held-out representative inputs."""
     session, reference = onnx_session(path, threads), onnx_session(reference_path, threads)
     output = spec.outputs[0].name
     inputs = spec.sample_inputs(1, seed=77, sizes=spec.optimal_sizes())
     times = time_calls(lambda: session.run([output], inputs), warmup=3, min_calls=10, min_seconds=seconds)
-    checks = [spec.sample_inputs(1, seed=900 + i, sizes=spec.optimal_sizes()) for i in range(4)]
+    checks = [spec.representative_inputs(1, seed=900 + i, sizes=spec.optimal_sizes(), held_out=True)
+              for i in range(4)]
     diffs = [np.abs(session.run([output], x)[0].astype(np.float64) - reference.run([output], x)[0].astype(np.float64))
              for x in checks]
     return {"variant": name, "latency_ms": latency_summary(times), "mean_abs_diff_levels": float(np.mean(diffs)),

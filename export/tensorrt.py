@@ -125,7 +125,7 @@ def set_precision(config, precision: str, spec: ModelSpec, max_batch: int, trt) 
 
 
 def make_calibrator(spec: ModelSpec, max_batch: int, trt, batches: int = 8):
-    """Entropy calibrator over the spec's sample inputs (valid noise/labels, or images)."""
+    """Entropy calibrator over the spec's representative inputs (noise and labels, or real photos)."""
     import torch
 
     batch = min(max_batch, 16)
@@ -142,7 +142,7 @@ def make_calibrator(spec: ModelSpec, max_batch: int, trt, batches: int = 8):
         def get_batch(self, names):
             if self.index >= batches:
                 return None
-            data = spec.sample_inputs(batch, seed=10_000 + self.index, sizes=spec.optimal_sizes())
+            data = spec.representative_inputs(batch, seed=10_000 + self.index, sizes=spec.optimal_sizes())
             self.index += 1
             self.buffers = {n: torch.from_numpy(data[n]).cuda() for n in names}
             return [int(self.buffers[n].data_ptr()) for n in names]

