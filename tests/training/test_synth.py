@@ -31,6 +31,17 @@ def test_styles_are_statistically_distinct():
             assert np.abs(sigs[a] - sigs[b]).max() > 0.03, (a, b, sigs[a], sigs[b])
 
 
+def test_circles_are_a_centred_target_on_a_dark_ground_unlike_the_full_bleed_waves():
+    def corners_and_centre(style):
+        images = np.stack([np.asarray(paint(style, 32, 0, i)) for i in range(12)]).astype(float).mean(-1)
+        corners = images[:, [0, 0, -1, -1], [0, -1, 0, -1]].mean()
+        return corners, images[:, 12:20, 12:20].mean()
+
+    corners, centre = corners_and_centre("circles")
+    assert corners < 60 and centre > corners + 50
+    assert corners_and_centre("waves")[0] > 80
+
+
 def test_synthesize_writes_one_folder_per_style_and_a_description(tmp_path):
     description = synthesize_dataset(tmp_path, size=16, per_style=3, seed=0, progress=False)
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(STYLES)
