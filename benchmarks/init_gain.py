@@ -1,0 +1,67 @@
+"""How many steps does starting from another style's checkpoint (`--init`) save?
+
+    artforge init-gain --out runs/init-gain --steps 300 --size 128
+
+Trains a base model on style A, then style B twice for the same budget, seed and batches: from
+scratch, and from the base model. For each quarter of the budget it reports the step at which the
+fine-tuned run first reaches the scratch run's loss at that point (20-step running means of the
+training loss), or None when it never does. OUT gets the three runs, init_gain.json and .md.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from artforge.files import atomic_write_text
+
+SMOOTHING = 20  # steps in the running mean
+
+
+def init_gain(out: Path, steps: int = 300, size: int = 128, styles: list[str] | None = None,
+              progress: bool = True) -> dict[str, Any]:
+    from artforge.benchmarks.loss_layers import write_default_styles
+    from artforge.training.style import train_style
+
+    out = Path(out)
+    base_style, new_style = styles or write_default_styles(out / "styles", size)
+    common = dict(size=size, steps=steps, sample_every=steps, checkpoint_every=steps, keep=1, progress=progress)
+    train_style(out=str(out / "base"), styles=[base_style], **common)
+    train_style(out=str(out / "scratch"), styles=[new_style], **common)
+    train_style(out=str(out / "finetune"), styles=[new_style], init=str(out / "base"), **common)
+    scratch, finetune = running_loss(out / "scratch"), running_loss(out / "finetune")
+    rows = [{"scratch_step": step, "scratch_loss": scratch[step - 1],
+             "finetune_steps_to_reach_it": first_step_at_or_below(finetune, scratch[step - 1])}
+            for step in quarter_steps(steps)]
+    document = {"steps": steps, "size": size, "base_style": str(base_style), "new_style": str(new_style),
+                "smoothing_steps": SMOOTHING, "finetune_final_loss": finetune[-1], "points": rows}
+    atomic_write_text(out / "init_gain.json", json.dumps(document, indent=2) + "\n")
+    atomic_write_text(out / "init_gain.md", markdown(document))
+    return document
+
+
+def running_loss(run: Path) -> list[float]:
+    losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
+    means = []
+    for i in range(len(losses)):
+        window = losses[max(0, i - SMOOTHING + 1):i + 1]
+        means.append(sum(window) / len(window))
+    return means
+
+
+def quarter_steps(steps: int) -> list[int]:
+    return sorted({max(1, steps * q // 4) for q in (1, 2, 3, 4)})
+
+
+def first_step_at_or_below(losses: list[float], target: float) -> int | None:
+    return next((i + 1 for i, loss in enumerate(losses) if loss <= target), None)
+
+
+def markdown(document: dict[str, Any]) -> str:
+    lines = [f"`--init` from a model of another style vs scratch, {document['steps']} steps at {document['size']} px "
+             f"({document['smoothing_steps']}-step running means of the training loss)", "",
+             "| scratch step | scratch loss | fine-tuned run reaches it at step |", "|---|---|---|"]
+    for p in document["points"]:
+        reached = p["finetune_steps_to_reach_it"]
+        lines.append(f"| {p['scratch_step']} | {p['scratch_loss']:.3f} | {reached if reached else 'not reached'} |")
+    return "\n".join(lines) + "\n"
