@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env test test-fast demo clean
+.PHONY: env test test-fast demo demo-style clean
 
 env: $(STAMP)
 
@@ -23,21 +23,28 @@ test: env
 test-fast: env
 	$(PY) -m pytest -q -m "not slow"
 
-# The whole road on a laptop CPU in about 10 minutes: data, training, export, a live Triton
-# server, images over gRPC, a short benchmark; the server is stopped whatever happens.
-DEMO ?= demo
-demo: env
-	$(VENV)/bin/artforge data synth --out $(DEMO)/data --size 32 --per-style 2000
-	$(VENV)/bin/artforge train dcgan --data $(DEMO)/data --out $(DEMO)/run --size 32 --steps 3000 \
-		--g-width 32 --d-width 32 --sample-every 500
-	$(VENV)/bin/artforge export $(DEMO)/run --repository $(DEMO)/repo --name dcgan
+# Start Triton on $(DEMO)/repo, wait until it serves, run the commands in $(1), stop the server
+# whatever happens.
+define with_server
 	@set -e; \
 	$(VENV)/bin/artforge serve --repository $(DEMO)/repo --log-file $(DEMO)/triton.log > $(DEMO)/serve.out 2>&1 & \
 	pid=$$!; trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' EXIT; \
 	for i in $$(seq 1 120); do grep -q "Ctrl-C stops it" $(DEMO)/serve.out && break; \
 		kill -0 $$pid 2>/dev/null || { cat $(DEMO)/serve.out; exit 1; }; sleep 1; done; \
 	cat $(DEMO)/serve.out; \
-	$(VENV)/bin/artforge generate --model dcgan --count 40 --seed 7 --columns 5 --out $(DEMO)/grid.png
+	$(1)
+endef
+comma := ,
+
+# The whole road on a laptop CPU in about 10 minutes: data, training, export, a live Triton
+# server, images over gRPC, a short benchmark.
+DEMO ?= demo
+demo: env
+	$(VENV)/bin/artforge data synth --out $(DEMO)/data --size 32 --per-style 2000
+	$(VENV)/bin/artforge train dcgan --data $(DEMO)/data --out $(DEMO)/run --size 32 --steps 3000 \
+		--g-width 32 --d-width 32 --sample-every 500
+	$(VENV)/bin/artforge export $(DEMO)/run --repository $(DEMO)/repo --name dcgan
+	$(call with_server,$(VENV)/bin/artforge generate --model dcgan --count 40 --seed 7 --columns 5 --out $(DEMO)/grid.png)
 	$(VENV)/bin/artforge bench $(DEMO)/run --out $(DEMO)/bench --requests 100 --baseline-seconds 1
 	@echo; echo "demo finished:"; \
 	echo "  data            $(DEMO)/data/"; \
@@ -45,6 +52,25 @@ demo: env
 	echo "  Triton repo     $(DEMO)/repo/ (server log: $(DEMO)/triton.log)"; \
 	echo "  gRPC grid       $(DEMO)/grid.png"; \
 	echo "  benchmark       $(DEMO)/bench/bench.md, bench.json, bench.png"
+
+# Style transfer in about 6 minutes: two procedural paintings as styles, a 1000-step lite model,
+# export, and a held-out photo stylised over gRPC in one style and in a half/half blend.
+demo-style: env
+	$(VENV)/bin/artforge data synth --out $(DEMO)/style-art --size 256 --per-style 1 --styles waves splatter --quiet
+	cp $(DEMO)/style-art/waves/00000.png $(DEMO)/waves.png
+	cp $(DEMO)/style-art/splatter/00000.png $(DEMO)/splatter.png
+	$(PY) -c "from PIL import Image; from artforge.photos import builtin_photo; \
+		Image.fromarray(builtin_photo('chelsea')).save('$(DEMO)/cat.png')"
+	$(VENV)/bin/artforge train style --style $(DEMO)/waves.png --style $(DEMO)/splatter.png \
+		--out $(DEMO)/style-run --size 128 --steps 1000
+	$(VENV)/bin/artforge export $(DEMO)/style-run --repository $(DEMO)/repo --name stylize
+	$(call with_server,\
+		$(VENV)/bin/artforge stylize --model stylize --input $(DEMO)/cat.png --style waves --out $(DEMO)/cat-waves.png; \
+		$(VENV)/bin/artforge stylize --model stylize --input $(DEMO)/cat.png \
+			--blend waves=0.5$(comma)splatter=0.5 --out $(DEMO)/cat-blend.png)
+	@echo; echo "style demo finished:"; \
+	echo "  training run    $(DEMO)/style-run/ (samples/: held-out photos in each style)"; \
+	echo "  over gRPC       $(DEMO)/cat-waves.png, $(DEMO)/cat-blend.png (from $(DEMO)/cat.png)"
 
 clean:
 	rm -rf demo .pytest_cache
