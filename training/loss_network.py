@@ -67,7 +67,7 @@ def choose_layers(name: str, available: list[str], style_layers: tuple[str, ...]
 # Name -> (block index, stride at that block, channels).
 EFFICIENTNET_TAPS = {"block0": (0, 2, 16), "block2": (2, 4, 24), "block4": (4, 8, 40), "block7": (7, 16, 80),
                      "block10": (10, 16, 112), "block14": (14, 32, 192)}
-# Chosen by measurement (`python -m artforge.benchmarks.loss_layers`, README "Which loss layers"):
+# Chosen by measurement (`artforge loss-layers`; README, "Which loss layers, measured"):
 EFFICIENTNET_DEFAULT = (("block0", "block2", "block4", "block7"), "block2")
 
 
