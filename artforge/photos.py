@@ -37,7 +37,7 @@ def resize_to_cover(photo: np.ndarray, height: int, width: int) -> np.ndarray:
     picture = Image.fromarray(photo)
     scale = max(height / picture.height, width / picture.width)
     size = (max(width, round(picture.width * scale)), max(height, round(picture.height * scale)))
-    return np.asarray(picture.resize(size, Image.BICUBIC if scale > 1 else Image.LANCZOS))
+    return np.asarray(picture.resize(size, Image.BICUBIC if scale > 1 else Image.LANCZOS, reducing_gap=3.0))
 
 
 def centre_crop(photo: np.ndarray, size: int) -> np.ndarray:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,14 +94,14 @@ def write_default_styles(folder: Path, size: int) -> list[str]:
 
 
 def slug(name: str) -> str:
-    return "".join(c if c.isalnum() else "-" for c in name).strip("-").replace("--", "-")
+    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
 
 @torch.no_grad()
 def stylise_all(run: Path, photos: np.ndarray, num_styles: int) -> np.ndarray:
     """(photos, styles, S, S, 3) uint8: every held-out photo in every style."""
     net, _ = load_network(run, expect_family="style")
-    images = uint8_to_unit(torch.from_numpy(photos).permute(0, 3, 1, 2))
+    images = to_unit(photos)
     out = [unit_to_uint8(net(images, torch.eye(num_styles)[k].expand(len(photos), -1))).numpy()
            for k in range(num_styles)]
     return np.stack(out, axis=1)

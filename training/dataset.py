@@ -17,6 +17,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from artforge.errors import DataError
+from artforge.photos import centre_crop
 
 log = logging.getLogger(__name__)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
@@ -67,12 +68,7 @@ def list_image_files(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
 def load_image(path: Path, size: int) -> np.ndarray:
     """(size, size, 3) uint8: shorter side resized to `size`, then centre-cropped."""
     with Image.open(path) as picture:
-        picture = picture.convert("RGB")
-        scale = size / min(picture.size)
-        w, h = max(size, round(picture.width * scale)), max(size, round(picture.height * scale))
-        picture = picture.resize((w, h), Image.BICUBIC if scale > 1 else Image.LANCZOS, reducing_gap=3.0)
-        left, top = (w - size) // 2, (h - size) // 2
-        return np.asarray(picture.crop((left, top, left + size, top + size)))
+        return centre_crop(np.asarray(picture.convert("RGB")), size)
 
 
 def load_image_folder(root: Path, size: int, progress: bool = True) -> ImageFolder:

