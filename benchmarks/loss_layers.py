@@ -28,7 +28,7 @@ import torch
 from artforge.files import atomic_write_text
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models import load_network
-from artforge.training.loss_network import EFFICIENTNET_TAPS, efficientnet_lite0, gram, relative_error
+from artforge.training.loss_network import EFFICIENTNET_TAPS, efficientnet_lite0, gram, relative_error, vgg_from_file
 
 log = logging.getLogger(__name__)
 ALL_TAPS = tuple(EFFICIENTNET_TAPS)
@@ -61,6 +61,8 @@ def compare_loss_layers(out: Path, steps: int = 400, size: int = 128, styles: li
     from artforge.training.style import style_targets, train_style
 
     out = Path(out)
+    if vgg:
+        vgg_from_file(Path(vgg))  # a bad file fails now, not after the EfficientNet runs
     styles = styles or write_default_styles(out / "styles", size)
     photos = np.stack([centre_crop(photo, size) for photo in builtin_photos(held_out=True)])
     style_images = unit_to_uint8(style_targets(styles, size)).numpy()
@@ -108,7 +110,9 @@ def stylise_all(run: Path, photos: np.ndarray, num_styles: int) -> np.ndarray:
 
 
 def score(results: np.ndarray, photos: np.ndarray, styles: np.ndarray, judge) -> dict[str, float]:
-    """results (photos, styles, S, S, 3) against the photos and the style images; Gram error on the judge's style taps."""
+    """results (photos, styles, S, S, 3) against the photos and the style images.
+
+    The Gram error is taken on the judge's style taps."""
     from skimage.metrics import structural_similarity
 
     ssim, colour, texture = [], [], []
