@@ -11,3 +11,7 @@ class CheckpointError(ArtforgeError):
 
 class DataError(ArtforgeError):
     """A data folder that is missing, empty or unreadable."""
+
+
+class ServerUnavailable(ArtforgeError):
+    """The Triton server cannot be reached (refused, gone or stopping) after the client's retries."""

@@ -9,8 +9,13 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.benchmarks.measure import latency_summary
+from artforge.errors import ServerUnavailable
 
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+# A point ends early once the server is clearly gone: the client gave up on an UNAVAILABLE server,
+# or this many requests failed in a row. Without it a dead server is sent every remaining request
+# (200,000 refusals took over a minute to count).
+MAX_FAILURES_IN_A_ROW = 20
 
 
 @dataclass
@@ -27,6 +32,11 @@ class LoadPoint:
     latency_ms: dict[str, float] = field(default_factory=dict)
     server_ms: dict[str, float] = field(default_factory=dict)  # mean per request, from Triton's statistics
     executed_batch: float = 0.0  # mean batch Triton actually ran: > request batch when the batcher merges
+    stopped: str = ""  # why the point ended before all its requests were sent ("" when it did not)
+
+    def record_failure(self, error: Exception) -> None:
+        self.errors += 1
+        self.first_error = self.first_error or str(error)[:300]
 
     @property
     def requests_per_s(self) -> float:
@@ -60,32 +70,47 @@ def server_breakdown(before: dict[str, float], after: dict[str, float]) -> tuple
 
 async def drive(client, model: str, make_inputs: Callable[[int, int], dict[str, np.ndarray]], point: LoadPoint,
                 total: int, warmup: int) -> list[float]:
-    """Send `warmup` then `total` requests from `point.concurrency` workers; returns latencies."""
+    """Send `warmup` then `total` requests from `point.concurrency` workers; returns latencies.
+
+    Every failure is counted in `point`; once the server is gone (see MAX_FAILURES_IN_A_ROW) no
+    further request is sent and `point.stopped` says why.
+    """
     latencies: list[float] = []
     issued = 0
+    failures_in_a_row = 0
 
-    async def worker(count_as_result: bool, budget: int) -> None:
-        nonlocal issued
-        while issued < budget:
+    async def worker(timed: bool, budget: int) -> None:
+        nonlocal issued, failures_in_a_row
+        while issued < budget and not point.stopped:
             issued += 1
             inputs = make_inputs(point.batch, issued)
             t0 = time.perf_counter()
             try:
                 await client.infer(model, inputs)
             except Exception as e:  # every failure is counted, the first one is reported
-                if count_as_result:
-                    point.errors += 1
-                    point.first_error = point.first_error or str(e)[:300]
+                failures_in_a_row += 1
+                point.record_failure(e)
+                if isinstance(e, ServerUnavailable) or failures_in_a_row >= MAX_FAILURES_IN_A_ROW:
+                    point.stopped = point.stopped or stop_reason(e, failures_in_a_row)
                 continue
-            if count_as_result:
+            failures_in_a_row = 0
+            if timed:
                 latencies.append(time.perf_counter() - t0)
 
     await asyncio.gather(*(worker(False, warmup) for _ in range(point.concurrency)))
+    if not point.stopped:
+        point.errors, point.first_error = 0, ""  # warm-up failures that did not stop the point don't count
     issued = 0
     started = time.perf_counter()
     await asyncio.gather(*(worker(True, total) for _ in range(point.concurrency)))
     point.seconds = time.perf_counter() - started
     return latencies
+
+
+def stop_reason(error: Exception, failures_in_a_row: int) -> str:
+    if isinstance(error, ServerUnavailable):
+        return "the server is unavailable"
+    return f"{failures_in_a_row} requests failed in a row"
 
 
 def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: int, requests: int,

@@ -159,6 +159,7 @@ def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], t
 
 def errors_seen(document: dict[str, Any]) -> list[str]:
     return [f"{p['model']} c{p['concurrency']} b{p['batch']}: {p['errors']} errors ({p['first_error']})"
+            + (f"; stopped early: {p['stopped']}" if p.get("stopped") else "")
             for p in document["triton"] if p["errors"]]
 
 

@@ -133,8 +133,8 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
         for name, concurrency, batch in tqdm(points, desc="triton sweep", unit="point", disable=not opts.progress):
             point = measure_point(server.grpc_url, name, make_inputs, concurrency, batch, opts.requests, opts.warmup)
             results.append(point)
-            if point.errors and not server.alive():
-                log.error("the server died during the benchmark: %s", point.first_error)
+            if point.stopped:
+                log.error("benchmark stopped: %s (%s)", point.stopped, point.first_error)
                 return results, by_size
         for size in opts.sizes if spec.dynamic_dims else []:
             by_size[str(size)] = measure_size(server.grpc_url, model, spec, network, onnx_path, size, opts)

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from artforge.errors import ArtforgeError
+from artforge.errors import ArtforgeError, ServerUnavailable
 from artforge.spec import WIRE_DTYPES, TensorSpec, check_inputs
 
 NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
@@ -61,8 +61,8 @@ def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries:
     if not is_unavailable(error):
         raise ArtforgeError(f"{what} failed on Triton at {url}: {error.message()}") from None
     if attempt == retries:
-        raise ArtforgeError(f"Triton at {url} is unavailable after {retries + 1} tries; "
-                            "is 'artforge serve' running there?") from None
+        raise ServerUnavailable(f"Triton at {url} is unavailable after {retries + 1} tries; "
+                                "is 'artforge serve' running there?") from None
     return backoff_s * 2**attempt
 
 

@@ -78,6 +78,21 @@ def test_a_dead_server_is_a_clear_error_after_the_retry_budget():
     assert time.monotonic() - started < 10
 
 
+@pytest.mark.parametrize("command", [["generate", "--count", "4", "--out", "grid.png"],
+                                     ["stylize", "--input", "photo.png", "--style", "0", "--out", "out.png"]])
+def test_client_commands_give_up_on_a_dead_server_with_one_line(command, tmp_path, capsys, monkeypatch):
+    from artforge.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save("photo.png")
+    code = main([*command, "--url", f"127.0.0.1:{free_port()}"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is unavailable after 5 tries" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "grid.png").exists() and not (tmp_path / "out.png").exists()
+
+
 def test_start_errors_come_before_anything_starts(tmp_path, dcgan_repo, monkeypatch):
     with pytest.raises(ArtforgeError, match="does not exist"):
         Server(tmp_path / "nope").start()
