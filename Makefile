@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env test test-fast demo demo-style clean
+.PHONY: env test test-fast demo demo-style reliability soak clean
 
 env: $(STAMP)
 
@@ -71,6 +71,15 @@ demo-style: env
 	@echo; echo "style demo finished:"; \
 	echo "  training run    $(DEMO)/style-run/ (samples/: held-out photos in each style)"; \
 	echo "  over gRPC       $(DEMO)/cat-waves.png, $(DEMO)/cat-blend.png (from $(DEMO)/cat.png)"
+
+# Faults, bad input and load in full (about 10 minutes on 2 cores): 30 training kills, every
+# malformed request 20 times, messy image folders; prints the table of figures.
+reliability: env
+	$(VENV)/bin/artforge reliability --out runs/reliability --kills 30 --fuzz-rounds 20 --image-copies 5
+
+# A bounded soak: 5 minutes of steady load; errors, latency and server memory at start and end.
+soak: env
+	$(VENV)/bin/artforge reliability --out runs/soak --kills 0 --fuzz-rounds 0 --image-copies 0 --soak-seconds 300
 
 clean:
 	rm -rf demo .pytest_cache

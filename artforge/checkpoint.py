@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import platform
 import re
+import shutil
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -145,10 +148,25 @@ def list_checkpoints(run_dir: Path) -> list[Path]:
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    import shutil
-
+    """Delete all but the newest `keep`; each is renamed away first, so a kill never leaves half of one."""
     for old in list_checkpoints(run_dir)[:-keep]:
-        shutil.rmtree(old, ignore_errors=True)
+        doomed = old.with_name(f".{old.name}.old-{os.getpid()}")
+        os.rename(old, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+
+
+def remove_incomplete_checkpoints(run_dir: Path) -> list[Path]:
+    """Delete what a killed writer left in RUN/checkpoints: temporary and half-deleted folders, and
+    step folders without checkpoint.json. Call it only from the run's one writer, before it writes."""
+    folder = Path(run_dir) / "checkpoints"
+    if not folder.is_dir():
+        return []
+    leftovers = [p for p in folder.iterdir() if p.is_dir() and (
+        (p.name.startswith(".step_") and (".tmp-" in p.name or ".old-" in p.name))
+        or (STEP_DIR.match(p.name) and not (p / META_FILE).exists()))]
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    return leftovers
 
 
 def read_meta(folder: Path) -> dict[str, Any]:
@@ -159,12 +177,35 @@ def read_meta(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {folder} has no {META_FILE}; it is incomplete") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"checkpoint {meta_path} is corrupt: {e}") from None
-    for key in ("format", "family", "config", "step", "files"):
-        if key not in meta:
-            raise CheckpointError(f"checkpoint {meta_path} lacks '{key}'; it was not written by artforge")
+    check_meta_types(meta, meta_path)
     if meta["format"] > FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {folder} has format {meta['format']}; upgrade artforge to read it")
     return meta
+
+
+# what every checkpoint.json holds, and of which JSON type: checked before anything trusts it
+META_TYPES = {"format": int, "family": str, "config": dict, "step": int, "files": dict}
+
+
+def check_meta_types(meta: Any, where: Path) -> None:
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"checkpoint {where} holds a JSON {type(meta).__name__}, not an object; "
+                              "it was not written by artforge")
+    for key, kind in META_TYPES.items():
+        if key not in meta:
+            raise CheckpointError(f"checkpoint {where} lacks '{key}'; it was not written by artforge")
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise CheckpointError(f"checkpoint {where}: '{key}' is {json.dumps(meta[key])[:60]}, "
+                                  f"expected a JSON {JSON_NAMES[kind]}")
+    if meta["step"] < 0:
+        raise CheckpointError(f"checkpoint {where}: 'step' is {meta['step']}, expected >= 0")
+    for name, digest in meta["files"].items():
+        if not (isinstance(digest, dict) and isinstance(digest.get("bytes"), int)
+                and isinstance(digest.get("sha256"), str)):
+            raise CheckpointError(f"checkpoint {where}: files.{name} must hold 'bytes' and 'sha256'")
+
+
+JSON_NAMES = {int: "integer", str: "string", dict: "object", float: "number", bool: "true/false", list: "list"}
 
 
 def read_safetensors(folder: Path, name: str, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:
@@ -197,7 +238,7 @@ def contiguous(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def config_from_dict(config_cls: type, values: dict[str, Any], where: str) -> Any:
-    """Rebuild a config dataclass; unknown fields mean a checkpoint this version cannot build."""
+    """Rebuild a config dataclass; unknown fields or values of the wrong type are one-line errors."""
     known = {f.name for f in fields(config_cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -205,10 +246,28 @@ def config_from_dict(config_cls: type, values: dict[str, Any], where: str) -> An
             f"checkpoint {where} has config fields {unknown} that {config_cls.__name__} does not know; "
             "it was made by another artforge version"
         )
+    hints = typing.get_type_hints(config_cls)
+    for name, value in values.items():
+        if not has_json_type(value, hints[name]):
+            raise CheckpointError(f"checkpoint {where} has an invalid {config_cls.__name__}: {name} is "
+                                  f"{json.dumps(value)[:60]}, expected {getattr(hints[name], '__name__', hints[name])}")
     try:
         return config_cls(**values)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {where} has an invalid {config_cls.__name__}: {e}") from None
+
+
+def has_json_type(value: Any, hint: Any) -> bool:
+    """Does a JSON value fit a config field's type (int, float, str, bool; others are not checked)?"""
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    return True
 
 
 # Training state (optimiser state dicts, RNG states) is a tree of dicts, lists and tensors.

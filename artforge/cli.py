@@ -69,7 +69,7 @@ def run_train_dcgan(args: argparse.Namespace) -> None:
     from artforge.training.dcgan import train_dcgan
 
     options = given(args, "data", "out", "size", "steps", "batch_size", "seed", "lr", "ema_decay", "z_dim",
-                    "g_width", "d_width", "sample_every", "checkpoint_every", "keep", "device")
+                    "g_width", "d_width", "sample_every", "checkpoint_every", "keep", "device", "fit", "background")
     options.update(resume=args.resume, progress=not args.quiet)
     if args.bf16:
         options["bf16"] = True
@@ -106,6 +106,11 @@ def add_train_parser(commands) -> None:
     p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default 500)")
     p.add_argument("--keep", type=int, help="checkpoints to keep (default 3)")
     p.add_argument("--device", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--fit", choices=["crop", "pad"],
+                   help="how an image becomes a square sample: crop (centre, default) or pad (the whole "
+                        "picture, letterboxed on --background)")
+    p.add_argument("--background", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b "
+                                         "(default white)")
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -118,7 +123,7 @@ def run_train_style(args: argparse.Namespace) -> None:
 
     options = given(args, "content", "out", "size", "steps", "batch_size", "width", "lr", "content_weight",
                     "style_weight", "tv_weight", "loss_weights", "style_layers", "content_layer", "init", "seed", "sample_every",
-                    "checkpoint_every", "keep")
+                    "checkpoint_every", "keep", "background")
     if args.style:
         options["styles"] = args.style
     options.update(resume=args.resume, progress=not args.quiet)
@@ -155,6 +160,8 @@ def add_train_style_parser(sub) -> None:
                                           "block0,block2,block4,block7,block10,block14; VGG: relu1..relu4)")
     p.add_argument("--content-layer", help="loss-network tap for the content loss (default block4 / relu2)")
     p.add_argument("--init", help="start from this style checkpoint or run (fine-tuning, adding styles)")
+    p.add_argument("--background", help="colour for transparent areas of style and content images: a name, "
+                                         "#rrggbb or r,g,b (default white)")
     p.add_argument("--seed", type=int)
     p.add_argument("--sample-every", type=int)
     p.add_argument("--checkpoint-every", type=int)
@@ -171,7 +178,7 @@ def run_export(args: argparse.Namespace) -> None:
                                runtime=args.runtime, max_batch=args.max_batch, precision=args.precision,
                                float_output=args.float_output, tolerance=args.tolerance, instances=args.instances,
                                max_queue_delay_us=args.max_queue_delay_us, keep_versions=args.keep_versions,
-                               intra_op_threads=args.threads)
+                               intra_op_threads=args.threads, max_dim=args.max_dim)
     print(result.summary())
 
 
@@ -207,6 +214,9 @@ def add_export_parser(commands) -> None:
                    help="how long the dynamic batcher may hold a request to form a fuller batch")
     p.add_argument("--keep-versions", type=int, default=3, help="versions Triton serves (latest N)")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per instance (0: all cores)")
+    p.add_argument("--max-dim", type=int, default=0,
+                   help="largest size a request may have on a dynamic axis, e.g. 1024 refuses photos over "
+                        "1024 px a side (0: the family's limit; written into config.pbtxt as artforge.limits)")
     p.set_defaults(handler=run_export)
 
 
@@ -229,11 +239,28 @@ def run_serve(args: argparse.Namespace) -> None:
         print(f"Triton is serving {', '.join(server.models)} from {server.repository}\n"
               f"  gRPC    {server.grpc_url}\n  HTTP    {server.http_url}\n  metrics {server.metrics_url}\n"
               f"  log     {server.log_file}\nCtrl-C stops it.", flush=True)
+        next_check = time.monotonic() + args.health_interval
         while not stop["requested"]:
             if not server.alive():
-                raise ArtforgeError(f"Triton exited unexpectedly: {server.last_error()} (log: {server.log_file})")
+                raise ArtforgeError(f"Triton exited with status {server.process.returncode}: {server.last_error()} "
+                                    f"(log: {server.log_file})")
+            if args.health_interval and time.monotonic() >= next_check:
+                revive_broken_models(server)
+                next_check = time.monotonic() + args.health_interval
             time.sleep(0.2)
     print("Triton stopped.")
+
+
+def revive_broken_models(server) -> None:
+    """Reload each model whose backend no longer answers its warm-up request; raise if one stays dead."""
+    for model, problem in server.check_health().items():
+        print(f"artforge: warning: model '{model}' failed its health check ({problem}); reloading it",
+              file=sys.stderr, flush=True)
+        server.reload(model)
+        still = server.check_health().get(model)
+        if still:
+            raise ArtforgeError(f"model '{model}' is still broken after a reload: {still}")
+        print(f"artforge: model '{model}' reloaded and healthy again", file=sys.stderr, flush=True)
 
 
 def add_serve_parser(commands) -> None:
@@ -255,6 +282,9 @@ def add_serve_parser(commands) -> None:
     p.add_argument("--metrics-port", type=int, default=8002)
     p.add_argument("--host", default="127.0.0.1", help="address to bind; 127.0.0.1 keeps it on this machine")
     p.add_argument("--log-file", default="runs/serve/triton.log", help="where the server's log goes")
+    p.add_argument("--health-interval", type=float, default=5.0,
+                   help="seconds between health checks: each model gets its warm-up request and is reloaded "
+                        "if its backend died (0: no checks)")
     p.set_defaults(handler=run_serve)
 
 
@@ -296,12 +326,13 @@ def add_generate_parser(commands) -> None:
 
 
 def run_stylize(args: argparse.Namespace) -> None:
+    from artforge.imaging import parse_colour
     from artforge.serving.client import Client
     from artforge.serving.stylize import stylize_paths
 
     with Client(args.url, timeout_s=args.timeout) as client:
-        written = stylize_paths(client, args.model, Path(args.input), Path(args.out), style=args.style,
-                                blend=args.blend, progress=not args.quiet)
+        written = stylize_paths(client, args.model, Path(args.input), args.out, style=args.style,
+                                blend=args.blend, progress=not args.quiet, background=parse_colour(args.background))
     print(f"wrote {len(written)} image(s): {written[0] if len(written) == 1 else args.out}")
 
 
@@ -322,6 +353,8 @@ def add_stylize_parser(commands) -> None:
     p.add_argument("--out", required=True, help="OUT.png for one image, or a folder")
     p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one image")
+    p.add_argument("--background", default="white",
+                   help="colour for transparent areas of the input: a name, #rrggbb or r,g,b")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_stylize)
 
@@ -454,9 +487,61 @@ def add_init_gain_parser(commands) -> None:
     p.set_defaults(handler=run_init_gain)
 
 
+def run_reliability(args: argparse.Namespace) -> None:
+    from artforge.benchmarks.reliability import run_reliability as measure
+
+    document = measure(args.out, kills=args.kills, fuzz_rounds=args.fuzz_rounds, image_copies=args.image_copies,
+                       soak_seconds=args.soak_seconds, seed=args.seed, progress=not args.quiet)
+    print((Path(args.out) / "reliability.md").read_text())
+    print(f"reports: {args.out}/reliability.json, reliability.md")
+    problems = reliability_problems(document["results"])
+    if problems:
+        raise ArtforgeError("reliability check failed: " + "; ".join(problems))
+
+
+def reliability_problems(results: dict) -> list[str]:
+    """What in a reliability run broke a promise (README, Reliability)."""
+    kills, fuzz, images, soak = (results.get(k, {}) for k in ("kills", "fuzz", "images", "soak"))
+    problems = []
+    if kills and (kills["newest_checkpoint_loaded"] < kills["kills"] or not kills["identical_to_uninterrupted_run"]
+                  or kills["leftover_folders"]):
+        problems.append(f"kills: {kills}")
+    if fuzz and (fuzz["answered_ok"] or not fuzz["server_up_and_healthy_after"]):
+        problems.append(f"fuzz: answered as valid {fuzz['answered_ok'][:3]}, healthy after "
+                        f"{fuzz['server_up_and_healthy_after']}")
+    if images and (images["wrong_outcomes"] or not images["transparent_files_on_background"]):
+        problems.append(f"images: {images['wrong_outcomes'][:3]}")
+    if soak and soak["errors"]:
+        problems.append(f"soak: {soak['errors']} errors")
+    return problems
+
+
+def add_reliability_parser(commands) -> None:
+    p = commands.add_parser(
+        "reliability", formatter_class=HelpFormatter,
+        help="measure reliability: training killed at random, malformed requests, messy images, a soak",
+        description="Kill real training processes at random moments and check every checkpoint, send every "
+                    "kind of malformed request to a live Triton server, load a folder of messy image files, "
+                    "and optionally hold a steady load (soak). Writes reliability.json and reliability.md and "
+                    "exits non-zero when a promise broke (a checkpoint lost, a malformed request answered as "
+                    "valid, a server left unhealthy, an image mis-read, a soak error). A count of 0 skips a suite.",
+        epilog="examples:\n"
+               "  artforge reliability --out runs/reliability                      # make reliability\n"
+               "  artforge reliability --out runs/soak --kills 0 --fuzz-rounds 0 --image-copies 0 \\\n"
+               "      --soak-seconds 300                                          # make soak")
+    p.add_argument("--out", required=True, help="folder for reliability.json and reliability.md")
+    p.add_argument("--kills", type=int, default=30, help="training processes to SIGKILL")
+    p.add_argument("--fuzz-rounds", type=int, default=20, help="times every malformed request is sent")
+    p.add_argument("--image-copies", type=int, default=5, help="sets of messy image files to load")
+    p.add_argument("--soak-seconds", type=float, default=0.0, help="seconds of steady load (0: no soak)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the kill moments")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run_reliability)
+
+
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser, add_serve_parser,
                                    add_generate_parser, add_stylize_parser, add_bench_parser,
-                                   add_loss_layers_parser, add_init_gain_parser]
+                                   add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

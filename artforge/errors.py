@@ -13,5 +13,13 @@ class DataError(ArtforgeError):
     """A data folder that is missing, empty or unreadable."""
 
 
+class ImageError(DataError):
+    """One image file that cannot be read: corrupt, not an image, or too large."""
+
+
+class ImageTooLarge(ImageError):
+    """An image with more pixels than the reader accepts (a decompression bomb, or just huge)."""
+
+
 class ServerUnavailable(ArtforgeError):
     """The Triton server cannot be reached (refused, gone or stopping) after the client's retries."""

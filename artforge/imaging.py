@@ -1,17 +1,113 @@
-"""Pixel conventions shared by training, export (inside the graph) and clients.
+"""Pixel conventions shared by training, export (inside the graph) and clients, and the one
+image reader every command uses.
 
 Networks see float images in [-1, 1], NCHW; files and the wire carry uint8 0-255, NHWC.
 """
 from __future__ import annotations
 
 import math
+import threading
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps, UnidentifiedImageError
 
+from artforge.errors import ImageError, ImageTooLarge
 from artforge.files import atomic_write_bytes
+
+WHITE = (255, 255, 255)
+MAX_PIXELS = 100_000_000  # 10,000 x 10,000; decoded RGB that is 300 MB
+FITS = ("crop", "pad")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
+# Pillow's own bomb check refuses images over 179 Mpx outright; read_image checks the size itself,
+# after JPEG draft decoding has had its chance to shrink the image
+_bomb_check_lock = threading.Lock()
+
+
+def read_image(path: str | Path, background: tuple[int, int, int] = WHITE, max_pixels: int = MAX_PIXELS,
+               size_hint: int | None = None) -> np.ndarray:
+    """(H, W, 3) uint8 from any image file Pillow reads, the way a person sees it.
+
+    Transparency (RGBA, LA, palette or colour-key) is composited onto `background`; grey, 16-bit and
+    CMYK are converted; EXIF orientation is applied. A JPEG is decoded at a reduced scale when
+    `size_hint` (the side the caller will resize to) allows. Images over `max_pixels` after that are
+    refused with ImageTooLarge; unreadable files with ImageError. Pillow's warnings are left to the
+    caller (a folder loader counts them).
+    """
+    path = Path(path)
+    try:
+        with open_unchecked(path) as picture:
+            if size_hint and picture.format == "JPEG":
+                picture.draft("RGB", (size_hint, size_hint))  # decodes at 1/2, 1/4 or 1/8 scale, never below the hint
+            width, height = picture.size
+            if width * height > max_pixels:
+                raise ImageTooLarge(f"image {path} is {width}x{height} ({width * height / 1e6:.0f} megapixels), "
+                                    f"over the limit of {max_pixels / 1e6:.0f} megapixels")
+            return to_rgb(ImageOps.exif_transpose(picture), background)
+    except ImageError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as e:
+        raise ImageError(f"cannot read image {path}: {e}") from None
+
+
+def open_unchecked(path: Path) -> Image.Image:
+    """Image.open without Pillow's decompression-bomb limit (read_image applies its own)."""
+    with _bomb_check_lock:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def to_rgb(picture: Image.Image, background: tuple[int, int, int]) -> np.ndarray:
+    """Any Pillow mode as (H, W, 3) uint8, transparent areas on `background`."""
+    if picture.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit grey: scale, do not clip at 255
+        grey = np.asarray(picture).astype(np.float64) / 257.0
+        return np.repeat(np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if picture.mode == "F":
+        grey = np.asarray(picture, np.float64)
+        grey = grey / max(float(grey.max()), 1e-12) * 255.0 if grey.max() > 1.0 else grey * 255.0
+        return np.repeat(np.clip(np.round(grey), 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    if picture.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in picture.info:
+        canvas = Image.new("RGBA", picture.size, (*background, 255))
+        canvas.alpha_composite(picture.convert("RGBA"))
+        picture = canvas
+    return np.asarray(picture.convert("RGB"))
+
+
+def fit_square(image: np.ndarray, size: int, fit: str = "crop", background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """(size, size, 3): `crop` fills the square and cuts the longer side; `pad` keeps the whole picture,
+    letterboxed on `background`."""
+    from artforge.photos import centre_crop
+
+    if fit == "crop":
+        return centre_crop(image, size)
+    if fit != "pad":
+        raise ValueError(f"fit must be one of {FITS}, got '{fit}'")
+    picture = Image.fromarray(image)
+    scale = size / max(picture.size)
+    inner = (max(1, round(picture.width * scale)), max(1, round(picture.height * scale)))
+    canvas = Image.new("RGB", (size, size), background)
+    canvas.paste(picture.resize(inner, Image.LANCZOS if scale < 1 else Image.BICUBIC, reducing_gap=3.0),
+                 ((size - inner[0]) // 2, (size - inner[1]) // 2))
+    return np.asarray(canvas)
+
+
+def parse_colour(text: str) -> tuple[int, int, int]:
+    """'white', 'black', '#rrggbb' or 'r,g,b' as an RGB triple (the --background option)."""
+    from PIL import ImageColor
+
+    try:
+        if "," in text:
+            rgb = tuple(int(v) for v in text.split(","))
+            if len(rgb) != 3 or not all(0 <= v <= 255 for v in rgb):
+                raise ValueError
+            return rgb
+        return ImageColor.getrgb(text)[:3]
+    except ValueError:
+        raise ImageError(f"--background '{text}' is not a colour; use a name (white), #rrggbb or r,g,b") from None
 
 
 def uint8_to_unit(images: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,9 @@ class TensorSpec:
     dtype: str  # numpy dtype name
     shape: tuple[int | str, ...]  # per item, batch excluded; str = dynamic dimension
     description: str = ""
-    warmup: str = "random"  # warm-up data Triton sends: "random" or "zero" (zero for indices)
+    min_value: float | None = None  # values outside [min_value, max_value] are refused by the server
+    max_value: float | None = None
+    positive_sum: bool = False  # each item must sum to more than 0 (a mix of weights)
 
     @property
     def triton_dtype(self) -> str:
@@ -53,6 +55,19 @@ class TensorSpec:
 
     def concrete_shape(self, batch: int, sizes: dict[str, int]) -> tuple[int, ...]:
         return (batch, *(d if isinstance(d, int) else sizes[d] for d in self.shape))
+
+    def limits(self, ranges: dict[str, "DynamicDim"]) -> dict[str, Any]:
+        """What a request may hold in this tensor (serving/request_limits.py reads it)."""
+        dims = [[d, d] if isinstance(d, int) else [ranges[d].min, ranges[d].max] for d in self.shape]
+        limit: dict[str, Any] = {"dims": dims}
+        if np.dtype(self.dtype).kind == "f":
+            limit["finite"] = True
+        for key, value in (("min", self.min_value), ("max", self.max_value)):
+            if value is not None:
+                limit[key] = value
+        if self.positive_sum:
+            limit["positive_sum"] = True
+        return limit
 
 
 @dataclass(frozen=True)
@@ -112,6 +127,15 @@ class ModelSpec(abc.ABC):
         hi = {n: d.max for n, d in self.dynamic_dims.items()}
         return {t.name: (t.concrete_shape(1, lo), t.concrete_shape(opt_batch, mid), t.concrete_shape(max_batch, hi))
                 for t in self.inputs}
+
+    def limit_dynamic_dims(self, max_dim: int) -> None:
+        """Serve sizes up to `max_dim` on every dynamic axis (warm-up, parity and profiles follow)."""
+        self.dynamic_dims = {name: DynamicDim(min(d.min, max_dim), min(d.opt, max_dim), max_dim)
+                             for name, d in self.dynamic_dims.items()}
+
+    def input_limits(self) -> dict[str, dict[str, Any]]:
+        """Per input: the sizes and values a request may hold."""
+        return {t.name: t.limits(self.dynamic_dims) for t in self.inputs}
 
     def check_inputs(self, inputs: dict[str, np.ndarray], max_batch: int | None = None) -> int:
         return check_inputs(self.inputs, inputs, max_batch)
@@ -186,7 +210,8 @@ class DCGANSpec(ModelSpec):
         super().__init__(
             family="dcgan",
             inputs=(TensorSpec("z", "float32", (config.z_dim,), "standard normal noise"),
-                    TensorSpec("style", "int64", (1,), f"style index 0..{config.num_classes - 1}", warmup="zero")),
+                    TensorSpec("style", "int64", (1,), f"style index 0..{config.num_classes - 1}",
+                               min_value=0, max_value=config.num_classes - 1)),
             outputs=tuple(outputs),
             metadata={"styles": list(classes or range(config.num_classes)), "image_size": size},
         )
@@ -236,7 +261,8 @@ class StyleSpec(ModelSpec):
             family="style",
             inputs=(TensorSpec("content", "uint8", ("height", "width", 3), "photo, RGB, 0-255, NHWC"),
                     TensorSpec("style_weights", "float32", (config.num_styles,),
-                               "one weight per style, normalised to sum 1 (one-hot picks a style)", warmup="zero")),
+                               "one weight per style, normalised to sum 1 (one-hot picks a style)",
+                               min_value=0, positive_sum=True)),
             outputs=tuple(outputs),
             dynamic_dims={"height": DynamicDim(16, 256, 2048), "width": DynamicDim(16, 256, 2048)},
             metadata={"styles": list(styles or range(config.num_styles)), "min_size": 16},

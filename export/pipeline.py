@@ -17,7 +17,8 @@ from artforge.errors import ArtforgeError
 from artforge.export.onnx_model import OnnxReport, export_onnx
 from artforge.export.parity import ParityResult, check_parity, onnx_session, run_parity
 from artforge.export.tensorrt import ENGINE_TOLERANCE, PRECISIONS, build_engine, require_tensorrt, run_engine
-from artforge.export.triton_repo import TritonOptions, model_config, validate_name, write_model_version
+from artforge.export.triton_repo import (TritonOptions, model_config, validate_name, warmup_files,
+                                         write_model_version)
 from artforge.models import load_network, spec_for
 
 log = logging.getLogger(__name__)
@@ -59,13 +60,13 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, name: str 
                       formats: str | list[str] = "onnx", runtime: str = "embedded", max_batch: int = 64,
                       precision: str = "fp32", float_output: bool = False, tolerance: float = 1e-4,
                       instances: int = 1, max_queue_delay_us: int = 100, keep_versions: int = 3,
-                      intra_op_threads: int = 0, engine_cache: Path | None = None) -> ExportResult:
+                      intra_op_threads: int = 0, max_dim: int = 0, engine_cache: Path | None = None) -> ExportResult:
     """Export a checkpoint (or a run's newest one) into a Triton model repository."""
     formats = parse_formats(formats)
     use_engine = "tensorrt" in formats
     check_precision(precision, use_engine, runtime)
     network, ckpt = load_network(checkpoint)
-    name = name or ckpt.family
+    name = ckpt.family if name is None else name
     validate_name(name)
     options = TritonOptions(runtime=runtime, engine="tensorrt" if use_engine else "onnx", max_batch=max_batch,
                             instances=instances, max_queue_delay_us=max_queue_delay_us,
@@ -73,6 +74,9 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, name: str 
     if use_engine:
         require_tensorrt()  # fail before any work is done
     spec = spec_for(ckpt, float_output)
+    if max_dim:
+        check_max_dim(max_dim, spec)
+        spec.limit_dynamic_dims(max_dim)
     config = model_config(name, spec, options)
     with tempfile.TemporaryDirectory(prefix="artforge-export-") as work:
         onnx_path = Path(work) / "model.onnx"
@@ -86,8 +90,17 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, name: str 
             result.engine_parity = check_engine_parity(engine, onnx_path, spec, max_batch, precision)
             files["model.plan"] = engine
         files["export.json"] = write_export_record(Path(work), ckpt, spec, result, options, precision)
-        result.version_dir, result.version = write_model_version(Path(repository), name, config, files, runtime)
+        result.version_dir, result.version = write_model_version(Path(repository), name, config, files, runtime,
+                                                                 warmup_files(spec))
     return result
+
+
+def check_max_dim(max_dim: int, spec) -> None:
+    if not spec.dynamic_dims:
+        raise ArtforgeError(f"--max-dim applies to models with dynamic sizes; a '{spec.family}' model has none")
+    smallest = max(d.min for d in spec.dynamic_dims.values())
+    if max_dim < smallest:
+        raise ArtforgeError(f"--max-dim {max_dim} is below the smallest size the model takes ({smallest})")
 
 
 def check_precision(precision: str, use_engine: bool, runtime: str) -> None:

@@ -15,12 +15,15 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from artforge.errors import ArtforgeError
-from artforge.files import atomic_directory, atomic_write_text
+from artforge.files import atomic_directory, atomic_write_bytes, atomic_write_text
 from artforge.spec import ModelSpec
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 PYTHON_MODEL = Path(__file__).resolve().parents[1] / "serving" / "triton_python_model.py"
 RUNTIMES = ("embedded", "native")
+MAX_BATCH_LIMIT = 4096
+REQUEST_LIMITS = Path(__file__).resolve().parents[1] / "serving" / "request_limits.py"
+WARMUP_DIR = "warmup"  # Triton reads model_warmup input_data_file from NAME/warmup/
 
 
 @dataclass
@@ -44,12 +47,15 @@ class TritonOptions:
             raise ArtforgeError(f"unknown runtime '{self.runtime}'; choose {' or '.join(RUNTIMES)}")
         if self.max_batch < 1:
             raise ArtforgeError(f"--max-batch must be at least 1, got {self.max_batch}")
+        if self.max_batch > MAX_BATCH_LIMIT:
+            raise ArtforgeError(f"--max-batch {self.max_batch} is more than {MAX_BATCH_LIMIT}; the parity check "
+                                "alone would allocate for that many items")
         if not self.kind:
             self.kind = "KIND_CPU" if self.runtime == "embedded" else "KIND_GPU"
 
 
 def validate_name(name: str) -> None:
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):  # fullmatch: '$' would let a trailing newline through
         raise ArtforgeError(f"model name '{name}' is not allowed: use letters, digits, '_', '-' or '.', "
                             "starting with a letter or digit (Triton uses it as a folder name)")
 
@@ -72,7 +78,8 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions) -> mc.Model
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
     config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
     add_warmup(config, spec)
-    parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True)}
+    parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True),
+                  "artforge.limits": json.dumps(spec.input_limits(), sort_keys=True)}
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
     for key, value in parameters.items():
@@ -81,17 +88,20 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions) -> mc.Model
 
 
 def add_warmup(config: mc.ModelConfig, spec: ModelSpec) -> None:
-    """One batch-1 request at the optimal size before the model reports ready."""
+    """One batch-1 request before the model reports ready: the spec's sample inputs (warmup_files)."""
     warmup = config.model_warmup.add(name="artforge-warmup", batch_size=1)
     sizes = spec.optimal_sizes()
     for t in spec.inputs:
         entry = warmup.inputs[t.name]
         entry.data_type = t.triton_dtype
         entry.dims.extend(t.concrete_shape(1, sizes)[1:])
-        if t.warmup == "zero":
-            entry.zero_data = True
-        else:
-            entry.random_data = True
+        entry.input_data_file = t.name
+
+
+def warmup_files(spec: ModelSpec) -> dict[str, bytes]:
+    """Raw bytes of valid warm-up inputs (Triton's random data would break value limits)."""
+    sample = spec.sample_inputs(1, seed=0, sizes=spec.optimal_sizes())
+    return {name: value.tobytes() for name, value in sample.items()}
 
 
 def config_text(config: mc.ModelConfig) -> str:
@@ -121,8 +131,8 @@ def check_compatible(model_dir: Path, new: mc.ModelConfig) -> None:
 
 
 def write_model_version(repository: Path, name: str, config: mc.ModelConfig, files: dict[str, Path],
-                        runtime: str) -> tuple[Path, int]:
-    """Add REPO/NAME/<next version>/ with `files` and (re)write config.pbtxt; all or nothing."""
+                        runtime: str, warmup: dict[str, bytes]) -> tuple[Path, int]:
+    """Add REPO/NAME/<next version>/ with `files`, (re)write config.pbtxt and the warm-up inputs."""
     repository = Path(repository)
     if repository.exists() and not repository.is_dir():
         raise ArtforgeError(f"--repository {repository} is a file; give a folder (it is created if missing)")
@@ -134,12 +144,16 @@ def write_model_version(repository: Path, name: str, config: mc.ModelConfig, fil
     if not model_dir.exists():
         with atomic_directory(model_dir) as tmp:
             fill_version(tmp / "1", files, runtime)
+            for input_name, data in warmup.items():
+                atomic_write_bytes(tmp / WARMUP_DIR / input_name, data)
             (tmp / "config.pbtxt").write_text(text)
         return model_dir / "1", 1
     check_compatible(model_dir, config)
     version = (existing_versions(model_dir) or [0])[-1] + 1
     with atomic_directory(model_dir / str(version)) as tmp:
         fill_version(tmp, files, runtime)
+    for input_name, data in warmup.items():
+        atomic_write_bytes(model_dir / WARMUP_DIR / input_name, data)
     atomic_write_text(model_dir / "config.pbtxt", text)
     return model_dir / str(version), version
 
@@ -150,3 +164,4 @@ def fill_version(folder: Path, files: dict[str, Path], runtime: str) -> None:
         shutil.copyfile(source, folder / target)
     if runtime == "embedded":
         shutil.copyfile(PYTHON_MODEL, folder / "model.py")
+        shutil.copyfile(REQUEST_LIMITS, folder / REQUEST_LIMITS.name)

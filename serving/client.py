@@ -14,6 +14,7 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError, ServerUnavailable
+from artforge.serving.request_limits import shape_problem, value_problem
 from artforge.spec import WIRE_DTYPES, TensorSpec, check_inputs
 
 NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
@@ -33,9 +34,18 @@ class ModelInfo:
     max_batch: int
     family: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    limits: dict[str, Any] = field(default_factory=dict)  # per input: what the server accepts
 
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
+
+    def check_limits(self, inputs: dict[str, np.ndarray]) -> None:
+        """Refuse here what the server would refuse: sizes and values outside the model's limits."""
+        for name, value in inputs.items():
+            limit = self.limits.get(name, {})
+            problem = shape_problem(name, value.shape, limit, self.max_batch) or value_problem(name, value, limit)
+            if problem:
+                raise ArtforgeError(f"model '{self.name}': {problem}")
 
 
 def tensor_from_metadata(entry: dict[str, Any]) -> TensorSpec:
@@ -49,7 +59,8 @@ def model_info_from(metadata: dict[str, Any], config: dict[str, Any]) -> ModelIn
     return ModelInfo(metadata["name"], tuple(tensor_from_metadata(t) for t in metadata["inputs"]),
                      tuple(tensor_from_metadata(t) for t in metadata["outputs"]),
                      int(config.get("max_batch_size", 0)), params.get("artforge.family", ""),
-                     json.loads(params.get("artforge.metadata", "{}") or "{}"))
+                     json.loads(params.get("artforge.metadata", "{}") or "{}"),
+                     json.loads(params.get("artforge.limits", "{}") or "{}"))
 
 
 def is_unavailable(error: Exception) -> bool:
@@ -117,6 +128,7 @@ class Client:
     def build_request(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None):
         info = self.model(name)
         check_inputs(info.inputs, inputs, info.max_batch)  # a clear local error beats a server one
+        info.check_limits(inputs)
         tensors = []
         for spec in info.inputs:
             value = np.ascontiguousarray(inputs[spec.name])

@@ -33,10 +33,13 @@ def resolve_style(style: str | int | None, styles: list) -> int | None:
     return index
 
 
+MAX_COUNT = 4096  # images held in memory at once: 4096 x 64x64x3 is 50 MB
+
+
 def style_indices(count: int, num_styles: int, style: int | None) -> np.ndarray:
     """One style for all, or all styles in turn (a grid with one column per style)."""
-    if count < 1:
-        raise ArtforgeError(f"--count must be at least 1, got {count}")
+    if not 1 <= count <= MAX_COUNT:
+        raise ArtforgeError(f"--count must be 1 to {MAX_COUNT}, got {count}; run the command again for more")
     return np.full(count, style) if style is not None else np.arange(count) % num_styles
 
 

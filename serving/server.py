@@ -28,6 +28,9 @@ from pathlib import Path
 from artforge.errors import ArtforgeError
 
 log = logging.getLogger(__name__)
+LOG_NOISE = ("CudaDriverHelper", "NVML", "DCGM")  # errors every CPU-only start logs
+SHM_DIR = Path("/dev/shm")
+SHM_PREFIX = "triton_python_backend_shm_region_"  # the Python backend's shared memory, one file a stub
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class Server:
     def start(self) -> None:
         """Check everything that can be checked, start the server, return when all models are ready."""
         self.models = repository_models(self.repository)
+        remove_orphaned_shared_memory()  # left by servers that were killed
         install = find_triton()
         libpython = shared_libpython()
         for what, port in self.ports.items():
@@ -206,13 +210,16 @@ class Server:
         """The most telling line of the server log, for one-line errors."""
         if self._log_handle:
             self._log_handle.flush()
-        lines = self.log_file.read_text(errors="replace").splitlines() if self.log_file.exists() else []
-        for marker in ("failed to load", "error:", "Error", "E1"):
-            hits = [l for l in lines if marker in l and "CudaDriverHelper" not in l and "NVML" not in l
-                    and "DCGM" not in l]
+        text = self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
+        lines = [l.strip() for l in text.splitlines() if l.strip() and not any(n in l for n in LOG_NOISE)]
+        for telling in (lambda l: l.startswith("E") and "failed to load" in l,  # carries the reason
+                        lambda l: "what():" in l,  # a C++ exception that ended a process
+                        lambda l: l.startswith(("E", "error:")),
+                        lambda l: "Error" in l):
+            hits = [l for l in lines if telling(l)]
             if hits:
-                return hits[-1].strip()[:400]
-        return lines[-1].strip()[:400] if lines else "no log output"
+                return hits[-1][:400]
+        return lines[-1][:400] if lines else "no log output"
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -238,6 +245,85 @@ class Server:
         if self._backend_dir:
             shutil.rmtree(self._backend_dir, ignore_errors=True)
             self._backend_dir = None
+        remove_orphaned_shared_memory()
+
+    def check_health(self, timeout_s: float = 30.0) -> dict[str, str]:
+        """{model: why it is broken} for every model whose warm-up request fails now."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        broken = {}
+        with grpcclient.InferenceServerClient(self.grpc_url) as client:
+            for model in self.models:
+                try:
+                    client.infer(model, probe_inputs(self.repository / model), client_timeout=timeout_s)
+                except InferenceServerException as e:
+                    broken[model] = str(e.message())[:300]
+        return broken
+
+    def reload(self, model: str, timeout_s: float = 120.0) -> None:
+        """Unload and load one model again (a new backend stub); raises if it does not come back."""
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        with grpcclient.InferenceServerClient(self.grpc_url) as client:
+            try:
+                client.unload_model(model, client_timeout=timeout_s)
+                client.load_model(model, client_timeout=timeout_s)
+            except InferenceServerException as e:
+                raise ArtforgeError(f"model '{model}' could not be reloaded: {e.message()} "
+                                    f"(log: {self.log_file})") from None
+
+
+def probe_inputs(model_dir: Path) -> list:
+    """The model's warm-up request (config.pbtxt + NAME/warmup/ files) as tritonclient inputs."""
+    import numpy as np
+    import tritonclient.grpc as grpcclient
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+    from tritonclient.utils import triton_to_np_dtype
+
+    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
+    inputs = []
+    for name, entry in config.model_warmup[0].inputs.items():
+        wire = mc.DataType.Name(entry.data_type).removeprefix("TYPE_")
+        dtype = triton_to_np_dtype(wire)
+        value = np.fromfile(model_dir / "warmup" / entry.input_data_file, dtype).reshape(1, *entry.dims)
+        tensor = grpcclient.InferInput(name, list(value.shape), wire)
+        tensor.set_data_from_numpy(value)
+        inputs.append(tensor)
+    return inputs
+
+
+def remove_orphaned_shared_memory() -> list[Path]:
+    """Delete Python-backend shared-memory files that no running process maps (crashed servers)."""
+    regions = list(SHM_DIR.glob(SHM_PREFIX + "*")) if SHM_DIR.is_dir() else []
+    if not regions:
+        return []
+    in_use = mapped_shared_memory()
+    removed = []
+    for region in regions:
+        if region.name not in in_use:
+            try:
+                region.unlink()
+                removed.append(region)
+            except OSError:  # another user's, or gone already
+                pass
+    if removed:
+        log.info("removed %d orphaned Triton shared-memory file(s) from %s", len(removed), SHM_DIR)
+    return removed
+
+
+def mapped_shared_memory() -> set[str]:
+    """Names of the shared-memory files some process on this machine has mapped."""
+    names = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        try:
+            text = maps.read_text(errors="replace")
+        except OSError:  # the process ended, or is not ours to read
+            continue
+        names.update(line.rsplit("/", 1)[-1].split()[0] for line in text.splitlines() if SHM_PREFIX in line)
+    return names
 
 
 def kill_group(pid: int) -> None:

@@ -7,16 +7,15 @@
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
-from artforge.imaging import save_png
+from artforge.imaging import IMAGE_SUFFIXES, WHITE, read_image, save_png
 from artforge.serving.generate import resolve_style
-from artforge.training.dataset import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 FAMILY = "style"
@@ -36,8 +35,8 @@ def style_weights(styles: list, style: str | int | None = None, blend: str | Non
             amount = float(value)
         except ValueError:
             raise ArtforgeError(f"--blend part '{part}' must look like STYLE=WEIGHT, e.g. ink=0.5") from None
-        if amount < 0:
-            raise ArtforgeError(f"--blend weight of '{name}' is negative ({amount}); weights must be >= 0")
+        if not math.isfinite(amount) or amount < 0:
+            raise ArtforgeError(f"--blend weight of '{name}' is {amount}; weights must be finite and >= 0")
         weights[resolve_style(name.strip(), styles)] += amount
     total = float(weights.sum())
     if total <= 0:
@@ -47,17 +46,25 @@ def style_weights(styles: list, style: str | int | None = None, blend: str | Non
     return weights / total
 
 
-def read_photo(path: Path, min_size: int) -> np.ndarray:
-    """(H, W, 3) uint8, or a one-line error naming the file."""
-    try:
-        with Image.open(path) as picture:
-            photo = np.asarray(picture.convert("RGB"))
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ArtforgeError(f"cannot read image {path}: {e}") from None
-    if min(photo.shape[:2]) < min_size:
-        raise ArtforgeError(f"image {path} is {photo.shape[1]}x{photo.shape[0]}; the model needs at least "
-                            f"{min_size}x{min_size}")
+def read_photo(path: Path, limit: dict, background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """(H, W, 3) uint8 within the model's size limits, or a one-line error naming the file."""
+    photo = read_image(path, background)
+    (min_h, max_h), (min_w, max_w) = limit.get("dims", [[1, 1 << 30], [1, 1 << 30]])[:2]
+    height, width = photo.shape[:2]
+    if not (min_h <= height <= max_h and min_w <= width <= max_w):
+        raise ArtforgeError(f"image {path} is {width}x{height}; the model takes {min_w}-{max_w} x {min_h}-{max_h} "
+                            "pixels (resize it, or export the model with a larger --max-dim)")
     return photo
+
+
+def single_target(out_text: str, source: Path) -> Path:
+    """--out for one photo: OUT.png, or a folder (ending in '/' or existing) that gets SOURCE.png."""
+    out = Path(out_text)
+    if out_text.endswith("/") or out.is_dir():
+        return out / f"{source.stem}.png"
+    if out.suffix.lower() != ".png":
+        raise ArtforgeError(f"--out {out} must end in .png (one image) or '/' (a folder); results are PNG")
+    return out
 
 
 def stylize_image(client, model: str, photo: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -66,15 +73,16 @@ def stylize_image(client, model: str, photo: np.ndarray, weights: np.ndarray) ->
     return result["image"][0]
 
 
-def stylize_paths(client, model: str, source: Path, out: Path, style=None, blend=None,
-                  progress: bool = True) -> list[Path]:
+def stylize_paths(client, model: str, source: Path, out: str | Path, style=None, blend=None,
+                  progress: bool = True, background: tuple[int, int, int] = WHITE) -> list[Path]:
     """Stylise one photo into OUT.png, or every image in a folder into folder OUT/."""
     info = client.model(model)
     if info.family != FAMILY:
         raise ArtforgeError(f"model '{model}' is a '{info.family or 'non-artforge'}' model; "
                             f"'artforge stylize' needs a '{FAMILY}' model")
     weights = style_weights(info.metadata.get("styles", []), style, blend)
-    min_size = int(info.metadata.get("min_size", 16))
+    limit = info.limits.get("content", {})
+    out_text = str(out)
     source, out = Path(source), Path(out)
     if not source.exists():
         raise ArtforgeError(f"--input {source} does not exist")
@@ -84,8 +92,13 @@ def stylize_paths(client, model: str, source: Path, out: Path, style=None, blend
             raise ArtforgeError(f"--input folder {source} has no images")
         targets = [out / f"{p.stem}.png" for p in photos]
     else:
-        photos, targets = [source], [out if out.suffix.lower() == ".png" else out / f"{source.stem}.png"]
+        photos, targets = [source], [single_target(out_text, source)]
     for photo_path, target in tqdm(list(zip(photos, targets)), desc="stylizing", unit="img",
                                    disable=not progress or len(photos) == 1):
-        save_png(stylize_image(client, model, read_photo(photo_path, min_size), weights), target)
+        photo = read_photo(photo_path, limit, background)
+        try:
+            result = stylize_image(client, model, photo, weights)
+        except ArtforgeError as e:
+            raise ArtforgeError(f"{photo_path}: {e}") from None
+        save_png(result, target)
     return targets

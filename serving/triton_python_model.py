@@ -1,15 +1,26 @@
 """Triton Python-backend model: runs the version folder's model.onnx with ONNX Runtime.
 
 `artforge export --runtime embedded` copies this file as REPO/NAME/VERSION/model.py. It is the
-same for every model family: tensor names come from config.pbtxt, which artforge generates from
-the family's spec. It imports neither artforge nor torch, so it also runs in a stock Triton
-container that has onnxruntime installed.
+same for every model family: tensor names and request limits come from config.pbtxt, which
+artforge generates from the family's spec. It imports neither artforge nor torch, so it also runs
+in a stock Triton container that has onnxruntime installed.
+
+Every request is checked against the limits before ONNX Runtime sees it: declared shapes first
+(from the request, no data read), then values. A bad request gets INVALID_ARG and costs nothing.
 """
 import json
 import os
+import sys
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py is copied beside this file
+from request_limits import shape_problem, value_problem  # noqa: E402
+
+# ONNX Runtime keeps the memory of its largest run in its arena (11 GB after one 4096x4096 photo);
+# runs whose inputs exceed this (about a 1.4-megapixel photo) give it back afterwards
+SHRINK_ARENA_ABOVE_BYTES = 4 << 20
 
 
 def pick_providers(available, kind):
@@ -27,29 +38,55 @@ class TritonPythonModel:
         config = json.loads(args["model_config"])
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
+        self.max_batch = int(config.get("max_batch_size", 0))
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
+        self.limits = json.loads(params.get("artforge.limits", "") or "{}")
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(params.get("intra_op_threads", "0") or 0)
         options.inter_op_num_threads = 1
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         providers = pick_providers(ort.get_available_providers(), args.get("model_instance_kind", "KIND_CPU"))
         self.session = ort.InferenceSession(path, options, providers=providers)
+        self.ort = ort
 
     def execute(self, requests):
         # The dynamic batcher hands over several requests at once: run those whose item shapes
         # agree as one batch (image-to-image requests of different sizes cannot be stacked).
-        inputs = [[pb_utils.get_input_tensor_by_name(r, n).as_numpy() for n in self.input_names] for r in requests]
         responses = [None] * len(requests)
-        for indices in group_by_item_shape(inputs):
-            self.run_group(indices, inputs, responses)
+        inputs, accepted = [], []
+        for i, request in enumerate(requests):
+            tensors, problem = self.read_request(request)
+            if problem:
+                responses[i] = pb_utils.InferenceResponse(
+                    error=pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG))
+            else:
+                inputs.append(tensors)
+                accepted.append(i)
+        for group in group_by_item_shape(inputs):
+            self.run_group([accepted[k] for k in group], [inputs[k] for k in group], responses)
         return responses
 
+    def read_request(self, request):
+        """(input arrays, None) for a request within the limits, or (None, why it is refused)."""
+        tensors = [pb_utils.get_input_tensor_by_name(request, name) for name in self.input_names]
+        for name, tensor in zip(self.input_names, tensors):
+            problem = shape_problem(name, list(tensor.shape()), self.limits.get(name, {}), self.max_batch)
+            if problem:
+                return None, problem
+        arrays = [tensor.as_numpy() for tensor in tensors]
+        for name, array in zip(self.input_names, arrays):
+            problem = value_problem(name, array, self.limits.get(name, {}))
+            if problem:
+                return None, problem
+        return arrays, None
+
     def run_group(self, indices, inputs, responses):
-        sizes = [inputs[i][0].shape[0] for i in indices]
-        feed = {name: np.concatenate([inputs[i][k] for i in indices]) if len(indices) > 1 else inputs[indices[0]][k]
+        """Run requests `indices` (their arrays in `inputs`) as one ONNX Runtime call."""
+        sizes = [arrays[0].shape[0] for arrays in inputs]
+        feed = {name: np.concatenate([arrays[k] for arrays in inputs]) if len(inputs) > 1 else inputs[0][k]
                 for k, name in enumerate(self.input_names)}
         try:
-            results = self.session.run(self.output_names, feed)
+            results = self.session.run(self.output_names, feed, self.run_options(feed))
         except Exception as e:  # ONNX Runtime's own error types; report them to each client
             for i in indices:
                 responses[i] = pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inference failed: {e}"))
@@ -60,6 +97,12 @@ class TritonPythonModel:
                        for name, value in zip(self.output_names, results)]
             responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             offset += size
+
+    def run_options(self, feed):
+        options = self.ort.RunOptions()
+        if sum(value.nbytes for value in feed.values()) > SHRINK_ARENA_ABOVE_BYTES:
+            options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return options
 
     def finalize(self):
         self.session = None

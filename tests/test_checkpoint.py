@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 import torch
@@ -107,3 +108,47 @@ def test_missing_paths_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "nope")
     with pytest.raises(CheckpointError, match="neither a checkpoint nor a run folder"):
         load_checkpoint(tmp_path)
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("files", None, "'files' is null, expected a JSON object"),
+    ("step", "abc", "'step' is \"abc\", expected a JSON integer"),
+    ("step", -3, "'step' is -3"),
+    ("family", 7, "'family' is 7, expected a JSON string"),
+    ("files", {"model.safetensors": "x"}, "files.model.safetensors must hold"),
+])
+def test_metadata_of_the_wrong_type_is_a_one_line_error(tmp_path, key, value, message):
+    _, path = save(tmp_path)
+    meta = json.loads((path / "checkpoint.json").read_text())
+    meta[key] = value
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_network(path)
+
+
+def test_metadata_that_is_not_an_object_is_refused(tmp_path):
+    _, path = save(tmp_path)
+    (path / "checkpoint.json").write_text("42")
+    with pytest.raises(CheckpointError, match="holds a JSON int, not an object"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("g_width", "64", "g_width is \"64\", expected int"),
+    ("g_width", 2.5, "g_width is 2.5, expected int"),
+    ("g_width", -1, "builds no network"),
+    ("g_width", 10**7, "does not fit its network config"),
+    ("num_classes", 10**9, "does not fit its network config"),
+])
+def test_a_config_is_checked_against_the_weights_before_anything_is_allocated(tmp_path, field, value, message):
+    import resource
+
+    _, path = save(tmp_path)
+    meta = json.loads((path / "checkpoint.json").read_text())
+    meta["config"][field] = value
+    (path / "checkpoint.json").write_text(json.dumps(meta))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CheckpointError, match=re.escape(message)):
+        load_network(path)
+    # building g_width 10**7 for real needs terabytes; the check must not even start to
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB

@@ -1,7 +1,9 @@
 """Pieces every training loop shares: distributed set-up, per-step randomness, EMA, the run log."""
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,8 +14,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from artforge.checkpoint import find_latest_checkpoint
+from artforge.checkpoint import find_latest_checkpoint, remove_incomplete_checkpoints
 from artforge.errors import ArtforgeError
+from artforge.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+OPTIONS_FILE = "train_options.json"
 
 
 @dataclass
@@ -83,19 +89,59 @@ def ema_decay_at(step: int, decay: float) -> float:
 
 
 class RunLog:
-    """Training history as JSON lines (RUN/log.jsonl); on resume, lines past the step are dropped."""
+    """Training history as JSON lines (RUN/log.jsonl); on resume, lines past the step are dropped.
+
+    A kill can cut the last line short; such a line is dropped on resume instead of failing it.
+    """
 
     def __init__(self, path: Path, resume_step: int = 0):
         self.path = Path(path)
         if resume_step and self.path.exists():
-            kept = [l for l in self.path.read_text().splitlines() if l and json.loads(l)["step"] <= resume_step]
-            self.path.write_text("".join(l + "\n" for l in kept))
+            kept = [line for line in self.path.read_text(errors="replace").splitlines()
+                    if (record := parse_record(line)) and record.get("step", resume_step + 1) <= resume_step]
+            atomic_write_text(self.path, "".join(line + "\n" for line in kept))
         elif not resume_step:
-            self.path.write_text("")
+            atomic_write_text(self.path, "")
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
+
+
+def parse_record(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def write_run_options(run: Path, opts: Any) -> None:
+    """RUN/train_options.json, written atomically; leftovers of a killed writer are removed first."""
+    run.mkdir(parents=True, exist_ok=True)
+    removed = remove_incomplete_checkpoints(run)
+    if removed:
+        log.warning("removed %d incomplete checkpoint folder(s) left in %s by an interrupted run",
+                    len(removed), run / "checkpoints")
+    atomic_write_text(run / OPTIONS_FILE, json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
+
+
+def read_run_options(run: Path, options_cls: type) -> dict[str, Any]:
+    """The options a run was started with, or a one-line error saying why they cannot be used."""
+    path = run / OPTIONS_FILE
+    if not path.exists():
+        raise ArtforgeError(f"--resume: {run} has no {OPTIONS_FILE}; it is not an artforge run")
+    try:
+        saved = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ArtforgeError(f"--resume: {path} is empty or corrupt; restore it or start a new run") from None
+    if not isinstance(saved, dict):
+        raise ArtforgeError(f"--resume: {path} is not a JSON object; restore it or start a new run")
+    unknown = sorted(set(saved) - {f.name for f in dataclasses.fields(options_cls)})
+    if unknown:
+        raise ArtforgeError(f"--resume: {run} is not a run of this command (its options have {unknown[:3]}, "
+                            f"which {options_cls.__name__} does not)")
+    return saved
 
 
 def resolve_options(given: dict[str, Any], options_cls: type, resumable: set[str]) -> Any:
@@ -109,10 +155,7 @@ def resolve_options(given: dict[str, Any], options_cls: type, resumable: set[str
             raise ArtforgeError(f"run folder {run} already has checkpoints; pass --resume to continue it "
                                 "or choose another --out")
         return options_cls(**given)
-    saved_path = run / "train_options.json"
-    if not saved_path.exists():
-        raise ArtforgeError(f"--resume: {run} has no train_options.json; it is not an artforge run")
-    saved = json.loads(saved_path.read_text())
+    saved = read_run_options(run, options_cls)
     for key, value in given.items():
         if key not in resumable and key in saved and value != saved[key]:
             raise ArtforgeError(f"--resume: run {run} was started with {key}={saved[key]!r}; "

@@ -8,19 +8,17 @@ from __future__ import annotations
 
 import logging
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from artforge.errors import DataError
-from artforge.photos import centre_crop
+from artforge.errors import DataError, ImageError, ImageTooLarge
+from artforge.imaging import IMAGE_SUFFIXES, MAX_PIXELS, WHITE, fit_square, read_image
 
 log = logging.getLogger(__name__)
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass
@@ -31,7 +29,8 @@ class ImageFolder:
     images: torch.Tensor
     labels: torch.Tensor
     classes: list[str]
-    skipped: int
+    skipped: "Skipped" = field(default_factory=lambda: Skipped())
+    fit: str = "crop"
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -39,8 +38,32 @@ class ImageFolder:
     def describe(self) -> dict:
         counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
         return {"root": str(self.root), "classes": self.classes, "images": len(self),
-                "per_class": dict(zip(self.classes, counts)), "size": int(self.images.shape[-1]),
-                "skipped_unreadable": self.skipped}
+                "per_class": dict(zip(self.classes, counts)), "size": int(self.images.shape[-1]), "fit": self.fit,
+                "skipped_unreadable": len(self.skipped.unreadable), "skipped_too_large": len(self.skipped.too_large)}
+
+
+@dataclass
+class Skipped:
+    """What a folder load passed over, reported in one line rather than once per file."""
+
+    unreadable: list[Path] = field(default_factory=list)
+    too_large: list[Path] = field(default_factory=list)
+    library_warnings: int = 0  # e.g. Pillow's, for odd but readable files
+
+    @property
+    def total(self) -> int:
+        return len(self.unreadable) + len(self.too_large)
+
+    def summary(self, root: Path, max_pixels: int) -> str:
+        parts = []
+        if self.unreadable:
+            parts.append(f"{len(self.unreadable)} unreadable (first: {self.unreadable[0]})")
+        if self.too_large:
+            parts.append(f"{len(self.too_large)} over {max_pixels / 1e6:.0f} megapixels (first: {self.too_large[0]})")
+        line = f"skipped {' and '.join(parts)} image file(s) under {root}" if parts else f"read every image under {root}"
+        if self.library_warnings:
+            line += f"; the image library warned {self.library_warnings} time(s) about the others"
+        return line
 
 
 def list_image_files(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -65,28 +88,32 @@ def list_image_files(root: Path) -> tuple[list[str], list[tuple[Path, int]]]:
     return classes, files
 
 
-def load_image(path: Path, size: int) -> np.ndarray:
-    """(size, size, 3) uint8: shorter side resized to `size`, then centre-cropped."""
-    with Image.open(path) as picture:
-        return centre_crop(np.asarray(picture.convert("RGB")), size)
+def load_image(path: Path, size: int, fit: str = "crop", background: tuple[int, int, int] = WHITE,
+               max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    """(size, size, 3) uint8: read with artforge.imaging.read_image, then cropped or padded square."""
+    return fit_square(read_image(path, background, max_pixels, size_hint=size), size, fit, background)
 
 
-def load_image_folder(root: Path, size: int, progress: bool = True) -> ImageFolder:
-    """Decode every readable image under `root`; unreadable ones are skipped and counted once."""
+def load_image_folder(root: Path, size: int, progress: bool = True, fit: str = "crop",
+                      background: tuple[int, int, int] = WHITE, max_pixels: int = MAX_PIXELS) -> ImageFolder:
+    """Decode every readable image under `root`; the others are skipped and counted in one warning."""
     classes, files = list_image_files(Path(root))
-    images, labels, bad = [], [], []
-    for path, label in tqdm(files, desc="loading images", unit="img", disable=not progress):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                images.append(load_image(path, size))
-            labels.append(label)
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError,
-                Image.DecompressionBombError, Image.DecompressionBombWarning):
-            bad.append(path)
-    if bad:
-        log.warning("skipped %d unreadable image file(s) under %s (first: %s)", len(bad), root, bad[0])
+    images, labels, skipped = [], [], Skipped()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for path, label in tqdm(files, desc="loading images", unit="img", disable=not progress):
+            try:
+                images.append(load_image(path, size, fit, background, max_pixels))
+                labels.append(label)
+            except ImageTooLarge:
+                skipped.too_large.append(path)
+            except ImageError:
+                skipped.unreadable.append(path)
+    skipped.library_warnings = len(caught)
+    if skipped.total or skipped.library_warnings:
+        log.warning(skipped.summary(Path(root), max_pixels))
     if not images:
-        raise DataError(f"data folder {root} has {len(files)} image file(s) but none could be read")
+        raise DataError(f"data folder {root} has {len(files)} image file(s) but none could be read: "
+                        + skipped.summary(Path(root), max_pixels))
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
-    return ImageFolder(Path(root), batch, torch.tensor(labels, dtype=torch.int64), classes, len(bad))
+    return ImageFolder(Path(root), batch, torch.tensor(labels, dtype=torch.int64), classes, skipped, fit)

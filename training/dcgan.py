@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -23,11 +22,11 @@ from tqdm import tqdm
 
 from artforge.checkpoint import config_from_dict, find_latest_checkpoint, load_checkpoint, save_checkpoint
 from artforge.errors import ArtforgeError
-from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
+from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models import load_weights
 from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
 from artforge.training.common import (Distributed, RunLog, close_distributed, ema_decay_at, init_distributed,
-                                      resolve_options, step_generator, update_ema)
+                                      resolve_options, step_generator, update_ema, write_run_options)
 from artforge.training.dataset import ImageFolder, load_image_folder
 
 log = logging.getLogger(__name__)
@@ -55,6 +54,8 @@ class DCGANTrainOptions:
     d_width: int = 64
     bf16: bool = False
     flip: bool = True
+    fit: str = "crop"  # how an image becomes a square sample: "crop" (centre) or "pad" (letterboxed)
+    background: str = "white"  # what transparent areas and padding become
     sample_every: int = 250
     checkpoint_every: int = 500
     keep: int = 3
@@ -107,15 +108,15 @@ def run_training(opts: DCGANTrainOptions, ctx: Distributed) -> Path:
         raise ArtforgeError("--data is required: a folder with one subfolder of images per style")
     if opts.batch_size % ctx.world_size:
         raise ArtforgeError(f"--batch-size {opts.batch_size} must divide among {ctx.world_size} processes")
-    data = load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main)
+    data = load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main, fit=opts.fit,
+                             background=parse_colour(opts.background))
     config = DCGANConfig(image_size=opts.size, num_classes=len(data.classes), z_dim=opts.z_dim,
                          g_width=opts.g_width, d_width=opts.d_width)
     state = build_state(config, opts, ctx.device)
     if opts.resume:
         restore_state(state, run, config, data)
     if ctx.is_main:
-        run.mkdir(parents=True, exist_ok=True)
-        (run / "train_options.json").write_text(json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
+        write_run_options(run, opts)
     wrapped = wrap_for_ddp(state, ctx)
     return training_loop(opts, ctx, state, wrapped, data, config)
 

@@ -9,7 +9,6 @@ log.jsonl, checkpoints/step_N/ and train_options.json, like every artforge run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,12 +19,12 @@ import torch
 from tqdm import tqdm
 
 from artforge.checkpoint import config_from_dict, find_latest_checkpoint, load_checkpoint, save_checkpoint
-from artforge.errors import ArtforgeError
-from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
+from artforge.errors import ArtforgeError, ImageError
+from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models import load_weights
 from artforge.models.style import StyleNetConfig, StyleTransferNet
 from artforge.photos import builtin_photos, centre_crop
-from artforge.training.common import RunLog, resolve_options, step_generator
+from artforge.training.common import RunLog, resolve_options, step_generator, write_run_options
 from artforge.training.dataset import load_image, load_image_folder
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
@@ -55,6 +54,7 @@ class StyleTrainOptions:
     style_layers: str = ""  # comma-separated loss-network taps; empty: the network's measured default
     content_layer: str = ""
     init: str = ""  # start from this style checkpoint (fine-tuning, or adding styles)
+    background: str = "white"  # what transparent areas of style and content images become
     seed: int = 0
     sample_every: int = 250
     checkpoint_every: int = 500
@@ -69,11 +69,11 @@ class ContentImages:
     held_out: torch.Tensor  # (K, 3, S, S) uint8, never trained on: the rows of the sample panels
 
 
-def content_images(source: str, size: int) -> ContentImages:
+def content_images(source: str, size: int, background: tuple[int, int, int] = WHITE) -> ContentImages:
     """Training images and held-out panel photos: a user's folder, or the built-in photos and art."""
     load_size = int(size * 1.15)
     if source != "builtin":
-        return split_folder(load_image_folder(Path(source), load_size).images, size)
+        return split_folder(load_image_folder(Path(source), load_size, background=background).images, size)
     from artforge.training.synth import STYLES, paint
 
     images = [centre_crop(photo, load_size) for photo in builtin_photos()]
@@ -96,16 +96,16 @@ def to_nchw(images: list[np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()
 
 
-def style_targets(paths: list[str], size: int) -> torch.Tensor:
+def style_targets(paths: list[str], size: int, background: tuple[int, int, int] = WHITE) -> torch.Tensor:
     """(N, 3, S, S) style images in [-1, 1]."""
     if not paths:
         raise ArtforgeError("give at least one --style IMAGE")
     images = []
     for path in paths:
         try:
-            images.append(load_image(Path(path), size))
-        except (OSError, ValueError) as e:
-            raise ArtforgeError(f"cannot read style image {path}: {e}") from None
+            images.append(load_image(Path(path), size, background=background))
+        except ImageError as e:
+            raise ArtforgeError(f"style image: {e}") from None
     return uint8_to_unit(torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2))
 
 
@@ -115,8 +115,9 @@ def train_style(**kwargs: Any) -> Path:
     if opts.size < 32:
         raise ArtforgeError(f"--size must be at least 32, got {opts.size}")
     torch.manual_seed(opts.seed)
-    styles = style_targets(opts.styles, opts.size)
-    content = content_images(opts.content, opts.size)
+    background = parse_colour(opts.background)
+    styles = style_targets(opts.styles, opts.size, background)
+    content = content_images(opts.content, opts.size, background)
     config = StyleNetConfig.preset(opts.width, num_styles=len(opts.styles))
     net = StyleTransferNet(config)
     optimizer = torch.optim.Adam(net.parameters(), opts.lr)
@@ -124,9 +125,7 @@ def train_style(**kwargs: Any) -> Path:
     loss_net = load_loss_network(opts.loss_weights or None, split_names(opts.style_layers), opts.content_layer or None)
     with torch.no_grad():
         targets = {k: gram(v) for k, v in loss_net(styles).items() if k in loss_net.info.style_layers}
-    run = Path(opts.out)
-    run.mkdir(parents=True, exist_ok=True)
-    (run / "train_options.json").write_text(json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
+    write_run_options(Path(opts.out), opts)
     return training_loop(opts, net, optimizer, loss_net, targets, styles, content, config, step)
 
 

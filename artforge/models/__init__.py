@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import torch
 from torch import nn
 
 from artforge.checkpoint import Checkpoint, config_from_dict, load_checkpoint
@@ -44,9 +45,24 @@ def build_from_checkpoint(checkpoint: Checkpoint) -> nn.Module:
     """The checkpoint's inference network with its weights, in eval mode."""
     family = get_family(checkpoint.family)
     config = config_from_dict(family.config_cls, checkpoint.meta["config"], str(checkpoint.path))
+    check_weights_fit(family, config, checkpoint)
     network = family.build_inference_network(config)
-    load_weights(network, checkpoint.weights, str(checkpoint.path))
+    network.load_state_dict(checkpoint.weights, strict=True)
     return network.eval()
+
+
+def check_weights_fit(family: Family, config: Any, checkpoint: Checkpoint) -> None:
+    """Compare the config's network with the weights on the meta device: nothing is allocated, so a
+    config claiming a huge width is refused at once instead of after building gigabytes of layers."""
+    where = str(checkpoint.path)
+    try:
+        with torch.device("meta"):
+            skeleton = family.build_inference_network(config)
+    except (RuntimeError, ValueError, TypeError, OverflowError) as e:
+        raise CheckpointError(f"checkpoint {where} has a config that builds no network: {e}") from None
+    problem = weights_mismatch(skeleton.state_dict(), checkpoint.weights)
+    if problem:
+        raise CheckpointError(f"checkpoint {where} does not fit its network config: {problem}")
 
 
 def spec_for(checkpoint: Checkpoint, float_output: bool = False) -> ModelSpec:
@@ -63,21 +79,26 @@ def load_network(path: str | Path, expect_family: str | None = None) -> tuple[nn
 
 def load_weights(network: nn.Module, weights: dict, where: str) -> None:
     """load_state_dict(strict=True), with a one-line error that names what does not match."""
-    own = network.state_dict()
+    problem = weights_mismatch(network.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"checkpoint {where} does not fit its network config: {problem}")
+    network.load_state_dict(weights, strict=True)
+
+
+def weights_mismatch(own: dict, weights: dict) -> str | None:
+    """What differs between a network's state dict and stored weights (names, then shapes), or None."""
     missing = sorted(set(own) - set(weights))
     unexpected = sorted(set(weights) - set(own))
     wrong = [k for k in own if k in weights and own[k].shape != weights[k].shape]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {missing[:3]}")
-        if unexpected:
-            parts.append(f"unexpected {unexpected[:3]}")
-        if wrong:
-            k = wrong[0]
-            parts.append(f"'{k}' has shape {tuple(weights[k].shape)}, config needs {tuple(own[k].shape)}")
-        raise CheckpointError(f"checkpoint {where} does not fit its network config: " + "; ".join(parts))
-    network.load_state_dict(weights, strict=True)
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:3]}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:3]}")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"'{k}' has shape {tuple(weights[k].shape)}, config needs {tuple(own[k].shape)}")
+    return "; ".join(parts) or None
 
 
 __all__ = ["FAMILIES", "Family", "get_family", "build_from_checkpoint", "load_network", "spec_for",

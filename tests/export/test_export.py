@@ -49,7 +49,7 @@ def test_config_parses_with_tritons_schema_and_follows_the_spec(dcgan_run, tmp_p
     assert config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 100
     assert config.instance_group[0].count == 2 and config.version_policy.latest.num_versions == 3
     warm = config.model_warmup[0].inputs
-    assert warm["style"].zero_data and warm["z"].random_data  # random style indices would be out of range
+    assert warm["style"].input_data_file == "style" and (tmp_path / "repo" / "art" / "warmup" / "style").stat().st_size == 8
     assert json.loads(config.parameters["artforge.metadata"].string_value)["styles"][0] == "circles"
     native = export_checkpoint(dcgan_run, tmp_path / "native", runtime="native")
     config = parse_config((native.version_dir.parent / "config.pbtxt").read_text())
@@ -67,7 +67,7 @@ def test_new_export_adds_a_version_and_is_byte_identical(dcgan_run, tmp_path):
     second = export_checkpoint(dcgan_run, tmp_path / "repo")
     assert (first.version, second.version) == (1, 2)
     assert (first.version_dir / "model.onnx").read_bytes() == (second.version_dir / "model.onnx").read_bytes()
-    assert sorted(p.name for p in (tmp_path / "repo" / "dcgan").iterdir()) == ["1", "2", "config.pbtxt"]
+    assert sorted(p.name for p in (tmp_path / "repo" / "dcgan").iterdir()) == ["1", "2", "config.pbtxt", "warmup"]
 
 
 def test_failed_parity_writes_nothing(dcgan_run, tmp_path):
@@ -111,4 +111,4 @@ def test_a_checkpoint_with_other_tensors_cannot_join_an_existing_name(dcgan_run,
     export_checkpoint(dcgan_run, repo, name="art")
     with pytest.raises(ArtforgeError, match="serves other tensors"):
         export_checkpoint(dcgan_run, repo, name="art", float_output=True)
-    assert sorted(p.name for p in (repo / "art").iterdir()) == ["1", "config.pbtxt"]
+    assert sorted(p.name for p in (repo / "art").iterdir()) == ["1", "config.pbtxt", "warmup"]

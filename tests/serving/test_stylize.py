@@ -4,6 +4,7 @@ import pytest
 import torch
 from PIL import Image
 
+from artforge.benchmarks.reliability import write_png_header
 from artforge.errors import ArtforgeError
 from artforge.export.pipeline import export_checkpoint
 from artforge.serving.client import Client
@@ -62,8 +63,20 @@ def test_folder_input_and_bad_inputs(style_server, tmp_path):
         with pytest.raises(ArtforgeError, match="cannot read image"):
             stylize_paths(client, "stylize", tmp_path / "notes.png", tmp_path / "x.png", style=0)
         Image.fromarray(np.zeros((1, 1, 3), np.uint8)).save(tmp_path / "dot.png")
-        with pytest.raises(ArtforgeError, match="is 1x1; the model needs at least 16x16"):
+        with pytest.raises(ArtforgeError, match="is 1x1; the model takes 16-2048 x 16-2048 pixels"):
             stylize_paths(client, "stylize", tmp_path / "dot.png", tmp_path / "x.png", style=0)
+        bomb = tmp_path / "bomb.png"
+        write_png_header(bomb, 100_000, 100_000)
+        with pytest.raises(ArtforgeError, match="is 100000x100000 .10000 megapixels., over the limit"):
+            stylize_paths(client, "stylize", bomb, tmp_path / "x.png", style=0)
+        Image.fromarray(np.zeros((3000, 20, 3), np.uint8)).save(tmp_path / "tall.png")
+        with pytest.raises(ArtforgeError, match="tall.png is 20x3000; the model takes"):
+            stylize_paths(client, "stylize", tmp_path / "tall.png", tmp_path / "x.png", style=0)
+        with pytest.raises(ArtforgeError, match="must end in .png"):
+            stylize_paths(client, "stylize", photos / "p0.jpg", str(tmp_path / "x.jpg"), style=0)
+        assert not (tmp_path / "x.jpg").exists() and not (tmp_path / "x.png").exists()
+        [folder_out] = stylize_paths(client, "stylize", photos / "p0.jpg", str(tmp_path / "single") + "/", style=0)
+        assert folder_out == tmp_path / "single" / "p0.png" and folder_out.exists()
         with pytest.raises(ArtforgeError, match="input 'style_weights' must have shape"):
             client.infer("stylize", {"content": np.zeros((1, 16, 16, 3), np.uint8),
                                      "style_weights": np.ones((1, 3), np.float32)})
@@ -73,7 +86,8 @@ def test_style_weights_are_checked_and_normalised():
     styles = ["ink", "mosaic", "wave"]
     assert style_weights(styles, style="wave").tolist() == [0, 0, 1]
     assert style_weights(styles, blend="ink=1,mosaic=3").tolist() == [0.25, 0.75, 0]
-    for kwargs, message in ((dict(blend="ink=-1"), "negative"), (dict(blend="ink=0"), "sum to 0"),
+    for kwargs, message in ((dict(blend="ink=-1"), "finite and >= 0"), (dict(blend="ink=nan"), "finite and >= 0"),
+                            (dict(blend="ink=inf,mosaic=1"), "finite"), (dict(blend="ink=0"), "sum to 0"),
                             (dict(blend="oil=1"), "unknown style 'oil'"), (dict(style=5), "out of range"),
                             (dict(), "exactly one"), (dict(blend="ink"), "must look like")):
         with pytest.raises(ArtforgeError, match=message):

@@ -31,9 +31,30 @@ def test_corrupt_files_are_skipped_with_one_warning_that_counts_them(art32, tmp_
     (root / "circles" / "notes.txt").write_text("ignored: not an image suffix")
     with caplog.at_level(logging.WARNING):
         data = load_image_folder(root, 32, progress=False)
-    assert len(data) == 30 and data.skipped == 2
+    assert len(data) == 30 and len(data.skipped.unreadable) == 2 and not data.skipped.too_large
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "skipped 2 unreadable" in warnings[0].getMessage()
+
+
+def test_too_large_files_are_counted_apart_from_unreadable_ones_and_warnings_summed(art32, tmp_path, caplog):
+    from artforge.benchmarks.reliability import write_png_header
+
+    root = tmp_path / "data"
+    shutil.copytree(art32, root)
+    write_png_header(root / "grid" / "bomb.png", 30_000, 30_000)  # 900 Mpx declared in 60 bytes
+    (root / "grid" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    for i in range(3):  # palette PNGs with a transparent index: Pillow warns about each when mishandled
+        picture = Image.new("P", (40, 40), 0)
+        picture.putpalette([255, 0, 0] * 256)
+        picture.save(root / "waves" / f"palette{i}.png", transparency=0)
+    with caplog.at_level(logging.WARNING):
+        data = load_image_folder(root, 32, progress=False)
+    assert len(data) == 33 and len(data.skipped.too_large) == 1 and len(data.skipped.unreadable) == 1
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "1 unreadable" in warning and "1 over 100 megapixels" in warning
+    palette = data.images[data.labels == data.classes.index("waves")][-1]
+    assert palette.float().mean() > 254  # fully transparent: the white background, not the stored red
+    assert data.describe()["skipped_too_large"] == 1
 
 
 def test_missing_empty_and_unreadable_folders_are_clear_errors(tmp_path):
@@ -52,3 +73,12 @@ def test_a_flat_folder_of_images_is_one_class(tmp_path):
         Image.fromarray(np.full((8, 8, 3), 9 * i, np.uint8)).save(tmp_path / f"{i}.png")
     data = load_image_folder(tmp_path, 8, progress=False)
     assert data.classes == [tmp_path.name] and len(data) == 2
+
+
+def test_pad_keeps_the_whole_picture_on_the_background(tmp_path):
+    (tmp_path / "wide").mkdir()
+    Image.new("RGB", (64, 32), (0, 0, 0)).save(tmp_path / "wide" / "a.png")
+    padded = load_image_folder(tmp_path, 32, progress=False, fit="pad", background=(255, 0, 0)).images[0]
+    assert padded[:, 0, 0].tolist() == [255, 0, 0] and padded[:, 16, 16].tolist() == [0, 0, 0]  # bars, picture
+    cropped = load_image_folder(tmp_path, 32, progress=False).images[0]
+    assert cropped.max() == 0

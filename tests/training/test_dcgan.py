@@ -60,6 +60,30 @@ def test_resume_refuses_a_conflicting_option_and_a_fresh_run_refuses_an_old_fold
         train_dcgan(out=str(tmp_path / "empty"), resume=True)
 
 
+def test_resume_survives_what_a_kill_leaves_behind(art32, tmp_path):
+    run = tmp_path / "run"
+    train_dcgan(data=str(art32), out=str(run), steps=3, **{**TINY_DCGAN, "checkpoint_every": 1, "keep": 2})
+    checkpoints = run / "checkpoints"
+    (checkpoints / ".step_00000004.tmp-abc").mkdir()  # killed mid-write
+    (checkpoints / ".step_00000001.old-99").mkdir()  # killed mid-prune
+    (checkpoints / "step_00000009").mkdir()  # a step folder without checkpoint.json
+    with (run / "log.jsonl").open("a") as log:
+        log.write('{"step": 4, "loss_d"')  # the last line cut short
+    train_dcgan(out=str(run), steps=5, resume=True, progress=False)
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["step_00000004", "step_00000005"]
+    assert [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("content, message", [("", "is empty or corrupt"), ("[1, 2]", "not a JSON object"),
+                                              ('{"styles": ["a.png"], "width": "lite"}', "not a run of this command")])
+def test_resume_with_unusable_options_is_a_one_line_error(art32, tmp_path, content, message):
+    run = tmp_path / "run"
+    train_dcgan(data=str(art32), out=str(run), steps=1, **TINY_DCGAN)
+    (run / "train_options.json").write_text(content)
+    with pytest.raises(ArtforgeError, match=message):
+        train_dcgan(out=str(run), steps=2, resume=True)
+
+
 def test_bf16_autocast_trains(art32, tmp_path):
     last = train_dcgan(data=str(art32), out=str(tmp_path / "bf16"), steps=2, bf16=True, **TINY_DCGAN)
     weights = load_checkpoint(last).weights

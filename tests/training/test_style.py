@@ -127,7 +127,7 @@ def test_bad_style_inputs_are_clear_errors(tmp_path):
         train_style(out=str(tmp_path / "a"), styles=[], progress=False)
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
-    with pytest.raises(ArtforgeError, match="cannot read style image"):
+    with pytest.raises(ArtforgeError, match="style image: cannot read image"):
         train_style(out=str(tmp_path / "b"), styles=[str(bad)], progress=False)
 
 

@@ -1,0 +1,30 @@
+"""The short version of `make reliability`: every suite runs, every promise is checked."""
+import json
+
+import pytest
+
+from artforge.cli import main, reliability_problems
+
+pytestmark = pytest.mark.slow
+
+
+def test_short_reliability_run_keeps_every_promise(tmp_path, capsys):
+    code = main(["reliability", "--out", str(tmp_path), "--kills", "3", "--fuzz-rounds", "1",
+                 "--image-copies", "1", "--soak-seconds", "2", "--quiet"])
+    results = json.loads((tmp_path / "reliability.json").read_text())["results"]
+    assert code == 0, capsys.readouterr().err
+    kills = results["kills"]
+    assert kills["kills"] == 3 and kills["newest_checkpoint_loaded"] == 3
+    assert kills["identical_to_uninterrupted_run"] and kills["leftover_folders"] == 0 and kills["steps_reached"] > 3
+    assert results["images"]["files"] == 10 and results["images"]["read"] == 7 and not results["images"]["wrong_outcomes"]
+    assert results["fuzz"]["requests"] >= 35 and results["fuzz"]["server_up_and_healthy_after"]
+    assert results["soak"]["requests"] >= 1000 and results["soak"]["errors"] == 0
+    assert "| kills | newest checkpoint loaded | 3 |" in (tmp_path / "reliability.md").read_text()
+
+
+def test_a_broken_promise_is_reported():
+    assert reliability_problems({"kills": {"kills": 3, "newest_checkpoint_loaded": 2, "leftover_folders": 0,
+                                           "identical_to_uninterrupted_run": True}})
+    assert reliability_problems({"images": {"wrong_outcomes": ["bomb-0.png"], "transparent_files_on_background": True}})
+    assert reliability_problems({"soak": {"errors": 1}})
+    assert not reliability_problems({"soak": {"errors": 0}})
