@@ -54,9 +54,9 @@ def run_reliability(out: str, kills: int = 30, fuzz_rounds: int = 20, image_copi
         if fuzz_rounds or soak_seconds:
             repo = tiny_repository(work / "serve")
             if fuzz_rounds:
-                results["fuzz"] = fuzz_suite(repo, fuzz_rounds)
+                results["fuzz"] = fuzz_suite(repo, fuzz_rounds, progress)
             if soak_seconds:
-                results["soak"] = soak_suite(repo, soak_seconds)
+                results["soak"] = soak_suite(repo, soak_seconds, progress=progress)
     document = {"machine": machine_name(), "results": results}
     atomic_write_text(out_dir / "reliability.json", json.dumps(document, indent=2) + "\n")
     atomic_write_text(out_dir / "reliability.md", figures_table(document))
@@ -225,19 +225,19 @@ def tiny_repository(work: Path) -> Path:
     return repo
 
 
-def fuzz_suite(repo: Path, rounds: int) -> dict[str, Any]:
+def fuzz_suite(repo: Path, rounds: int, progress: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
     from artforge.serving.fuzz import fuzz_server
     from artforge.serving.server import Server
 
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
-        report = fuzz_server(server, rounds)
+        report = fuzz_server(server, rounds, progress)
         alive = server.alive() and not server.check_health()
     return {**asdict(report), "server_up_and_healthy_after": alive}
 
 
-def soak_suite(repo: Path, seconds: float, chunk_requests: int = 500) -> dict[str, Any]:
+def soak_suite(repo: Path, seconds: float, chunk_requests: int = 500, progress: bool = False) -> dict[str, Any]:
     """Steady load on the DCGAN for `seconds`: errors, latency and server memory, start vs end."""
     from artforge.benchmarks.load import measure_point
     from artforge.serving.fuzz import process_group_rss_mb
@@ -249,12 +249,15 @@ def soak_suite(repo: Path, seconds: float, chunk_requests: int = 500) -> dict[st
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         rss_start = process_group_rss_mb(server.process.pid)
         deadline = time.monotonic() + seconds
+        bar = tqdm(desc="soak", unit="request", disable=not progress)
         while time.monotonic() < deadline or len(chunks) < 2:
             point = measure_point(server.grpc_url, "dcgan", lambda b, i: inputs, concurrency=4, batch=1,
                                   requests=chunk_requests, warmup=0)
             chunks.append(point)
+            bar.update(point.requests)
             if point.stopped:
                 break
+        bar.close()
         rss_end = process_group_rss_mb(server.process.pid)
     return {"seconds": seconds, "requests": sum(c.requests for c in chunks), "errors": sum(c.errors for c in chunks),
             "p50_ms_start": chunks[0].latency_ms.get("p50"), "p99_ms_start": chunks[0].latency_ms.get("p99"),

@@ -9,15 +9,15 @@ run goes on, so one crash does not hide the cases after it.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from artforge.serving.server import Server
-
-WIRE = {"TYPE_FP32": ("FP32", np.float32), "TYPE_UINT8": ("UINT8", np.uint8), "TYPE_INT64": ("INT64", np.int64),
-        "TYPE_INT32": ("INT32", np.int32), "TYPE_FP16": ("FP16", np.float16)}
+from artforge.export.triton_repo import parse_config
+from artforge.serving.server import Server, warmup_request
 
 
 @dataclass
@@ -48,23 +48,11 @@ class FuzzReport:
 
 def valid_tensors(model_dir: Path) -> list[RawTensor]:
     """The model's warm-up request, the valid request every case starts from."""
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
-    tensors = []
-    for name, entry in config.model_warmup[0].inputs.items():
-        wire, _dtype = WIRE[mc.DataType.Name(entry.data_type)]
-        data = (model_dir / "warmup" / entry.input_data_file).read_bytes()
-        tensors.append(RawTensor(name, wire, [1, *entry.dims], data))
-    return tensors
+    return [RawTensor(*entry) for entry in warmup_request(model_dir)]
 
 
 def model_limits(model_dir: Path) -> tuple[dict, int]:
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
-
-    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
+    config = parse_config((model_dir / "config.pbtxt").read_text())
     return json.loads(config.parameters["artforge.limits"].string_value or "{}"), config.max_batch_size
 
 
@@ -88,7 +76,9 @@ def fuzz_cases(model: str, model_dir: Path) -> list[FuzzCase]:
 
 
 def tensor_cases(model: str, base: list[RawTensor], i: int, t: RawTensor, limit: dict, max_batch: int) -> list[FuzzCase]:
-    dtype = next(np_type for wire, np_type in WIRE.values() if wire == t.datatype)
+    from tritonclient.utils import triton_to_np_dtype
+
+    dtype = triton_to_np_dtype(t.datatype)
     item = np.frombuffer(t.data, dtype).reshape(t.shape)
     other_type = "INT32" if t.datatype != "INT32" else "FP32"
     big_batch = np.repeat(item, max_batch + 1, axis=0)
@@ -97,9 +87,7 @@ def tensor_cases(model: str, base: list[RawTensor], i: int, t: RawTensor, limit:
              (f"{t.name}: zero-size dimension", dict(shape=[1, *([0] * (len(t.shape) - 1))], data=b"")),
              (f"{t.name}: batch above max", dict(shape=[max_batch + 1, *t.shape[1:]], data=big_batch.tobytes())),
              (f"{t.name}: fewer bytes than declared", dict(data=t.data[: len(t.data) // 2])),
-             (f"{t.name}: declared shape overflows 64 bits",
-              dict(shape=[1, 4, 2**62 + 1, *([3] * (len(t.shape) - 3))] if len(t.shape) >= 3 else [1, 2**62 + 1],
-                   data=t.data[:12 * dtype().itemsize] if len(t.shape) >= 3 else t.data[:dtype().itemsize]))]
+             (f"{t.name}: declared shape overflows 64 bits", overflowing(t, np.dtype(dtype).itemsize))]
     dims = limit.get("dims", [])
     if any(low != high for low, high in dims):
         huge = [1, *[high + 1 if low != high else high for low, high in dims]]
@@ -114,6 +102,15 @@ def tensor_cases(model: str, base: list[RawTensor], i: int, t: RawTensor, limit:
     if limit.get("positive_sum"):
         cases.append((f"{t.name}: all zero", dict(data=np.zeros_like(item).tobytes())))
     return [FuzzCase(label, model, changed(base, i, **fields)) for label, fields in cases]
+
+
+def overflowing(t: RawTensor, itemsize: int) -> dict:
+    """A shape whose byte count wraps past 2**64 to exactly the bytes sent: 4 x (2**62 + 1) elements
+    is 2**64 + 4, which 64-bit arithmetic takes for 4 (times the trailing dims kept as they are)."""
+    trailing = t.shape[3:]
+    shape = [1, 4, 2**62 + 1, *trailing] if len(t.shape) >= 3 else [1, 2**62 + 1]
+    elements = 4 * int(np.prod(trailing)) if len(t.shape) >= 3 else 1
+    return dict(shape=shape, data=t.data[:elements * itemsize])
 
 
 def send_raw(stub, case: FuzzCase, timeout_s: float = 30.0) -> str:
@@ -142,12 +139,10 @@ def process_group_rss_mb(pid: int) -> float:
                 total += int((status.parent / "statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue
-    import os
-
     return total * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def fuzz_server(server: Server, rounds: int = 1) -> FuzzReport:
+def fuzz_server(server: Server, rounds: int = 1, progress: bool = False) -> FuzzReport:
     """Send every case of every model `rounds` times; count refusals, wrong answers and crashes."""
     import tritonclient.grpc as grpcclient
 
@@ -155,17 +150,16 @@ def fuzz_server(server: Server, rounds: int = 1) -> FuzzReport:
     cases = [c for model in server.models for c in fuzz_cases(model, server.repository / model)]
     with grpcclient.InferenceServerClient(server.grpc_url) as client:
         stub = client._client_stub  # raw requests: tritonclient's own InferInput checks shapes against data
-        for _ in range(rounds):
-            for case in cases:
-                status = send_raw(stub, case)
-                report.requests += 1
-                report.statuses[status] = report.statuses.get(status, 0) + 1
-                if status == "OK":
-                    report.answered_ok.append(case.label)
-                else:
-                    report.refused += 1
-                for model in server.check_health():
-                    report.crashes.append(f"{model} after '{case.label}'")
-                    server.reload(model)
+        for case in tqdm(cases * rounds, desc="fuzz", unit="request", disable=not progress):
+            status = send_raw(stub, case)
+            report.requests += 1
+            report.statuses[status] = report.statuses.get(status, 0) + 1
+            if status == "OK":
+                report.answered_ok.append(case.label)
+            else:
+                report.refused += 1
+            for model in server.check_health():
+                report.crashes.append(f"{model} after '{case.label}'")
+                server.reload(model)
     report.rss_mb_end = process_group_rss_mb(server.process.pid)
     return report

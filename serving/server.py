@@ -275,22 +275,29 @@ class Server:
                                     f"(log: {self.log_file})") from None
 
 
+def warmup_request(model_dir: Path) -> list[tuple[str, str, list[int], bytes]]:
+    """(name, wire dtype, shape, raw bytes) of each input of the model's warm-up request (batch 1),
+    from its config.pbtxt and NAME/warmup/ files: a request the model is known to accept."""
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from artforge.export.triton_repo import parse_config
+
+    config = parse_config((model_dir / "config.pbtxt").read_text())
+    return [(name, mc.DataType.Name(entry.data_type).removeprefix("TYPE_"), [1, *entry.dims],
+             (model_dir / "warmup" / entry.input_data_file).read_bytes())
+            for name, entry in sorted(config.model_warmup[0].inputs.items())]
+
+
 def probe_inputs(model_dir: Path) -> list:
-    """The model's warm-up request (config.pbtxt + NAME/warmup/ files) as tritonclient inputs."""
+    """The model's warm-up request as tritonclient inputs."""
     import numpy as np
     import tritonclient.grpc as grpcclient
-    from google.protobuf import text_format
-    from tritonclient.grpc import model_config_pb2 as mc
     from tritonclient.utils import triton_to_np_dtype
 
-    config = text_format.Parse((model_dir / "config.pbtxt").read_text(), mc.ModelConfig())
     inputs = []
-    for name, entry in config.model_warmup[0].inputs.items():
-        wire = mc.DataType.Name(entry.data_type).removeprefix("TYPE_")
-        dtype = triton_to_np_dtype(wire)
-        value = np.fromfile(model_dir / "warmup" / entry.input_data_file, dtype).reshape(1, *entry.dims)
-        tensor = grpcclient.InferInput(name, list(value.shape), wire)
-        tensor.set_data_from_numpy(value)
+    for name, wire, shape, data in warmup_request(model_dir):
+        tensor = grpcclient.InferInput(name, shape, wire)
+        tensor.set_data_from_numpy(np.frombuffer(data, triton_to_np_dtype(wire)).reshape(shape))
         inputs.append(tensor)
     return inputs
 

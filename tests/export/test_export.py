@@ -98,9 +98,13 @@ def test_bad_inputs_are_one_line_errors(dcgan_run, tmp_path):
     a_file.write_text("x")
     with pytest.raises(ArtforgeError, match="is a file"):
         export_checkpoint(dcgan_run, a_file)
-    for name in ("a b", "../up", ".hidden", "x/y"):
+    for name in ("a b", "../up", ".hidden", "x/y", "evil\n", ""):
         with pytest.raises(ArtforgeError, match="is not allowed"):
             export_checkpoint(dcgan_run, tmp_path / "repo", name=name)
+    with pytest.raises(ArtforgeError, match="--max-batch 1000000000 is more than 4096"):
+        export_checkpoint(dcgan_run, tmp_path / "repo", max_batch=10**9)
+    with pytest.raises(ArtforgeError, match="--max-dim applies to models with dynamic sizes"):
+        export_checkpoint(dcgan_run, tmp_path / "repo", max_dim=64)
     with pytest.raises(ArtforgeError, match="applies to TensorRT engines"):
         export_checkpoint(dcgan_run, tmp_path / "repo", precision="fp16")
     assert not (tmp_path / "repo").exists()

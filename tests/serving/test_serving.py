@@ -70,6 +70,13 @@ def test_server_statistics_count_requests(triton):
     assert after == before + 1
 
 
+def test_a_huge_count_is_refused_before_anything_is_allocated(dcgan_run, capsys):
+    from artforge.cli import main
+
+    assert main(["generate", "--checkpoint", str(dcgan_run), "--count", "100000000", "--out", "x.png"]) == 1
+    assert "--count must be 1 to 4096, got 100000000" in capsys.readouterr().err
+
+
 def test_a_dead_server_is_a_clear_error_after_the_retry_budget():
     client = Client(f"127.0.0.1:{free_port()}", retries=2, backoff_s=0.01)
     started = time.monotonic()
