@@ -225,6 +225,30 @@ def read_safetensors(folder: Path, name: str, meta: dict[str, Any]) -> tuple[dic
     return tensors, tree
 
 
+def load_weights(network: torch.nn.Module, weights: dict, where: str) -> None:
+    """load_state_dict(strict=True), with a one-line error that names what does not match."""
+    problem = weights_mismatch(network.state_dict(), weights)
+    if problem:
+        raise CheckpointError(f"checkpoint {where} does not fit its network config: {problem}")
+    network.load_state_dict(weights, strict=True)
+
+
+def weights_mismatch(own: dict, weights: dict) -> str | None:
+    """What differs between a network's state dict and stored weights (names, then shapes), or None."""
+    missing = sorted(set(own) - set(weights))
+    unexpected = sorted(set(weights) - set(own))
+    wrong = [k for k in own if k in weights and own[k].shape != weights[k].shape]
+    parts = []
+    if missing:
+        parts.append(f"missing {missing[:3]}")
+    if unexpected:
+        parts.append(f"unexpected {unexpected[:3]}")
+    if wrong:
+        k = wrong[0]
+        parts.append(f"'{k}' has shape {tuple(weights[k].shape)}, config needs {tuple(own[k].shape)}")
+    return "; ".join(parts) or None
+
+
 def file_digest(path: Path) -> dict[str, Any]:
     h = hashlib.sha256()
     with open(path, "rb") as f:

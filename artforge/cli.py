@@ -21,7 +21,7 @@ the road from training to serving:
   artforge bench runs/dcgan --out bench/
 style transfer:
   artforge train style --style ink.jpg --style mosaic.png --out runs/style
-  artforge stylize --model style --input photo.jpg --style ink --out ink.png
+  artforge stylize --input photo.jpg --style ink --out ink.png
 
 every command has its own --help with examples.
 """
@@ -343,10 +343,12 @@ def add_stylize_parser(commands) -> None:
         description="Send a photo (any size, up to 2048x2048 and beyond) or a folder of photos to a style "
                     "model served by Triton and save the results as PNG.",
         epilog="examples:\n"
-               "  artforge stylize --model stylize --input photo.jpg --style ink --out ink.png\n"
-               "  artforge stylize --model stylize --input photo.jpg --blend ink=0.5,mosaic=0.5 --out mix.png\n"
-               "  artforge stylize --model stylize --input photos/ --style 1 --out stylised/")
-    p.add_argument("--model", default="style", help="model name on the server")
+               "  artforge stylize --input photo.jpg --style ink --out ink.png          # model 'style'\n"
+               "  artforge stylize --input photo.jpg --blend ink=0.5,mosaic=0.5 --out mix.png\n"
+               "  artforge stylize --model stylize --input photos/ --style 1 --out stylised/\n"
+               "a model with one style needs neither --style nor --blend.")
+    p.add_argument("--model", default="style",
+                   help="model name on the server ('artforge export' names it after the family unless --name)")
     p.add_argument("--input", required=True, help="an image, or a folder of images")
     p.add_argument("--style", help="style index or name")
     p.add_argument("--blend", help="mix of styles, e.g. ink=0.5,mosaic=0.5 (normalised to sum 1)")
@@ -539,7 +541,21 @@ def add_reliability_parser(commands) -> None:
     p.set_defaults(handler=run_reliability)
 
 
-PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_export_parser, add_serve_parser,
+def run_families(args: argparse.Namespace) -> None:
+    from artforge.families import families
+
+    for family in families():
+        print(f"{family.name:<10} {family.description}")
+
+
+def add_families_parser(commands) -> None:
+    p = commands.add_parser("families", formatter_class=HelpFormatter, help="list the model families, one line each",
+                            description="List the model families this artforge knows: the names checkpoints, "
+                                        "'artforge train FAMILY' and served models use.")
+    p.set_defaults(handler=run_families)
+
+
+PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser, add_serve_parser,
                                    add_generate_parser, add_stylize_parser, add_bench_parser,
                                    add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -72,3 +73,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a label: runs of anything but letters and digits become '-'."""
+    return re.sub(r"[^A-Za-z0-9]+", "-", text).strip("-")

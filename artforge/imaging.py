@@ -16,6 +16,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from artforge.errors import ImageError, ImageTooLarge
 from artforge.files import atomic_write_bytes
 
+# what the image families' serving contracts do with pixels (travels in every ONNX file they export)
+UINT8_NHWC = {"image_input": "uint8 NHWC 0-255", "image_output": "uint8 NHWC 0-255", "network_range": [-1, 1]}
 WHITE = (255, 255, 255)
 MAX_PIXELS = 100_000_000  # 10,000 x 10,000; decoded RGB that is 300 MB
 FITS = ("crop", "pad")

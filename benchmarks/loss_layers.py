@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from artforge.files import atomic_write_text
+from artforge.families import load_network
+from artforge.files import atomic_write_text, slug
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
-from artforge.models import load_network
 from artforge.training.loss_network import EFFICIENTNET_TAPS, efficientnet_lite0, gram, relative_error, vgg_from_file
 
 log = logging.getLogger(__name__)
@@ -93,10 +92,6 @@ def write_default_styles(folder: Path, size: int) -> list[str]:
         paths.append(str(folder / f"{style}.png"))
         paint(style, max(size, 256), seed=0, index=0).save(paths[-1])
     return paths
-
-
-def slug(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9]+", "-", name).strip("-")
 
 
 @torch.no_grad()

@@ -119,7 +119,7 @@ def kill_after(command: list[str], seconds: float) -> None:
 
 
 def newest_checkpoint_loads(run: Path) -> bool:
-    from artforge.models import load_network
+    from artforge.families import load_network
 
     try:
         _network, checkpoint = load_network(run)

@@ -56,17 +56,18 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
 
 def markdown(document: dict[str, Any]) -> str:
     m, inproc = document["machine"], document["inprocess"]
-    lines = [f"# artforge bench: {document['model']['family']} "
-             f"({document['model']['config'].get('image_size', '')}px)", "",
+    unit = document["model"].get("unit", "image")  # the family's unit: image, frame, token...
+    outputs = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in document["model"].get("spec", {}).get("outputs", []))
+    lines = [f"# artforge bench: {document['model']['family']}" + (f" ({outputs})" if outputs else ""), "",
              f"{m['cpu']}, {m['cores']} cores; torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
              f"fp32 matmul peak {m['matmul_fp32_gflops']:.0f} GFLOP/s; "
-             f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per image", "",
-             "## In-process", "", "| runtime | batch | p50 ms | p99 ms | images/s |", "|---|---|---|---|---|"]
+             f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per {unit}", "",
+             "## In-process", "", f"| runtime | batch | p50 ms | p99 ms | {unit}s/s |", "|---|---|---|---|---|"]
     for name, r in inproc.items():
         lines.append(f"| {name.rsplit('_b', 1)[0]} | {r['batch']} | {r['latency_ms']['p50']:.2f} | "
                      f"{r['latency_ms']['p99']:.2f} | {r['images_per_s']:.0f} |")
     lines += ["", "## Triton over gRPC", "",
-              "| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | images/s | errors | queue ms | "
+              f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
               "infer ms | executed batch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in document["triton"]:
         lat, srv = p["latency_ms"] or {k: float("nan") for k in ("p50", "p90", "p95", "p99")}, p["server_ms"]
@@ -118,7 +119,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
         for p in points:
             ax.annotate(f"c{p['concurrency']}", (p["images_per_s"], p["latency_ms"]["p50"]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
-    ax.set_xlabel("throughput (images/s)")
+    ax.set_xlabel(f"throughput ({document['model'].get('unit', 'image')}s/s)")
     ax.set_ylabel("p50 latency (ms)")
     ax.set_yscale("log")
     ax.set_title(f"Triton gRPC, {document['model']['family']}: latency vs throughput")

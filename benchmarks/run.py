@@ -48,7 +48,7 @@ class BenchOptions:
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     """Run the whole benchmark and write its reports; returns the JSON document."""
     opts = BenchOptions(**kwargs)
-    from artforge.models import load_network, spec_for
+    from artforge.families import load_network, spec_for
 
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
@@ -64,7 +64,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
             if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
-                          "gflop_per_item": gflop_per_item},
+                          "gflop_per_item": gflop_per_item, "unit": spec.unit, "spec": spec.to_json()},
                 "machine": {**machine_facts(), "matmul_fp32_gflops": matmul_peak_gflops()},
                 "options": opts.__dict__, "inprocess": inprocess,
                 "triton": [p.to_json() for p in sweep], "sizes": by_size, "variants": variants}

@@ -19,7 +19,7 @@ from artforge.export.parity import ParityResult, check_parity, onnx_session, run
 from artforge.export.tensorrt import ENGINE_TOLERANCE, PRECISIONS, build_engine, require_tensorrt, run_engine
 from artforge.export.triton_repo import (TritonOptions, model_config, validate_name, warmup_files,
                                          write_model_version)
-from artforge.models import load_network, spec_for
+from artforge.families import load_network, spec_for
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tensorrt")
@@ -80,7 +80,7 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, name: str 
     config = model_config(name, spec, options)
     with tempfile.TemporaryDirectory(prefix="artforge-export-") as work:
         onnx_path = Path(work) / "model.onnx"
-        report = export_onnx(network, spec, onnx_path, onnx_metadata(ckpt, name))
+        report = export_onnx(network, spec, onnx_path, onnx_metadata(ckpt, name, spec))
         parity = check_parity(network, spec, onnx_path, max_batch, tolerance)
         files = {"model.onnx": onnx_path}
         result = ExportResult(name, 0, Path(), report, parity)
@@ -114,12 +114,11 @@ def check_precision(precision: str, use_engine: bool, runtime: str) -> None:
                             "file through ONNX Runtime")
 
 
-def onnx_metadata(ckpt: Checkpoint, name: str) -> dict[str, Any]:
+def onnx_metadata(ckpt: Checkpoint, name: str, spec) -> dict[str, Any]:
     """What travels inside the ONNX file: enough to know where it came from and how to feed it."""
     return {"family": ckpt.family, "config": ckpt.meta["config"], "checkpoint_step": ckpt.step,
             "checkpoint_sha256": ckpt.meta["files"]["model.safetensors"]["sha256"], "model_name": name,
-            "normalization": {"image_input": "uint8 NHWC 0-255", "image_output": "uint8 NHWC 0-255",
-                              "network_range": [-1, 1]},
+            "normalization": spec.normalization,
             "artforge_version": package_versions()["artforge"]}
 
 

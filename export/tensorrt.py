@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from artforge.errors import ArtforgeError
-from artforge.files import atomic_write_bytes
+from artforge.files import atomic_write_bytes, slug
 from artforge.spec import ModelSpec
 
 log = logging.getLogger(__name__)
@@ -182,6 +182,3 @@ def run_engine(engine_path: Path, inputs: dict[str, np.ndarray], output_names: l
     stream.synchronize()
     return [outputs[n].cpu().numpy() for n in output_names]
 
-
-def slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text)

@@ -5,6 +5,7 @@ field that Triton does not know cannot be written.
 """
 from __future__ import annotations
 
+import importlib.resources
 import json
 import re
 import shutil
@@ -19,10 +20,12 @@ from artforge.files import atomic_directory, atomic_write_bytes, atomic_write_te
 from artforge.spec import ModelSpec
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
-PYTHON_MODEL = Path(__file__).resolve().parents[1] / "serving" / "triton_python_model.py"
+# copied into every embedded model version: found as package data, wherever artforge is installed
+SERVING_FILES = importlib.resources.files("artforge.serving")
+PYTHON_MODEL = SERVING_FILES / "triton_python_model.py"
 RUNTIMES = ("embedded", "native")
 MAX_BATCH_LIMIT = 4096
-REQUEST_LIMITS = Path(__file__).resolve().parents[1] / "serving" / "request_limits.py"
+REQUEST_LIMITS = SERVING_FILES / "request_limits.py"
 WARMUP_DIR = "warmup"  # Triton reads model_warmup input_data_file from NAME/warmup/
 
 
@@ -163,5 +166,5 @@ def fill_version(folder: Path, files: dict[str, Path], runtime: str) -> None:
     for target, source in files.items():
         shutil.copyfile(source, folder / target)
     if runtime == "embedded":
-        shutil.copyfile(PYTHON_MODEL, folder / "model.py")
-        shutil.copyfile(REQUEST_LIMITS, folder / REQUEST_LIMITS.name)
+        (folder / "model.py").write_bytes(PYTHON_MODEL.read_bytes())
+        (folder / REQUEST_LIMITS.name).write_bytes(REQUEST_LIMITS.read_bytes())

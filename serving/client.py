@@ -15,7 +15,7 @@ import numpy as np
 
 from artforge.errors import ArtforgeError, ServerUnavailable
 from artforge.serving.request_limits import shape_problem, value_problem
-from artforge.spec import WIRE_DTYPES, TensorSpec, check_inputs
+from artforge.contract import WIRE_DTYPES, TensorSpec, check_inputs
 
 NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
 # Triton and tritonclient allow messages up to 2 GiB; say so explicitly so a 2048x2048 image is never cut

@@ -1,6 +1,6 @@
 """`artforge generate`: DCGAN images over gRPC from Triton, or in-process from a checkpoint.
 
-Both paths feed the same inputs for a seed (artforge.spec.generation_inputs) through the same
+Both paths feed the same inputs for a seed (artforge.families.dcgan.generation_inputs) through the same
 serving wrapper, so a server and the checkpoint give the same pixels (within one grey level).
 """
 from __future__ import annotations
@@ -12,9 +12,8 @@ import torch
 
 from artforge.errors import ArtforgeError
 from artforge.imaging import make_grid, save_png
-from artforge.spec import generation_inputs
-
-FAMILY = "dcgan"
+from artforge.families.dcgan import NAME as FAMILY
+from artforge.families.dcgan import generation_inputs
 
 
 def resolve_style(style: str | int | None, styles: list) -> int | None:
@@ -61,7 +60,7 @@ def generate_remote(client, model: str, count: int, seed: int, style: str | int 
 @torch.no_grad()
 def generate_local(checkpoint: str | Path, count: int, seed: int, style: str | int | None = None) -> np.ndarray:
     """The same images computed in-process with PyTorch from the checkpoint."""
-    from artforge.models import load_network, spec_for
+    from artforge.families import load_network, spec_for
 
     network, ckpt = load_network(checkpoint, expect_family=FAMILY)
     spec = spec_for(ckpt)

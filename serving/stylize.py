@@ -15,14 +15,16 @@ from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
 from artforge.imaging import IMAGE_SUFFIXES, WHITE, read_image, save_png
+from artforge.families.style import NAME as FAMILY
 from artforge.serving.generate import resolve_style
 
 log = logging.getLogger(__name__)
-FAMILY = "style"
 
 
 def style_weights(styles: list, style: str | int | None = None, blend: str | None = None) -> np.ndarray:
-    """(N,) float32 weights summing to 1 from --style K or --blend K1=w1,K2=w2."""
+    """(N,) float32 weights summing to 1 from --style K or --blend K1=w1,K2=w2 (a 1-style model needs neither)."""
+    if style is None and blend is None and len(styles) == 1:
+        return np.ones(1, np.float32)
     if (style is None) == (blend is None):
         raise ArtforgeError("give exactly one of --style K or --blend K1=0.5,K2=0.5")
     weights = np.zeros(len(styles), np.float32)

@@ -3,7 +3,7 @@ import torch
 
 from artforge.models import StyleNetConfig
 from artforge.photos import HELD_OUT_PHOTOS, TRAINING_PHOTOS, builtin_photo, photo_crops
-from artforge.spec import StyleSpec
+from artforge.families.style import StyleSpec
 from artforge.training.style import content_images, split_folder
 
 

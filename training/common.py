@@ -29,6 +29,7 @@ class Distributed:
     rank: int = 0
     world_size: int = 1
     device: torch.device = torch.device("cpu")
+    bf16: bool = False  # bfloat16 autocast for the forward passes
 
     @property
     def is_main(self) -> bool:
@@ -38,6 +39,18 @@ class Distributed:
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
+
+    def wrap(self, module: nn.Module, **ddp_options) -> nn.Module:
+        """The module as this process trains it: itself, or DistributedDataParallel under torchrun."""
+        if not self.enabled:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, **ddp_options)
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -45,19 +58,19 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def init_distributed(device: str = "auto") -> Distributed:
+def init_distributed(device: str = "auto", bf16: bool = False) -> Distributed:
     """Join the torchrun process group (gloo on CPU, nccl on GPU) when WORLD_SIZE > 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     base = resolve_device(device)
     if world_size == 1:
-        return Distributed(0, 1, base)
+        return Distributed(0, 1, base, bf16)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if base.type == "cuda":
         base = torch.device("cuda", local_rank)
         torch.cuda.set_device(base)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if base.type == "cuda" else "gloo")
-    return Distributed(rank, world_size, base)
+    return Distributed(rank, world_size, base, bf16)
 
 
 def close_distributed(context: Distributed) -> None:

@@ -16,21 +16,22 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm import tqdm
+from torch import nn
 
-from artforge.checkpoint import config_from_dict, find_latest_checkpoint, load_checkpoint, save_checkpoint
+from artforge.checkpoint import load_checkpoint
 from artforge.errors import ArtforgeError, ImageError
+from artforge.families.style import NAME as FAMILY
 from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
-from artforge.models import load_weights
 from artforge.models.style import StyleNetConfig, StyleTransferNet
 from artforge.photos import builtin_photos, centre_crop
-from artforge.training.common import RunLog, resolve_options, step_generator, write_run_options
+from artforge.training.common import Distributed, close_distributed, init_distributed, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
+from artforge.training.loop import FamilyTrainer, run_training
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
-FAMILY = "style"
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "progress", "resume", "content", "out"}
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "progress", "resume", "content",
+                     "out"}
 PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
@@ -54,6 +55,8 @@ class StyleTrainOptions:
     style_layers: str = ""  # comma-separated loss-network taps; empty: the network's measured default
     content_layer: str = ""
     init: str = ""  # start from this style checkpoint (fine-tuning, or adding styles)
+    device: str = "auto"
+    bf16: bool = False
     background: str = "white"  # what transparent areas of style and content images become
     seed: int = 0
     sample_every: int = 250
@@ -114,29 +117,73 @@ def train_style(**kwargs: Any) -> Path:
     opts = resolve_options(kwargs, StyleTrainOptions, RESUMABLE_CHANGES)
     if opts.size < 32:
         raise ArtforgeError(f"--size must be at least 32, got {opts.size}")
-    torch.manual_seed(opts.seed)
-    background = parse_colour(opts.background)
-    styles = style_targets(opts.styles, opts.size, background)
-    content = content_images(opts.content, opts.size, background)
-    config = StyleNetConfig.preset(opts.width, num_styles=len(opts.styles))
-    net = StyleTransferNet(config)
-    optimizer = torch.optim.Adam(net.parameters(), opts.lr)
-    step = restore(net, optimizer, opts, config) if opts.resume else initialise(net, opts)
-    loss_net = load_loss_network(opts.loss_weights or None, split_names(opts.style_layers), opts.content_layer or None)
-    with torch.no_grad():
-        targets = {k: gram(v) for k, v in loss_net(styles).items() if k in loss_net.info.style_layers}
-    write_run_options(Path(opts.out), opts)
-    return training_loop(opts, net, optimizer, loss_net, targets, styles, content, config, step)
+    ctx = init_distributed(opts.device, opts.bf16)
+    try:
+        return run_training(StyleTrainer(opts, ctx), opts, ctx)
+    finally:
+        close_distributed(ctx)
+
+
+class StyleTrainer(FamilyTrainer):
+    """One style network, its Adam optimiser, the frozen loss network and the style targets."""
+
+    family = FAMILY
+
+    def __init__(self, opts: StyleTrainOptions, ctx: Distributed):
+        if opts.batch_size % ctx.world_size:
+            raise ArtforgeError(f"--batch-size {opts.batch_size} must divide among {ctx.world_size} processes")
+        torch.manual_seed(opts.seed)
+        background = parse_colour(opts.background)
+        self.styles = style_targets(opts.styles, opts.size, background)
+        self.content = content_images(opts.content, opts.size, background)
+        super().__init__(StyleNetConfig.preset(opts.width, num_styles=len(opts.styles)), opts.batch_size)
+        self.opts, self.ctx = opts, ctx
+        self.net = StyleTransferNet(self.config)
+        if not opts.resume:
+            initialise(self.net, opts)
+        self.net.to(ctx.device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), opts.lr)
+        self.loss_net = load_loss_network(opts.loss_weights or None, split_names(opts.style_layers),
+                                          opts.content_layer or None).to(ctx.device)
+        with torch.no_grad():
+            self.targets = {k: gram(v) for k, v in self.loss_net(self.styles.to(ctx.device)).items()
+                            if k in self.loss_net.info.style_layers}
+        self.net_train = ctx.wrap(self.net)
+        self.net.train()
+
+    def state(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        return {"net": self.net, "optimizer": self.optimizer}
+
+    def train_step(self, step: int) -> dict[str, float]:
+        images, style = batch_for_step(self.content.train, self.config.num_styles, self.opts, step, self.ctx)
+        weights = torch.nn.functional.one_hot(style, self.config.num_styles).float()
+        with self.ctx.autocast():
+            stylised = self.net_train(images, weights)
+        losses = perceptual_loss(self.loss_net, images, stylised.float(), style, self.targets, self.opts)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["loss"].backward()
+        self.optimizer.step()
+        return {k: float(v.detach()) for k, v in losses.items()}
+
+    def write_samples(self, path: Path) -> None:
+        write_panels(self.net, self.content.held_out, self.styles, path)
+
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        return self.net.state_dict()
+
+    def checkpoint_facts(self) -> dict[str, Any]:
+        return {"styles": [Path(s).stem for s in self.opts.styles], "seed": self.opts.seed,
+                "loss_network": self.loss_net.info.describe(), "training": dataclasses.asdict(self.opts)}
 
 
 def split_names(names: str) -> tuple[str, ...] | None:
     return tuple(n.strip() for n in names.split(",") if n.strip()) or None
 
 
-def initialise(net: StyleTransferNet, opts: StyleTrainOptions) -> int:
+def initialise(net: StyleTransferNet, opts: StyleTrainOptions) -> None:
     """--init: copy a style checkpoint's weights; its styles keep their rows, new styles start from their mean."""
     if not opts.init:
-        return 0
+        return
     checkpoint = load_checkpoint(opts.init, expect_family=FAMILY)
     old = checkpoint.weights
     state = net.state_dict()
@@ -152,24 +199,11 @@ def initialise(net: StyleTransferNet, opts: StyleTrainOptions) -> int:
         else:
             value.copy_(old[name])
     net.load_state_dict(state)
-    return 0
 
 
-def restore(net, optimizer, opts: StyleTrainOptions, config: StyleNetConfig) -> int:
-    latest = find_latest_checkpoint(Path(opts.out))
-    if latest is None:
-        raise ArtforgeError(f"--resume: run folder {opts.out} has no checkpoint yet")
-    checkpoint = load_checkpoint(latest, expect_family=FAMILY)
-    if config_from_dict(StyleNetConfig, checkpoint.meta["config"], str(latest)) != config:
-        raise ArtforgeError(f"--resume: checkpoint {latest} has another network config than these options")
-    tree = checkpoint.training_state()
-    load_weights(net, tree["net"], str(latest))
-    optimizer.load_state_dict(tree["optimizer"])
-    return int(tree["step"])
-
-
-def batch_for_step(content: torch.Tensor, num_styles: int, opts: StyleTrainOptions, step: int):
-    """Random crops and flips of content images, each paired with one style (one-hot weights)."""
+def batch_for_step(content: torch.Tensor, num_styles: int, opts: StyleTrainOptions, step: int, ctx: Distributed):
+    """This process's share of step `step`'s batch: random crops and flips of content images, each
+    paired with one style. The whole batch is drawn on every process, so any world size sees the same."""
     g = step_generator(opts.seed, step)
     index = torch.randint(len(content), (opts.batch_size,), generator=g)
     room = content.shape[-1] - opts.size
@@ -179,7 +213,8 @@ def batch_for_step(content: torch.Tensor, num_styles: int, opts: StyleTrainOptio
         crop = content[i, :, y:y + opts.size, x:x + opts.size]
         crops.append(crop.flip(-1) if torch.rand(1, generator=g).item() < 0.5 else crop)
     style = torch.randint(num_styles, (opts.batch_size,), generator=g)
-    return uint8_to_unit(torch.stack(crops)), style
+    mine = slice(ctx.rank, None, ctx.world_size)
+    return uint8_to_unit(torch.stack(crops[mine])).to(ctx.device), style[mine].to(ctx.device)
 
 
 def perceptual_loss(loss_net, images, stylised, style, targets, opts: StyleTrainOptions) -> dict[str, torch.Tensor]:
@@ -195,48 +230,17 @@ def perceptual_loss(loss_net, images, stylised, style, targets, opts: StyleTrain
     return {"loss": total, "content": content, "style": style_loss, "tv": tv}
 
 
-def training_loop(opts, net, optimizer, loss_net, targets, styles, content, config, step: int) -> Path:
-    run = Path(opts.out)
-    history = RunLog(run / "log.jsonl", resume_step=step)
-    bar = tqdm(total=opts.steps, initial=step, desc="style", unit="step", mininterval=0.5, disable=not opts.progress)
-    last = find_latest_checkpoint(run)
-    net.train()
-    while step < opts.steps:
-        images, style = batch_for_step(content.train, config.num_styles, opts, step)
-        weights = torch.nn.functional.one_hot(style, config.num_styles).float()
-        losses = perceptual_loss(loss_net, images, net(images, weights), style, targets, opts)
-        optimizer.zero_grad(set_to_none=True)
-        losses["loss"].backward()
-        optimizer.step()
-        step += 1
-        record = {"step": step, **{k: float(v.detach()) for k, v in losses.items()}}
-        history.write(record)
-        bar.update(1)
-        bar.set_postfix(loss=f"{record['loss']:.3f}", refresh=False)
-        done = step == opts.steps
-        if done or step % opts.sample_every == 0:
-            write_panels(net, content.held_out, styles, run / "samples" / f"step_{step:08d}.png")
-        if done or step % opts.checkpoint_every == 0:
-            last = save_checkpoint(run, family=FAMILY, config=config, step=step, weights=net.state_dict(),
-                                   training_state={"net": net.state_dict(), "optimizer": optimizer.state_dict(),
-                                                   "step": step},
-                                   extra={"styles": [Path(s).stem for s in opts.styles], "seed": opts.seed,
-                                          "loss_network": loss_net.info.describe(), "training": dataclasses.asdict(opts)},
-                                   keep=opts.keep)
-    bar.close()
-    return last
-
-
 @torch.no_grad()
 def write_panels(net, held_out: torch.Tensor, styles: torch.Tensor, path: Path) -> None:
     """One row per held-out content image: content | style 1 result | style 2 result ...; a style row on top."""
     net.eval()
-    photos = uint8_to_unit(held_out)
+    device = next(net.parameters()).device
+    photos, styles = uint8_to_unit(held_out).to(device), styles.to(device)
     n = styles.shape[0]
     rows = [torch.cat([torch.full_like(styles[:1], 1.0), styles])]  # blank | style images
     for photo in photos:
-        results = net(photo[None].repeat(n, 1, 1, 1), torch.eye(n))
+        results = net(photo[None].repeat(n, 1, 1, 1), torch.eye(n, device=device))
         rows.append(torch.cat([photo[None], results]))
-    grid = make_grid(unit_to_uint8(torch.cat(rows)).numpy(), n + 1)
+    grid = make_grid(unit_to_uint8(torch.cat(rows)).cpu().numpy(), n + 1)
     save_png(grid, path)
     net.train()

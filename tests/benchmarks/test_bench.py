@@ -159,11 +159,11 @@ def test_bench_refuses_an_unreadable_baseline_before_working(tmp_path, capsys):
 def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
     from artforge.benchmarks.variants import measure_variants
     from artforge.export.pipeline import export_checkpoint
-    from artforge.models import load_network, spec_for
+    from artforge.families import load_network, spec_for
 
     result = export_checkpoint(style_run[0], tmp_path / "repo", max_batch=2)
     spec = spec_for(load_network(style_run[0])[1])
-    from artforge.spec import DynamicDim
+    from artforge.contract import DynamicDim
 
     spec.dynamic_dims = {name: DynamicDim(16, 32, 64) for name in spec.dynamic_dims}  # 32x32: a fast test
     rows = measure_variants(result.version_dir / "model.onnx", spec, tmp_path, seconds=0.1, threads=0)

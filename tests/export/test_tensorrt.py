@@ -4,7 +4,7 @@ from artforge.errors import ArtforgeError
 from artforge.export.pipeline import export_checkpoint
 from artforge.export.tensorrt import ENGINE_TOLERANCE, engine_request, tensorrt_missing
 from artforge.models import DCGANConfig
-from artforge.spec import DCGANSpec
+from artforge.families.dcgan import DCGANSpec
 
 SPEC = DCGANSpec(DCGANConfig(z_dim=16, num_classes=5))
 MISSING = tensorrt_missing()

@@ -86,6 +86,7 @@ def test_style_weights_are_checked_and_normalised():
     styles = ["ink", "mosaic", "wave"]
     assert style_weights(styles, style="wave").tolist() == [0, 0, 1]
     assert style_weights(styles, blend="ink=1,mosaic=3").tolist() == [0.25, 0.75, 0]
+    assert style_weights(["only"]).tolist() == [1.0]  # one style: no --style needed
     for kwargs, message in ((dict(blend="ink=-1"), "finite and >= 0"), (dict(blend="ink=nan"), "finite and >= 0"),
                             (dict(blend="ink=inf,mosaic=1"), "finite"), (dict(blend="ink=0"), "sum to 0"),
                             (dict(blend="oil=1"), "unknown style 'oil'"), (dict(style=5), "out of range"),

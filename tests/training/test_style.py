@@ -1,3 +1,4 @@
+import json
 import pickle
 
 import pytest
@@ -6,7 +7,7 @@ from safetensors.torch import save_file
 
 from artforge.errors import ArtforgeError
 from artforge.imaging import uint8_to_unit
-from artforge.models import load_network
+from artforge.families import load_network
 from artforge.training.loss_network import efficientnet_lite0, relative_error, vgg_from_file
 from artforge.training.style import (StyleTrainOptions, content_images, perceptual_loss,
                                      style_targets, train_style)
@@ -143,3 +144,14 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(style_images, t
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     with pytest.raises(ArtforgeError, match="started with width='lite'"):
         train_style(out=str(tmp_path / "split"), steps=6, resume=True, width="full")
+
+
+def test_bf16_autocast_trains_the_style_network_through_the_shared_loop(style_images, tmp_path):
+    run = tmp_path / "bf16"
+    train_style(out=str(run), styles=style_images, size=32, batch_size=2, steps=2, bf16=True, device="cpu",
+                sample_every=2, checkpoint_every=2, progress=False)
+    net, checkpoint = load_network(run, expect_family="style")
+    assert checkpoint.step == 2 and checkpoint.meta["training"]["bf16"] is True
+    assert all(torch.isfinite(p).all() for p in net.parameters())
+    lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2] and all(line["images_per_s"] > 0 for line in lines)

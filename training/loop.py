@@ -1,0 +1,140 @@
+"""The one training loop: every family trains through it.
+
+    trainer = DCGANTrainer(opts, ctx)          # a family's FamilyTrainer
+    last_checkpoint = run_training(trainer, opts, ctx)
+
+The loop owns what every family needs the same way: resume (exact: every random draw of a step
+comes from step_generator), the run folder (train_options.json, log.jsonl, samples/, atomic
+checkpoints), progress, sample and checkpoint cadence, and rank 0 writing under torchrun. A family
+supplies its state, its step and its samples (FamilyTrainer); device, DDP wrapping and bf16
+autocast come from the Distributed context it is given.
+"""
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from artforge.checkpoint import (Checkpoint, config_from_dict, find_latest_checkpoint, load_checkpoint, load_weights,
+                                 save_checkpoint)
+from artforge.errors import ArtforgeError
+from artforge.training.common import Distributed, RunLog, write_run_options
+
+log = logging.getLogger(__name__)
+
+
+class FamilyTrainer(abc.ABC):
+    """What one family supplies to the training loop."""
+
+    family: str  # the family's name, written into every checkpoint
+    unit: str = "image"  # what a training item is: the log reports <unit>s_per_s
+
+    def __init__(self, config: Any, batch_size: int):
+        self.config = config  # the network config stored with every checkpoint
+        self.batch_size = batch_size  # global items per step, for the log's throughput
+
+    @abc.abstractmethod
+    def state(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        """Everything a resume restores, by name (networks and optimisers)."""
+
+    @abc.abstractmethod
+    def train_step(self, step: int) -> dict[str, float]:
+        """Draw this process's share of step `step`'s batch (from step_generator) and update; the losses."""
+
+    @abc.abstractmethod
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        """The weights of the network inference uses (model.safetensors)."""
+
+    @abc.abstractmethod
+    def write_samples(self, path: Path) -> None:
+        """A picture (or text) of what the model makes now, at `path` (.png)."""
+
+    def checkpoint_facts(self) -> dict[str, Any]:
+        """Extra metadata for checkpoint.json (class names, data set, seed, ...)."""
+        return {}
+
+    def before_outputs(self) -> None:
+        """Called once before samples or a checkpoint are written at a step (e.g. recalibrate norms)."""
+
+    def check_resumable(self, checkpoint: Checkpoint) -> None:
+        """Refuse a checkpoint whose network these options would not rebuild."""
+        saved = config_from_dict(type(self.config), checkpoint.meta["config"], str(checkpoint.path))
+        if saved != self.config:
+            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} has config {saved}, "
+                                f"but these options and data give {self.config}")
+
+    def training_state(self, step: int) -> dict[str, Any]:
+        return {**{name: part.state_dict() for name, part in self.state().items()},
+                "torch_rng": torch.get_rng_state(), "step": step}
+
+    def load_training_state(self, tree: dict[str, Any], where: str) -> int:
+        for name, part in self.state().items():
+            if isinstance(part, nn.Module):
+                load_weights(part, tree[name], f"{where} ({name})")
+            else:
+                part.load_state_dict(tree[name])
+        if "torch_rng" in tree:
+            torch.set_rng_state(tree["torch_rng"])
+        return int(tree["step"])
+
+
+def resume(trainer: FamilyTrainer, run: Path) -> int:
+    """Restore the newest checkpoint of `run` into the trainer; the step it had reached."""
+    latest = find_latest_checkpoint(run)
+    if latest is None:
+        raise ArtforgeError(f"--resume: run folder {run} has no checkpoint yet; start it without --resume")
+    checkpoint = load_checkpoint(latest, expect_family=trainer.family)
+    trainer.check_resumable(checkpoint)
+    step = trainer.load_training_state(checkpoint.training_state(), str(latest))
+    log.info("resumed %s at step %d", run, step)
+    return step
+
+
+def run_training(trainer: FamilyTrainer, opts: Any, ctx: Distributed) -> Path | None:
+    """Train until opts.steps; returns the newest checkpoint. `opts` is the family's options dataclass
+    (out, steps, sample_every, checkpoint_every, keep, resume, progress are read here)."""
+    run = Path(opts.out)
+    step = resume(trainer, run) if opts.resume else 0
+    if ctx.is_main:
+        write_run_options(run, opts)
+    history = RunLog(run / "log.jsonl", resume_step=step) if ctx.is_main else None
+    bar = tqdm(total=opts.steps, initial=step, desc=trainer.family, unit="step", mininterval=0.5,
+               disable=not (opts.progress and ctx.is_main))
+    last = find_latest_checkpoint(run)
+    tick = time.perf_counter()
+    while step < opts.steps:
+        losses = trainer.train_step(step)
+        step += 1
+        now = time.perf_counter()
+        record = {"step": step, **losses, f"{trainer.unit}s_per_s": trainer.batch_size / max(now - tick, 1e-9)}
+        tick = now
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:3]}, refresh=False)  # drawn at mininterval
+        if ctx.is_main:
+            history.write(record)
+            last = write_outputs(trainer, opts, run, step) or last
+    bar.close()
+    return last
+
+
+def write_outputs(trainer: FamilyTrainer, opts: Any, run: Path, step: int) -> Path | None:
+    """Samples and checkpoints when their cadence (or the last step) says so; the new checkpoint."""
+    done = step == opts.steps
+    samples = done or step % opts.sample_every == 0
+    checkpoint = done or step % opts.checkpoint_every == 0
+    if not (samples or checkpoint):
+        return None
+    trainer.before_outputs()
+    if samples:
+        trainer.write_samples(run / "samples" / f"step_{step:08d}.png")
+    if not checkpoint:
+        return None
+    return save_checkpoint(run, family=trainer.family, config=trainer.config, step=step,
+                           weights=trainer.inference_weights(), training_state=trainer.training_state(step),
+                           extra=trainer.checkpoint_facts(), keep=opts.keep)
