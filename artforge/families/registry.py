@@ -27,6 +27,7 @@ class Family:
     config_cls: type  # the network config dataclass stored in every checkpoint
     build_network: Callable[[Any], nn.Module]  # config -> the inference network
     make_spec: Callable[..., ModelSpec]  # (config, checkpoint meta, float_output) -> serving contract
+    trainer: str = ""  # module whose COMMAND (training.loop.TrainCommand) is `artforge train NAME`
 
 
 _REGISTRY: dict[str, Family] = {}

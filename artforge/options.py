@@ -1,0 +1,77 @@
+"""Options declared once: a dataclass field with its help text becomes a command-line flag.
+
+    @dataclass
+    class TrainOptions:
+        out: str = option(help="run folder", required=True)
+        steps: int = option(2000, help="train until this many steps in total")
+        progress: bool = option(True, help="no progress bar", flag="--quiet")   # a flag that turns it off
+
+    add_options(parser, TrainOptions)              # --out, --steps, --quiet, with "(default 2000)"
+    train(**given_options(args, TrainOptions))     # only what the user set: a resume fills in the rest
+
+Defaults live in the dataclass only; argparse's own default stays None, so a function can tell an
+option the user gave from one they left alone (a resumed run keeps the options it started with).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from typing import Any
+
+
+def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
+           choices: list | None = None, required: bool = False, repeat: bool = False, cli: bool = True,
+           each_call: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+    """A dataclass field that also describes its command-line flag.
+
+    `flag` renames it (default --field-name); a bool whose default is True and has a flag turns it
+    off (--quiet for progress); `repeat` collects a list from a flag given several times; `cli=False`
+    keeps it off the command line; `each_call` options (--resume, --quiet) belong to one command, not to
+    the run: when the flag is absent their default applies, never the value a resumed run started with.
+    """
+    metadata = {"help": help, "flag": flag, "choices": choices, "required": required, "repeat": repeat, "cli": cli,
+                "each_call": each_call}
+    return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
+
+
+def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
+    """One flag per field of `options_cls` that is meant for the command line."""
+    hints = typing.get_type_hints(options_cls)
+    for f in dataclasses.fields(options_cls):
+        meta = f.metadata
+        if not meta.get("cli", True):
+            continue
+        flag = meta.get("flag") or "--" + f.name.replace("_", "-")
+        kind = hints[f.name]
+        help_text = meta.get("help", "") + default_note(f)
+        if kind is bool:
+            default = default_value(f) if meta.get("each_call") else None
+            parser.add_argument(flag, dest=f.name, action="store_const", const=not default_value(f),
+                                default=default, help=help_text)
+        elif meta.get("repeat"):
+            parser.add_argument(flag, dest=f.name, action="append", help=help_text)
+        else:
+            parser.add_argument(flag, dest=f.name, type=typing.get_origin(kind) or kind, choices=meta.get("choices"),
+                                required=meta.get("required", False), default=None, help=help_text)
+
+
+def given_options(args: argparse.Namespace, options_cls: type) -> dict[str, Any]:
+    """The options the user set on the command line, as keyword arguments."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(options_cls)
+            if f.metadata.get("cli", True) and getattr(args, f.name, None) is not None}
+
+
+def default_value(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None
+
+
+def default_note(f: dataclasses.Field) -> str:
+    value = default_value(f)
+    if f.metadata.get("required") or isinstance(value, bool) or value in (None, "", []):
+        return ""
+    return f" (default {value})"
