@@ -96,19 +96,15 @@ def run_train(args: argparse.Namespace, command) -> None:
 
 
 def run_export(args: argparse.Namespace) -> None:
-    from artforge.export.pipeline import export_checkpoint
+    from artforge.export.pipeline import ExportOptions, export_checkpoint
+    from artforge.options import given_options
 
-    result = export_checkpoint(args.checkpoint, args.repository, name=args.name, formats=args.formats,
-                               runtime=args.runtime, max_batch=args.max_batch, precision=args.precision,
-                               float_output=args.float_output, tolerance=args.tolerance, instances=args.instances,
-                               max_queue_delay_us=args.max_queue_delay_us, keep_versions=args.keep_versions,
-                               intra_op_threads=args.threads, max_dim=args.max_dim)
-    print(result.summary())
+    print(export_checkpoint(**given_options(args, ExportOptions)).summary())
 
 
 def add_export_parser(commands) -> None:
     p = commands.add_parser(
-        "export", formatter_class=HelpFormatter,
+        "export", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="export a checkpoint to ONNX (and TensorRT) in a Triton model repository",
         description="Export a checkpoint to ONNX, check it against PyTorch with ONNX Runtime (batch 1, 3 and "
                     "max), optionally build a TensorRT engine, and add it as a new version to a Triton model "
@@ -122,25 +118,10 @@ def add_export_parser(commands) -> None:
                "runtimes: 'embedded' runs the ONNX file in Triton's Python backend with ONNX Runtime (what\n"
                "'artforge serve' starts, CPU or GPU); 'native' uses Triton's onnxruntime/tensorrt backends\n"
                "(NVIDIA's Triton container). Same model names and tensor names either way.")
-    p.add_argument("checkpoint", help="a checkpoint folder, or a run folder (its newest checkpoint)")
-    p.add_argument("--repository", required=True, help="Triton model repository folder (created if missing)")
-    p.add_argument("--name", help="model name in the repository (default: the model family)")
-    p.add_argument("--formats", default="onnx", help="onnx, or onnx,tensorrt")
-    p.add_argument("--runtime", default="embedded", choices=["embedded", "native"], help="how Triton runs it")
-    p.add_argument("--max-batch", type=int, default=64, help="largest batch Triton may form")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16", "int8"],
-                   help="TensorRT engine precision (ONNX is always fp32)")
-    p.add_argument("--float-output", action="store_true",
-                   help="also output the float image (NCHW, [-1, 1]) for parity testing")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max abs error of float outputs vs PyTorch")
-    p.add_argument("--instances", type=int, default=1, help="model instances Triton runs")
-    p.add_argument("--max-queue-delay-us", type=int, default=100,
-                   help="how long the dynamic batcher may hold a request to form a fuller batch")
-    p.add_argument("--keep-versions", type=int, default=3, help="versions Triton serves (latest N)")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads per instance (0: all cores)")
-    p.add_argument("--max-dim", type=int, default=0,
-                   help="largest size a request may have on a dynamic axis, e.g. 1024 refuses photos over "
-                        "1024 px a side (0: the family's limit; written into config.pbtxt as artforge.limits)")
+    from artforge.export.pipeline import ExportOptions
+    from artforge.options import add_options
+
+    add_options(p, ExportOptions)
     p.set_defaults(handler=run_export)
 
 
@@ -285,31 +266,19 @@ def add_stylize_parser(commands) -> None:
     p.set_defaults(handler=run_stylize)
 
 
-def int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
-    return values
-
-
 def run_bench(args: argparse.Namespace) -> None:
     import json
 
     from artforge.benchmarks.report import check_against_baseline, errors_seen, ratio_info, require_baseline_file
-    from artforge.benchmarks.run import run_benchmark
+    from artforge.benchmarks.run import BenchOptions, run_benchmark
     from artforge.files import atomic_write_text
+    from artforge.options import given_options
 
     baseline = require_baseline_file(args.check) if args.check else None  # fail before an hour of work
-    document = run_benchmark(checkpoint=args.checkpoint, out=args.out, concurrency=args.concurrency,
-                             batch_sizes=args.batch_sizes, requests=args.requests, warmup=args.warmup,
-                             baseline_seconds=args.baseline_seconds, max_batch=args.max_batch,
-                             threads=args.threads, sizes=args.sizes, variants=args.variants,
-                             progress=not args.quiet)
-    print((Path(args.out) / "bench.md").read_text())
-    print(f"reports: {args.out}/bench.json, bench.md, bench.png")
+    document = run_benchmark(**given_options(args, BenchOptions))
+    out = Path(document["options"]["out"])
+    print((out / "bench.md").read_text())
+    print(f"reports: {out}/bench.json, bench.md, bench.png")
     if args.write_baseline:
         atomic_write_text(Path(args.write_baseline), json.dumps(
             {"ratios": document["ratios"], "meaning": {k: ratio_info(k)[0] for k in document["ratios"]},
@@ -324,7 +293,7 @@ def run_bench(args: argparse.Namespace) -> None:
 
 def add_bench_parser(commands) -> None:
     p = commands.add_parser(
-        "bench", formatter_class=HelpFormatter,
+        "bench", formatter_class=argparse.RawDescriptionHelpFormatter,
         help="benchmark Triton end-to-end against in-process PyTorch and ONNX Runtime",
         description="Export the checkpoint into a temporary repository (with and without dynamic batching), "
                     "serve it on Triton on free ports, sweep client concurrency x request batch, measure "
@@ -336,22 +305,14 @@ def add_bench_parser(commands) -> None:
                "  artforge bench runs/dcgan --out bench/ --check benchmarks/baseline-ci.json\n"
                "  artforge bench runs/dcgan --concurrency 1,4,16 --batch-sizes 1 --requests 100 --out quick/\n"
                "  artforge bench runs/style --sizes 256,512 --concurrency 1,4 --batch-sizes 1,4 --requests 40")
-    p.add_argument("checkpoint", help="checkpoint folder or run folder")
-    p.add_argument("--out", default="bench", help="folder for bench.json, bench.md, bench.png")
-    p.add_argument("--concurrency", type=int_list, default=[1, 2, 4, 8, 16], help="client concurrency sweep")
-    p.add_argument("--batch-sizes", type=int_list, default=[1, 8], help="request batch sizes")
-    p.add_argument("--requests", type=int, default=200, help="requests per sweep point")
-    p.add_argument("--warmup", type=int, default=20, help="warm-up requests per sweep point")
-    p.add_argument("--baseline-seconds", type=float, default=2.0, help="seconds per in-process measurement")
-    p.add_argument("--max-batch", type=int, default=64, help="Triton max batch size")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: all cores)")
-    p.add_argument("--sizes", type=int_list, default=[], help="image-to-image models: square sizes for frames/s")
-    p.add_argument("--variants", action="store_true",
-                   help="also measure an int8 ONNX Runtime variant: latency and quality cost in grey levels")
+    from artforge.benchmarks.run import BenchOptions
+    from artforge.options import add_options
+
+    add_options(p, BenchOptions)
     p.add_argument("--check", help="baseline JSON whose ratios this run must not regress from")
-    p.add_argument("--tolerance", type=float, default=0.35, help="allowed relative regression of each ratio")
+    p.add_argument("--tolerance", type=float, default=0.35,
+                   help="allowed relative regression of each ratio (default 0.35)")
     p.add_argument("--write-baseline", help="write this run's ratios as a baseline JSON")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run_bench)
 
 

@@ -16,22 +16,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import types
 import typing
 from typing import Any
 
 
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            choices: list | None = None, required: bool = False, repeat: bool = False, cli: bool = True,
-           each_call: bool = False, default_factory: Any = dataclasses.MISSING) -> Any:
+           each_call: bool = False, positional: bool = False, parse: Any = None,
+           default_factory: Any = dataclasses.MISSING) -> Any:
     """A dataclass field that also describes its command-line flag.
 
     `flag` renames it (default --field-name); a bool whose default is True and has a flag turns it
     off (--quiet for progress); `repeat` collects a list from a flag given several times; `cli=False`
     keeps it off the command line; `each_call` options (--resume, --quiet) belong to one command, not to
     the run: when the flag is absent their default applies, never the value a resumed run started with.
+    `positional` makes it an argument without a flag; `parse` turns the text into the value (int_list).
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "required": required, "repeat": repeat, "cli": cli,
-                "each_call": each_call}
+                "each_call": each_call, "positional": positional, "parse": parse}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -43,16 +46,20 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
         if not meta.get("cli", True):
             continue
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
-        kind = hints[f.name]
+        kind = plain_type(hints[f.name])
         help_text = meta.get("help", "") + default_note(f)
-        if kind is bool:
+        if meta.get("positional"):
+            parser.add_argument(f.name, help=help_text)
+        elif kind is bool:
             default = default_value(f) if meta.get("each_call") else None
             parser.add_argument(flag, dest=f.name, action="store_const", const=not default_value(f),
                                 default=default, help=help_text)
         elif meta.get("repeat"):
             parser.add_argument(flag, dest=f.name, action="append", help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=typing.get_origin(kind) or kind, choices=meta.get("choices"),
+            parser.add_argument(flag, dest=f.name, type=meta.get("parse") or typing.get_origin(kind) or kind,
+                                choices=meta.get("choices"), metavar=None if meta.get("choices") else
+                                flag.lstrip("-").upper().replace("-", "_"),
                                 required=meta.get("required", False), default=None, help=help_text)
 
 
@@ -60,6 +67,24 @@ def given_options(args: argparse.Namespace, options_cls: type) -> dict[str, Any]
     """The options the user set on the command line, as keyword arguments."""
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(options_cls)
             if f.metadata.get("cli", True) and getattr(args, f.name, None) is not None}
+
+
+def plain_type(kind: Any) -> Any:
+    """str for `str | None`: the type a flag's text is converted to."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        return next(arg for arg in typing.get_args(kind) if arg is not type(None))
+    return kind
+
+
+def int_list(text: str) -> list[int]:
+    """'1,4,16' -> [1, 4, 16]: positive integers, for sweeps."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got '{text}'") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got '{text}'")
+    return values
 
 
 def default_value(f: dataclasses.Field) -> Any:
@@ -72,6 +97,7 @@ def default_value(f: dataclasses.Field) -> Any:
 
 def default_note(f: dataclasses.Field) -> str:
     value = default_value(f)
-    if f.metadata.get("required") or isinstance(value, bool) or value in (None, "", []):
+    if f.metadata.get("required") or f.metadata.get("positional") or isinstance(value, bool) \
+            or value in (None, "", []):
         return ""
-    return f" (default {value})"
+    return f" (default {','.join(map(str, value)) if isinstance(value, list) else value})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from artforge.benchmarks.measure import (count_flops, latency_summary, machine_f
                                          time_calls)
 from artforge.benchmarks.report import compute_ratios, write_reports
 from artforge.benchmarks.variants import measure_variants
+from artforge.options import int_list, option
 
 log = logging.getLogger(__name__)
 NO_BATCHING_SUFFIX = "-nobatch"
@@ -31,18 +32,23 @@ NO_BATCHING_SUFFIX = "-nobatch"
 
 @dataclass
 class BenchOptions:
-    checkpoint: str
-    out: str = "bench"
-    concurrency: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 8])
-    requests: int = 200  # per sweep point, after the warm-up
-    warmup: int = 20
-    baseline_seconds: float = 2.0  # per in-process measurement
-    max_batch: int = 64
-    threads: int = 0  # ONNX Runtime threads (0: all cores), in-process and in Triton alike
-    sizes: list[int] = field(default_factory=list)  # image-to-image families: square sizes to measure
-    variants: bool = False  # also measure an int8 ONNX Runtime variant and its quality cost
-    progress: bool = True
+    """What `artforge bench` measures; each field is also its command-line flag (artforge.options)."""
+
+    checkpoint: str = option(help="checkpoint folder or run folder", positional=True)
+    out: str = option("bench", help="folder for bench.json, bench.md, bench.png")
+    concurrency: list[int] = option(help="client concurrency sweep", parse=int_list,
+                                    default_factory=lambda: [1, 2, 4, 8, 16])
+    batch_sizes: list[int] = option(help="request batch sizes", parse=int_list, default_factory=lambda: [1, 8])
+    requests: int = option(200, help="requests per sweep point, after the warm-up")
+    warmup: int = option(20, help="warm-up requests per sweep point")
+    baseline_seconds: float = option(2.0, help="seconds per in-process measurement")
+    max_batch: int = option(64, help="Triton max batch size")
+    threads: int = option(0, help="ONNX Runtime threads, in-process and in Triton alike (0: all cores)")
+    sizes: list[int] = option(help="models with dynamic sizes: square sizes for frames/s", parse=int_list,
+                              default_factory=list)
+    variants: bool = option(False, help="also measure an int8 ONNX Runtime variant: latency and quality cost "
+                                        "in grey levels")
+    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:

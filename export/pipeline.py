@@ -17,9 +17,10 @@ from artforge.errors import ArtforgeError
 from artforge.export.onnx_model import OnnxReport, export_onnx
 from artforge.export.parity import ParityResult, check_parity, onnx_session, run_parity
 from artforge.export.tensorrt import ENGINE_TOLERANCE, PRECISIONS, build_engine, require_tensorrt, run_engine
-from artforge.export.triton_repo import (TritonOptions, model_config, validate_name, warmup_files,
+from artforge.export.triton_repo import (RUNTIMES, TritonOptions, model_config, validate_name, warmup_files,
                                          write_model_version)
 from artforge.families import load_network, spec_for
+from artforge.options import option
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tensorrt")
@@ -56,43 +57,70 @@ def parse_formats(formats: str | list[str]) -> list[str]:
     return chosen
 
 
-def export_checkpoint(checkpoint: str | Path, repository: str | Path, name: str | None = None,
-                      formats: str | list[str] = "onnx", runtime: str = "embedded", max_batch: int = 64,
-                      precision: str = "fp32", float_output: bool = False, tolerance: float = 1e-4,
-                      instances: int = 1, max_queue_delay_us: int = 100, keep_versions: int = 3,
-                      intra_op_threads: int = 0, max_dim: int = 0, engine_cache: Path | None = None) -> ExportResult:
-    """Export a checkpoint (or a run's newest one) into a Triton model repository."""
-    formats = parse_formats(formats)
-    use_engine = "tensorrt" in formats
-    check_precision(precision, use_engine, runtime)
-    network, ckpt = load_network(checkpoint)
-    name = ckpt.family if name is None else name
+@dataclass
+class ExportOptions:
+    """What `artforge export` does with a checkpoint; each field is also its command-line flag."""
+
+    checkpoint: str = option(help="a checkpoint folder, or a run folder (its newest checkpoint)", positional=True)
+    repository: str = option(help="Triton model repository folder (created if missing)", required=True)
+    name: str | None = option(None, help="model name in the repository (default: the model family)")
+    formats: str = option("onnx", help="onnx, or onnx,tensorrt")
+    runtime: str = option("embedded", help="how Triton runs it", choices=list(RUNTIMES))
+    max_batch: int = option(64, help="largest batch Triton may form")
+    precision: str = option("fp32", help="TensorRT engine precision (ONNX is always fp32)", choices=list(PRECISIONS))
+    float_output: bool = option(False, help="also output the float image (NCHW, [-1, 1]) for parity testing")
+    tolerance: float = option(1e-4, help="max abs error of float outputs vs PyTorch")
+    instances: int = option(1, help="model instances Triton runs")
+    max_queue_delay_us: int = option(100, help="how long the dynamic batcher may hold a request to form a "
+                                               "fuller batch")
+    keep_versions: int = option(3, help="versions Triton serves (latest N)")
+    intra_op_threads: int = option(0, help="ONNX Runtime threads per instance (0: all cores)", flag="--threads")
+    max_dim: int = option(0, help="largest size a request may have on a dynamic axis, e.g. 1024 refuses photos "
+                                  "over 1024 px a side (0: the family's limit; written into config.pbtxt as "
+                                  "artforge.limits)")
+    engine_cache: str | None = option(None, cli=False)  # TensorRT engine cache folder (tests choose one)
+
+
+def export_checkpoint(checkpoint: str | Path, repository: str | Path, **options: Any) -> ExportResult:
+    """Export a checkpoint (or a run's newest one) into a Triton model repository (options: ExportOptions)."""
+    opts = ExportOptions(checkpoint=str(checkpoint), repository=str(repository), **options)
+    use_engine = "tensorrt" in parse_formats(opts.formats)
+    check_precision(opts.precision, use_engine, opts.runtime)
+    network, ckpt = load_network(opts.checkpoint)
+    name = ckpt.family if opts.name is None else opts.name
     validate_name(name)
-    options = TritonOptions(runtime=runtime, engine="tensorrt" if use_engine else "onnx", max_batch=max_batch,
-                            instances=instances, max_queue_delay_us=max_queue_delay_us,
-                            keep_versions=keep_versions, intra_op_threads=intra_op_threads)
+    triton = TritonOptions(runtime=opts.runtime, engine="tensorrt" if use_engine else "onnx", max_batch=opts.max_batch,
+                           instances=opts.instances, max_queue_delay_us=opts.max_queue_delay_us,
+                           keep_versions=opts.keep_versions, intra_op_threads=opts.intra_op_threads)
     if use_engine:
         require_tensorrt()  # fail before any work is done
-    spec = spec_for(ckpt, float_output)
-    if max_dim:
-        check_max_dim(max_dim, spec)
-        spec.limit_dynamic_dims(max_dim)
-    config = model_config(name, spec, options)
+    spec = spec_for(ckpt, opts.float_output)
+    if opts.max_dim:
+        check_max_dim(opts.max_dim, spec)
+        spec.limit_dynamic_dims(opts.max_dim)
     with tempfile.TemporaryDirectory(prefix="artforge-export-") as work:
-        onnx_path = Path(work) / "model.onnx"
-        report = export_onnx(network, spec, onnx_path, onnx_metadata(ckpt, name, spec))
-        parity = check_parity(network, spec, onnx_path, max_batch, tolerance)
-        files = {"model.onnx": onnx_path}
-        result = ExportResult(name, 0, Path(), report, parity)
-        if use_engine:
-            engine, result.engine_cached = build_engine(onnx_path, spec, max_batch, precision,
-                                                        **({"cache_dir": engine_cache} if engine_cache else {}))
-            result.engine_parity = check_engine_parity(engine, onnx_path, spec, max_batch, precision)
-            files["model.plan"] = engine
-        files["export.json"] = write_export_record(Path(work), ckpt, spec, result, options, precision)
-        result.version_dir, result.version = write_model_version(Path(repository), name, config, files, runtime,
-                                                                 warmup_files(spec))
+        files, result = build_model_files(Path(work), network, ckpt, spec, name, opts, triton, use_engine)
+        result.version_dir, result.version = write_model_version(Path(opts.repository), name,
+                                                                 model_config(name, spec, triton), files,
+                                                                 opts.runtime, warmup_files(spec))
     return result
+
+
+def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, opts: ExportOptions,
+                      triton: TritonOptions, use_engine: bool) -> tuple[dict[str, Path], ExportResult]:
+    """model.onnx (parity-checked), model.plan when asked (checked against ONNX Runtime), export.json."""
+    onnx_path = work / "model.onnx"
+    report = export_onnx(network, spec, onnx_path, onnx_metadata(ckpt, name, spec))
+    parity = check_parity(network, spec, onnx_path, opts.max_batch, opts.tolerance)
+    files = {"model.onnx": onnx_path}
+    result = ExportResult(name, 0, Path(), report, parity)
+    if use_engine:
+        cache = {"cache_dir": Path(opts.engine_cache)} if opts.engine_cache else {}
+        engine, result.engine_cached = build_engine(onnx_path, spec, opts.max_batch, opts.precision, **cache)
+        result.engine_parity = check_engine_parity(engine, onnx_path, spec, opts.max_batch, opts.precision)
+        files["model.plan"] = engine
+    files["export.json"] = write_export_record(work, ckpt, spec, result, triton, opts.precision)
+    return files, result
 
 
 def check_max_dim(max_dim: int, spec) -> None:

@@ -39,6 +39,11 @@ class Distributed:
     def enabled(self) -> bool:
         return self.world_size > 1
 
+    def check_batch(self, batch_size: int) -> None:
+        """A global batch must split evenly among the processes."""
+        if batch_size % self.world_size:
+            raise ArtforgeError(f"--batch-size {batch_size} must divide among {self.world_size} processes")
+
     def autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
 

@@ -93,8 +93,7 @@ class DCGANTrainer(FamilyTrainer):
     def __init__(self, opts: DCGANTrainOptions, ctx: Distributed):
         if not opts.data:
             raise ArtforgeError("--data is required: a folder with one subfolder of images per style")
-        if opts.batch_size % ctx.world_size:
-            raise ArtforgeError(f"--batch-size {opts.batch_size} must divide among {ctx.world_size} processes")
+        ctx.check_batch(opts.batch_size)
         self.data = load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main,
                                       fit=opts.fit, background=parse_colour(opts.background))
         super().__init__(DCGANConfig(image_size=opts.size, num_classes=len(self.data.classes), z_dim=opts.z_dim,

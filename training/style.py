@@ -150,8 +150,7 @@ class StyleTrainer(FamilyTrainer):
     family = FAMILY
 
     def __init__(self, opts: StyleTrainOptions, ctx: Distributed):
-        if opts.batch_size % ctx.world_size:
-            raise ArtforgeError(f"--batch-size {opts.batch_size} must divide among {ctx.world_size} processes")
+        ctx.check_batch(opts.batch_size)
         torch.manual_seed(opts.seed)
         background = parse_colour(opts.background)
         self.styles = style_targets(opts.styles, opts.size, background)
