@@ -317,7 +317,7 @@ def add_bench_parser(commands) -> None:
 
 
 def run_loss_layers(args: argparse.Namespace) -> None:
-    from artforge.benchmarks.loss_layers import compare_loss_layers
+    from artforge.training.loss_layers import compare_loss_layers
 
     compare_loss_layers(Path(args.out), steps=args.steps, size=args.size, styles=args.style, vgg=args.vgg,
                         progress=not args.quiet)
@@ -347,7 +347,7 @@ def add_loss_layers_parser(commands) -> None:
 
 
 def run_init_gain(args: argparse.Namespace) -> None:
-    from artforge.benchmarks.init_gain import init_gain
+    from artforge.training.init_gain import init_gain
 
     if args.style and len(args.style) != 2:
         raise ArtforgeError("--style takes exactly two images: the base model's style, then the new one")

@@ -23,7 +23,7 @@ from artforge.benchmarks.load import measure_point
 from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
                                          time_calls)
 from artforge.benchmarks.report import compute_ratios, write_reports
-from artforge.benchmarks.variants import measure_variants
+from artforge.export.variants import measure_variants
 from artforge.options import int_list, option
 
 log = logging.getLogger(__name__)

@@ -157,7 +157,7 @@ def test_bench_refuses_an_unreadable_baseline_before_working(tmp_path, capsys):
 
 
 def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
-    from artforge.benchmarks.variants import measure_variants
+    from artforge.export.variants import measure_variants
     from artforge.export.pipeline import export_checkpoint
     from artforge.families import load_network, spec_for
 

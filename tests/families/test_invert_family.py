@@ -19,8 +19,9 @@ from artforge.families import Family, register
 from artforge.families.registry import unregister
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.spec import ModelSpec
-from artforge.training.common import init_distributed, step_generator
-from artforge.training.loop import FamilyTrainer, run_training
+from artforge.options import option
+from artforge.training.common import init_distributed, resolve_options, step_generator
+from artforge.training.loop import FamilyTrainer, TrainCommand, run_training
 
 NAME = "invert"
 
@@ -68,22 +69,32 @@ class InvertSpec(ModelSpec):
 
 
 FAMILY = Family(name=NAME, description="test family: an image's negative", config_cls=InvertConfig,
-                build_network=InvertNet, make_spec=InvertSpec)
+                build_network=InvertNet, make_spec=InvertSpec, trainer=__name__)  # this module: COMMAND below
 
 
 # ---- 3. training: options, state, batches, step, samples ----
 @dataclass
 class InvertOptions:
-    out: str
-    steps: int = 150
-    batch_size: int = 8
-    lr: float = 0.05
-    seed: int = 0
-    sample_every: int = 50
-    checkpoint_every: int = 50
-    keep: int = 2
-    resume: bool = False
-    progress: bool = False
+    out: str = option(help="run folder", required=True)
+    steps: int = option(150, help="total steps")
+    batch_size: int = option(8, help="images a step")
+    lr: float = option(0.05, help="Adam learning rate")
+    seed: int = option(0, help="seeds initialisation and batches")
+    sample_every: int = option(50, help="samples every N steps")
+    checkpoint_every: int = option(50, help="a checkpoint every N steps")
+    keep: int = option(2, help="checkpoints to keep")
+    resume: bool = option(False, help="continue the run in --out", each_call=True)
+    progress: bool = option(False, cli=False)
+
+
+def train_invert(**options) -> Path:
+    opts = resolve_options(options, InvertOptions, resumable={"steps", "resume", "out"})
+    ctx = init_distributed("cpu")
+    return run_training(InvertTrainer(opts, ctx), opts, ctx)
+
+
+COMMAND = TrainCommand(InvertOptions, train_invert, help="train the invert test family",
+                       description="Learn an image's negative.", examples="  artforge train invert --out runs/inv")
 
 
 class InvertTrainer(FamilyTrainer):
@@ -142,15 +153,20 @@ def test_the_family_is_listed_and_trains_through_the_shared_loop(invert_run):
     assert main(["families"]) == 0
 
 
-def test_resume_through_the_shared_loop_is_exact(invert_run, tmp_path):
+def test_artforge_train_invert_exists_and_resumes_exactly(invert_run, tmp_path, capsys):
+    """The command line is generated too: `artforge train invert`, with --resume, from this file alone."""
     from artforge.checkpoint import load_checkpoint
+    from artforge.cli import main
 
-    split = InvertOptions(out=str(tmp_path / "split"), steps=100)
-    run_training(InvertTrainer(split, init_distributed("cpu")), split, init_distributed("cpu"))
-    rest = dataclasses.replace(split, steps=150, resume=True)
-    run_training(InvertTrainer(rest, init_distributed("cpu")), rest, init_distributed("cpu"))
-    a, b = load_checkpoint(invert_run), load_checkpoint(tmp_path / "split")
-    assert all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
+    split = tmp_path / "split"
+    assert main(["train", "invert", "--out", str(split), "--steps", "100"]) == 0
+    assert main(["train", "invert", "--out", str(split), "--steps", "150", "--resume"]) == 0
+    a, b = load_checkpoint(invert_run), load_checkpoint(split)
+    assert b.step == 150 and all(torch.equal(a.weights[k], b.weights[k]) for k in a.weights)
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "invert" in capsys.readouterr().out
 
 
 def test_export_serve_and_infer_through_the_generic_stages(invert_run, tmp_path):

@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 
-from artforge.benchmarks.loss_layers import score, sliced_wasserstein
+from artforge.training.loss_layers import score, sliced_wasserstein
 from artforge.cli import main
 from artforge.training.loss_network import efficientnet_lite0
 
