@@ -22,10 +22,9 @@ from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
 from artforge.options import option
-from artforge.training.common import (Distributed, close_distributed, ema_decay_at, init_distributed, resolve_options,
-                                      step_generator, update_ema)
+from artforge.training.common import Distributed, ema_decay_at, resolve_options, step_generator, update_ema
 from artforge.training.dataset import ImageFolder, load_image_folder
-from artforge.training.loop import FamilyTrainer, TrainCommand, run_training
+from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
@@ -67,12 +66,7 @@ def train_dcgan(**kwargs: Any) -> Path:
 
     Pass only the options you choose; with resume=True the others come from the run's saved options.
     """
-    opts = resolve_options(kwargs, DCGANTrainOptions, RESUMABLE_CHANGES)
-    ctx = init_distributed(opts.device, opts.bf16)
-    try:
-        return run_training(DCGANTrainer(opts, ctx), opts, ctx)
-    finally:
-        close_distributed(ctx)
+    return train(DCGANTrainer, resolve_options(kwargs, DCGANTrainOptions, RESUMABLE_CHANGES))
 
 
 COMMAND = TrainCommand(

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from artforge.checkpoint import (Checkpoint, config_from_dict, find_latest_checkpoint, load_checkpoint, load_weights,
                                  save_checkpoint)
 from artforge.errors import ArtforgeError
-from artforge.training.common import Distributed, RunLog, write_run_options
+from artforge.training.common import Distributed, RunLog, close_distributed, init_distributed, write_run_options
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +95,16 @@ class FamilyTrainer(abc.ABC):
         if "torch_rng" in tree:
             torch.set_rng_state(tree["torch_rng"])
         return int(tree["step"])
+
+
+def train(trainer_cls: type[FamilyTrainer], opts: Any) -> Path | None:
+    """Join torchrun's process group if there is one, build the family's trainer, train, and leave the
+    group whatever happens; the newest checkpoint."""
+    ctx = init_distributed(getattr(opts, "device", "auto"), getattr(opts, "bf16", False))
+    try:
+        return run_training(trainer_cls(opts, ctx), opts, ctx)
+    finally:
+        close_distributed(ctx)
 
 
 def resume(trainer: FamilyTrainer, run: Path) -> int:

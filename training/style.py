@@ -25,9 +25,9 @@ from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_
 from artforge.models.style import StyleNetConfig, StyleTransferNet
 from artforge.options import option
 from artforge.photos import builtin_photos, centre_crop
-from artforge.training.common import Distributed, close_distributed, init_distributed, resolve_options, step_generator
+from artforge.training.common import Distributed, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
-from artforge.training.loop import FamilyTrainer, TrainCommand, run_training
+from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
@@ -126,11 +126,7 @@ def train_style(**kwargs: Any) -> Path:
     opts = resolve_options(kwargs, StyleTrainOptions, RESUMABLE_CHANGES)
     if opts.size < 32:
         raise ArtforgeError(f"--size must be at least 32, got {opts.size}")
-    ctx = init_distributed(opts.device, opts.bf16)
-    try:
-        return run_training(StyleTrainer(opts, ctx), opts, ctx)
-    finally:
-        close_distributed(ctx)
+    return train(StyleTrainer, opts)
 
 
 COMMAND = TrainCommand(

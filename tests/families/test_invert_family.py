@@ -21,7 +21,7 @@ from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.spec import ModelSpec
 from artforge.options import option
 from artforge.training.common import init_distributed, resolve_options, step_generator
-from artforge.training.loop import FamilyTrainer, TrainCommand, run_training
+from artforge.training.loop import FamilyTrainer, TrainCommand, run_training, train
 
 NAME = "invert"
 
@@ -88,9 +88,7 @@ class InvertOptions:
 
 
 def train_invert(**options) -> Path:
-    opts = resolve_options(options, InvertOptions, resumable={"steps", "resume", "out"})
-    ctx = init_distributed("cpu")
-    return run_training(InvertTrainer(opts, ctx), opts, ctx)
+    return train(InvertTrainer, resolve_options(options, InvertOptions, resumable={"steps", "resume", "out"}))
 
 
 COMMAND = TrainCommand(InvertOptions, train_invert, help="train the invert test family",
