@@ -31,6 +31,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from artforge.checkpoint import list_checkpoints, load_checkpoint
+from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,8 @@ def kill_after(command: list[str], seconds: float) -> None:
         process.send_signal(signal.SIGKILL)
         process.wait()
         return
-    raise RuntimeError(f"training exited with {process.returncode} before it was killed: "
-                       f"{process.stderr.read().decode(errors='replace')[-500:]}")
+    raise ArtforgeError(f"training exited with {process.returncode} before it was killed: "
+                        f"{process.stderr.read().decode(errors='replace')[-500:]}")
 
 
 def newest_checkpoint_loads(run: Path) -> bool:

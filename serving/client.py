@@ -1,7 +1,7 @@
 """gRPC client for artforge models on Triton: one connection, input checks, retries, sync and asyncio.
 
     client = Client("127.0.0.1:8001")
-    images = client.infer("dcgan", {"z": z, "style": style})["image"]   # (B, H, W, 3) uint8
+    outputs = client.infer("MODEL", {"input_name": array, ...})   # {"output_name": array}
 """
 from __future__ import annotations
 
