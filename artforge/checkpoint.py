@@ -205,7 +205,7 @@ def check_meta_types(meta: Any, where: Path) -> None:
             raise CheckpointError(f"checkpoint {where}: files.{name} must hold 'bytes' and 'sha256'")
 
 
-JSON_NAMES = {int: "integer", str: "string", dict: "object", float: "number", bool: "true/false", list: "list"}
+JSON_NAMES = {int: "integer", str: "string", dict: "object"}
 
 
 def read_safetensors(folder: Path, name: str, meta: dict[str, Any]) -> tuple[dict[str, torch.Tensor], str]:

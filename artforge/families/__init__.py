@@ -8,7 +8,6 @@ Importing this package registers the built-in families; a new family is a new mo
 from artforge.families.registry import (Family, build_from_checkpoint, families, get_family, load_network,
                                         register, spec_for)
 
-from artforge.families import dcgan as _dcgan, style as _style  # noqa: E402  (registers the built-ins)
+from artforge.families import dcgan, style  # noqa: E402,F401  (importing them registers the built-ins)
 
-BUILT_IN = (_dcgan.FAMILY, _style.FAMILY)
 __all__ = ["Family", "build_from_checkpoint", "families", "get_family", "load_network", "register", "spec_for"]
