@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env test test-fast demo demo-style reliability soak clean
+.PHONY: env gpu-env test test-fast demo demo-style reliability soak clean
 
 env: $(STAMP)
 
@@ -15,6 +15,21 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+# GPU machines (docs/gpu.md): the CUDA build of PyTorch (CUDA 12, like TensorRT 10.5's cu12 wheels) and
+# the gpu extra, whose onnxruntime-gpu replaces onnxruntime (with both installed the CUDA provider is
+# hidden). TensorRT's libraries come from NVIDIA's package index. Not runnable on the CPU-only CI.
+TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/cu128
+gpu-env:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet $(TORCH) --index-url $(TORCH_CUDA_INDEX)
+	$(PY) -m pip uninstall --quiet -y onnxruntime || true
+	$(PY) -m pip install --quiet -e '.[gpu,serve]' pytest --extra-index-url https://pypi.nvidia.com
+	$(PY) -c "import torch, tensorrt, onnxruntime as o; assert torch.cuda.is_available(), 'PyTorch sees no GPU'; \
+		print('GPU', torch.cuda.get_device_name(), '| torch', torch.__version__, '| TensorRT', tensorrt.__version__, \
+		'| ONNX Runtime providers', o.get_available_providers())"
 	touch $(STAMP)
 
 test: env

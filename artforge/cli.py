@@ -180,7 +180,8 @@ def add_serve_parser(commands) -> None:
                "  artforge serve --repository repo\n"
                "  artforge serve --repository repo --grpc-port 9001 --http-port 9000 --metrics-port 9002\n"
                "  artforge serve --repository repo --host 0.0.0.0      # reachable from other machines\n"
-               "GPU servers: run the --runtime native repository in NVIDIA's container, see the README.")
+               "GPU servers: run the --runtime native repository in NVIDIA's container ('artforge gpu-compose', "
+               "docs/gpu.md).")
     p.add_argument("--repository", required=True, help="Triton model repository (from 'artforge export')")
     p.add_argument("--grpc-port", type=int, default=8001)
     p.add_argument("--http-port", type=int, default=8000)
@@ -191,6 +192,34 @@ def add_serve_parser(commands) -> None:
                    help="seconds between health checks: each model gets its warm-up request and is reloaded "
                         "if its backend died (0: no checks)")
     p.set_defaults(handler=run_serve)
+
+
+def run_gpu_compose(args: argparse.Namespace) -> None:
+    from artforge.serving.gpu_container import plan_container
+
+    plan = plan_container(args.repository, args.image)
+    for model, version in sorted(plan.tensorrt.items()):
+        print(f"  {model}: TensorRT {version} engine")
+    print(f"container: {plan.image}{'  (version-compatible engines)' if plan.version_compatible else ''}")
+    print(plan.compose_command())
+
+
+def add_gpu_compose_parser(commands) -> None:
+    p = commands.add_parser(
+        "gpu-compose", formatter_class=HelpFormatter,
+        help="check a --runtime native repository and print the docker compose command for NVIDIA's container",
+        description="A TensorRT engine loads only in the TensorRT version that built it. This reads the version "
+                    "'artforge export' recorded for every engine in the repository, refuses repositories that "
+                    "no single Triton container can serve (mixed TensorRT versions, Python-backend models), "
+                    "names the container whose TensorRT matches, and prints the docker compose command "
+                    "(serving/docker-compose.gpu.yml) with the repository's absolute path.",
+        epilog="examples:\n"
+               "  artforge gpu-compose --repository repo-gpu\n"
+               "  artforge gpu-compose --repository repo-gpu --image nvcr.io/nvidia/tritonserver:24.10-py3\n"
+               "containers per TensorRT version: docs/gpu.md")
+    p.add_argument("--repository", required=True, help="Triton model repository exported with --runtime native")
+    p.add_argument("--image", help="the Triton container to use (default: the one shipping the engines' TensorRT)")
+    p.set_defaults(handler=run_gpu_compose)
 
 
 def run_generate(args: argparse.Namespace) -> None:
@@ -441,6 +470,7 @@ def add_families_parser(commands) -> None:
 
 
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser, add_serve_parser,
+                                   add_gpu_compose_parser,
                                    add_generate_parser, add_stylize_parser, add_bench_parser,
                                    add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
 

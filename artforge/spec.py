@@ -1,6 +1,6 @@
 """Serving contracts: one spec per model family, declared once.
 
-The ONNX export (names, dynamic axes, sample inputs), the TensorRT optimisation profile, the
+The ONNX export (names, dynamic axes, sample inputs), the TensorRT optimisation profiles, the
 Triton config.pbtxt and the client's input checks are all generated from a ModelSpec, so tensor
 names and shapes cannot drift apart between stages. A new family is a new spec, not new branches.
 The tensors themselves (TensorSpec, DynamicDim, dtypes, checks) live in artforge.contract, which
@@ -60,15 +60,6 @@ class ModelSpec(abc.ABC):
         for t in (*self.inputs, *self.outputs):
             axes[t.name] = {0: "batch", **{i + 1: d for i, d in enumerate(t.shape) if isinstance(d, str)}}
         return axes
-
-    def profile_shapes(self, max_batch: int, opt_batch: int | None = None) -> dict[str, tuple[tuple, tuple, tuple]]:
-        """TensorRT optimisation profile: (min, opt, max) shape of every input."""
-        opt_batch = opt_batch or max(1, max_batch // 2)
-        lo = {n: d.min for n, d in self.dynamic_dims.items()}
-        mid = {n: d.opt for n, d in self.dynamic_dims.items()}
-        hi = {n: d.max for n, d in self.dynamic_dims.items()}
-        return {t.name: (t.concrete_shape(1, lo), t.concrete_shape(opt_batch, mid), t.concrete_shape(max_batch, hi))
-                for t in self.inputs}
 
     def limit_dynamic_dims(self, max_dim: int) -> None:
         """Serve sizes up to `max_dim` on every dynamic axis (warm-up, parity and profiles follow)."""

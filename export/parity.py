@@ -34,7 +34,11 @@ class ParityResult:
 
 
 def onnx_session(path: Path, threads: int = 0):
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ArtforgeError("ONNX Runtime is not installed: pip install 'artforge[cpu]' (or 'artforge[gpu]' on "
+                            "GPU machines; never both)") from None
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
@@ -55,14 +59,14 @@ def parity_cases(spec: ModelSpec, max_batch: int) -> list[tuple[int, dict[str, i
     return cases
 
 
-def run_parity(spec: ModelSpec, max_batch: int, seed: int, reference, candidate, float_tolerance: float,
-               uint8_tolerance: float, failure: str) -> list[ParityResult]:
-    """Compare candidate(inputs) with reference(inputs) output by output over the parity cases.
+def run_parity(spec: ModelSpec, cases: list[tuple[int, dict[str, int]]], seed: int, reference, candidate,
+               float_tolerance: float, uint8_tolerance: float, failure: str) -> list[ParityResult]:
+    """Compare candidate(inputs) with reference(inputs) output by output over (batch, sizes) cases.
 
     `failure` is the error's opening, e.g. "ONNX Runtime differs from PyTorch".
     """
     results = []
-    for batch, sizes in parity_cases(spec, max_batch):
+    for batch, sizes in cases:
         inputs = spec.sample_inputs(batch, seed=seed + batch, sizes=sizes)
         for t, want, have in zip(spec.outputs, reference(inputs), candidate(inputs)):
             result = compare(t.name, want, have, batch, sizes, float_tolerance)
@@ -91,7 +95,7 @@ def check_parity(network: nn.Module, spec: ModelSpec, onnx_path: Path, max_batch
     def onnxruntime(inputs):
         return session.run([t.name for t in spec.outputs], inputs)
 
-    return run_parity(spec, max_batch, seed, pytorch, onnxruntime, tolerance, UINT8_TOLERANCE,
+    return run_parity(spec, parity_cases(spec, max_batch), seed, pytorch, onnxruntime, tolerance, UINT8_TOLERANCE,
                       "ONNX Runtime differs from PyTorch")
 
 

@@ -15,8 +15,9 @@ from typing import Any
 from artforge.checkpoint import Checkpoint, package_versions
 from artforge.errors import ArtforgeError
 from artforge.export.onnx_model import OnnxReport, export_onnx
-from artforge.export.parity import ParityResult, check_parity, onnx_session, run_parity
-from artforge.export.tensorrt import ENGINE_TOLERANCE, PRECISIONS, build_engine, require_tensorrt, run_engine
+from artforge.export.parity import ParityResult, check_parity, onnx_session, parity_cases, run_parity
+from artforge.export.tensorrt import (ENGINE_TOLERANCE, PRECISIONS, EngineBuild, EngineRunner, SizeClass,
+                                     build_engine, require_tensorrt, size_classes)
 from artforge.export.triton_repo import (RUNTIMES, TritonOptions, model_config, validate_name, warmup_files,
                                          write_model_version)
 from artforge.families import load_network, spec_for
@@ -34,7 +35,11 @@ class ExportResult:
     onnx: OnnxReport
     parity: list[ParityResult]
     engine_parity: list[ParityResult] = field(default_factory=list)
-    engine_cached: bool | None = None
+    engine: EngineBuild | None = None
+
+    @property
+    def engine_cached(self) -> bool | None:
+        return None if self.engine is None else self.engine.cached
 
     def summary(self) -> str:
         lines = [f"exported {self.name} version {self.version} to {self.version_dir}",
@@ -45,6 +50,10 @@ class ExportResult:
         if self.engine_parity:
             lines.append(f"parity, TensorRT vs ONNX Runtime (engine {'from cache' if self.engine_cached else 'built'}):")
             lines += [f"  {r.line()}" for r in self.engine_parity]
+            lines.append(f"TensorRT {self.engine.tensorrt_version}"
+                         f"{' (version-compatible)' if self.engine.version_compatible else ''}; GPU memory per "
+                         "execution context: " + ", ".join(f"profile {i} {b / 2**20:.0f} MiB"
+                                                           for i, b in enumerate(self.engine.profile_memory)))
         return "\n".join(lines)
 
 
@@ -68,6 +77,14 @@ class ExportOptions:
     runtime: str = option("embedded", help="how Triton runs it", choices=list(RUNTIMES))
     max_batch: int = option(64, help="largest batch Triton may form")
     precision: str = option("fp32", help="TensorRT engine precision (ONNX is always fp32)", choices=list(PRECISIONS))
+    trt_size_classes: str = option("", help="TensorRT profiles for models with dynamic sizes, as SIDE:BATCH pairs: "
+                                            "'512:16,1024:4,2048:1' serves batches of up to 16 up to 512 px a side, "
+                                            "4 up to 1024, 1 up to 2048 (default: batch x pixels within what "
+                                            "--max-batch images of the optimal size hold)")
+    trt_workspace_gib: float = option(4.0, help="TensorRT builder workspace limit (GiB)")
+    trt_version_compatible: bool = option(False, help="build a version-compatible engine that later TensorRT 10 "
+                                                      "runtimes load (serve with --backend-config=tensorrt,"
+                                                      "version-compatible=true; see docs/gpu.md)")
     float_output: bool = option(False, help="also output the float image (NCHW, [-1, 1]) for parity testing")
     tolerance: float = option(1e-4, help="max abs error of float outputs vs PyTorch")
     instances: int = option(1, help="model instances Triton runs")
@@ -92,33 +109,36 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, **options:
     triton = TritonOptions(runtime=opts.runtime, engine="tensorrt" if use_engine else "onnx", max_batch=opts.max_batch,
                            instances=opts.instances, max_queue_delay_us=opts.max_queue_delay_us,
                            keep_versions=opts.keep_versions, intra_op_threads=opts.intra_op_threads)
-    if use_engine:
-        require_tensorrt()  # fail before any work is done
     spec = spec_for(ckpt, opts.float_output)
     if opts.max_dim:
         check_max_dim(opts.max_dim, spec)
         spec.limit_dynamic_dims(opts.max_dim)
+    classes = size_classes(spec, opts.max_batch, opts.trt_size_classes) if use_engine else []
+    if use_engine:
+        require_tensorrt()  # fail before any work is done
+        triton.max_batch = max(c.max_batch for c in classes)
     with tempfile.TemporaryDirectory(prefix="artforge-export-") as work:
-        files, result = build_model_files(Path(work), network, ckpt, spec, name, opts, triton, use_engine)
-        result.version_dir, result.version = write_model_version(Path(opts.repository), name,
-                                                                 model_config(name, spec, triton), files,
+        files, result = build_model_files(Path(work), network, ckpt, spec, name, opts, triton, classes)
+        config = model_config(name, spec, triton, result.engine.record() if result.engine else None)
+        result.version_dir, result.version = write_model_version(Path(opts.repository), name, config, files,
                                                                  opts.runtime, warmup_files(spec))
     return result
 
 
 def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, opts: ExportOptions,
-                      triton: TritonOptions, use_engine: bool) -> tuple[dict[str, Path], ExportResult]:
+                      triton: TritonOptions, classes: list[SizeClass]) -> tuple[dict[str, Path], ExportResult]:
     """model.onnx (parity-checked), model.plan when asked (checked against ONNX Runtime), export.json."""
     onnx_path = work / "model.onnx"
     report = export_onnx(network, spec, onnx_path, onnx_metadata(ckpt, name, spec))
     parity = check_parity(network, spec, onnx_path, opts.max_batch, opts.tolerance)
     files = {"model.onnx": onnx_path}
     result = ExportResult(name, 0, Path(), report, parity)
-    if use_engine:
+    if classes:
         cache = {"cache_dir": Path(opts.engine_cache)} if opts.engine_cache else {}
-        engine, result.engine_cached = build_engine(onnx_path, spec, opts.max_batch, opts.precision, **cache)
-        result.engine_parity = check_engine_parity(engine, onnx_path, spec, opts.max_batch, opts.precision)
-        files["model.plan"] = engine
+        result.engine = build_engine(onnx_path, spec, classes, opts.precision, workspace_gib=opts.trt_workspace_gib,
+                                     version_compatible=opts.trt_version_compatible, **cache)
+        result.engine_parity = check_engine_parity(result.engine.path, onnx_path, spec, classes, opts.precision)
+        files["model.plan"] = result.engine.path
     files["export.json"] = write_export_record(work, ckpt, spec, result, triton, opts.precision)
     return files, result
 
@@ -150,13 +170,23 @@ def onnx_metadata(ckpt: Checkpoint, name: str, spec) -> dict[str, Any]:
             "artforge_version": package_versions()["artforge"]}
 
 
-def check_engine_parity(engine: Path, onnx_path: Path, spec, max_batch: int, precision: str) -> list[ParityResult]:
+def engine_parity_cases(spec, classes: list[SizeClass]) -> list[tuple[int, dict[str, int]]]:
+    """The ONNX parity cases within the first size class, then every class at its largest batch and size."""
+    cases = parity_cases(spec, classes[0].max_batch)
+    if spec.dynamic_dims:
+        cases += [(c.max_batch, {n: min(d.max, c.max_side) for n, d in spec.dynamic_dims.items()}) for c in classes]
+    return cases
+
+
+def check_engine_parity(engine: Path, onnx_path: Path, spec, classes: list[SizeClass],
+                        precision: str) -> list[ParityResult]:
     float_tol, uint8_tol = ENGINE_TOLERANCE[precision]
     session = onnx_session(onnx_path)
     names = [t.name for t in spec.outputs]
-    return run_parity(spec, max_batch, 99, lambda inputs: session.run(names, inputs),
-                      lambda inputs: run_engine(engine, inputs, names), float_tol, uint8_tol,
-                      f"the TensorRT {precision} engine differs from ONNX Runtime")
+    with EngineRunner(engine) as runner:  # deserialised once for every case
+        return run_parity(spec, engine_parity_cases(spec, classes), 99, lambda inputs: session.run(names, inputs),
+                          lambda inputs: runner.run(inputs, names), float_tol, uint8_tol,
+                          f"the TensorRT {precision} engine differs from ONNX Runtime")
 
 
 def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult, options: TritonOptions,
@@ -165,7 +195,8 @@ def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult
     record = {"checkpoint": str(ckpt.path), "checkpoint_step": ckpt.step, "family": ckpt.family,
               "spec": spec.to_json(), "triton": asdict(options), "precision": precision,
               "onnx": asdict(result.onnx), "parity": [asdict(r) for r in result.parity],
-              "engine_parity": [asdict(r) for r in result.engine_parity], "versions": package_versions()}
+              "engine_parity": [asdict(r) for r in result.engine_parity],
+              "engine": result.engine.record() if result.engine else None, "versions": package_versions()}
     path = work / "export.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

@@ -11,13 +11,16 @@ import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_directory, atomic_write_bytes, atomic_write_text
-from artforge.spec import ModelSpec
+
+if TYPE_CHECKING:  # the server reads configs with this module and needs no torch
+    from artforge.spec import ModelSpec
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 # copied into every embedded model version: found as package data, wherever artforge is installed
@@ -63,8 +66,9 @@ def validate_name(name: str) -> None:
                             "starting with a letter or digit (Triton uses it as a folder name)")
 
 
-def model_config(name: str, spec: ModelSpec, options: TritonOptions) -> mc.ModelConfig:
-    """The ModelConfig protobuf for `spec`, served as `options` say."""
+def model_config(name: str, spec: ModelSpec, options: TritonOptions,
+                 engine: dict[str, Any] | None = None) -> mc.ModelConfig:
+    """The ModelConfig protobuf for `spec`, served as `options` say (`engine`: a TensorRT build's record)."""
     config = mc.ModelConfig(name=name, max_batch_size=options.max_batch)
     if options.runtime == "embedded":
         config.backend = "python"
@@ -79,15 +83,32 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions) -> mc.Model
     batching.SetInParent()  # present even when every field keeps its default
     batching.preferred_batch_size.extend(options.preferred_batch)
     batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
+    group = config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
     add_warmup(config, spec)
     parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True),
                   "artforge.limits": json.dumps(spec.input_limits(), sort_keys=True)}
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
+    if engine:
+        parameters.update(engine_parameters(group, engine))
     for key, value in parameters.items():
         config.parameters[key].string_value = value
     return config
+
+
+def engine_parameters(group: mc.ModelInstanceGroup, engine: dict[str, Any]) -> dict[str, str]:
+    """What Triton's TensorRT backend needs for a multi-profile engine, and the TensorRT that built it.
+
+    Without `profile` in the instance group the backend uses profile 0 alone; with several, it makes one
+    context per profile and picks the nearest that fits each batch. ON_PROFILE_CHANGE makes each context
+    allocate for its own profile instead of the largest (STATIC).
+    """
+    parameters = {"artforge.tensorrt": json.dumps({"version": engine["tensorrt_version"],
+                                                   "version_compatible": engine["version_compatible"]})}
+    if len(engine["profiles"]) > 1:
+        group.profile.extend(str(i) for i in range(len(engine["profiles"])))
+        parameters["execution_context_allocation_strategy"] = "ON_PROFILE_CHANGE"
+    return parameters
 
 
 def add_warmup(config: mc.ModelConfig, spec: ModelSpec) -> None:
@@ -123,9 +144,19 @@ def existing_versions(model_dir: Path) -> list[int]:
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
 
 
+def runtime_of(config: mc.ModelConfig) -> str:
+    return config.backend or config.platform
+
+
 def check_compatible(model_dir: Path, new: mc.ModelConfig) -> None:
-    """A new version must keep the tensors that clients of the existing versions rely on."""
+    """A new version must keep the tensors that clients of the existing versions rely on, and the runtime:
+    config.pbtxt is shared by every version Triton keeps, so a tensorrt_plan config would leave the older
+    versions (model.onnx or model.py) without the model.plan it asks for."""
     old = parse_config((model_dir / "config.pbtxt").read_text())
+    if runtime_of(old) != runtime_of(new):
+        raise ArtforgeError(f"model '{new.name}' in {model_dir.parent} is served by {runtime_of(old)}; its versions "
+                            f"share one config, so a {runtime_of(new)} version cannot join them: choose another "
+                            "--name for this runtime")
     signature = lambda c: ([(t.name, t.data_type, list(t.dims)) for t in c.input],  # noqa: E731
                            [(t.name, t.data_type, list(t.dims)) for t in c.output])
     if signature(old) != signature(new):

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artforge.errors import ArtforgeError
+from artforge.export.triton_repo import parse_config, runtime_of
 
 log = logging.getLogger(__name__)
 LOG_NOISE = ("CudaDriverHelper", "NVML", "DCGM")  # errors every CPU-only start logs
@@ -102,6 +103,12 @@ def repository_models(repository: Path) -> list[str]:
     if not models:
         raise ArtforgeError(f"model repository {repository} has no models (no NAME/config.pbtxt); "
                             "add one with 'artforge export CHECKPOINT --repository ...'")
+    native = [m for m in models if runtime_of(parse_config((repository / m / "config.pbtxt").read_text())) != "python"]
+    if native:
+        raise ArtforgeError(f"model(s) {', '.join(native)} in {repository} need Triton's onnxruntime/tensorrt "
+                            "backends (--runtime native), which this server (the nvidia-pytriton wheel, Python "
+                            "backend only) lacks: serve them in NVIDIA's container ('artforge gpu-compose "
+                            f"--repository {repository}'), or export with --runtime embedded")
     return models
 
 

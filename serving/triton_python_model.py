@@ -23,12 +23,38 @@ from request_limits import shape_problem, value_problem  # noqa: E402
 SHRINK_ARENA_ABOVE_BYTES = 4 << 20
 
 
-def pick_providers(available, kind):
-    """GPU instances try TensorRT, then CUDA, before the CPU."""
-    if kind == "KIND_GPU":
-        wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
-        return [p for p in wanted if p in available]
-    return ["CPUExecutionProvider"]
+def pick_providers(available, kind, installed=None):
+    """GPU instances try TensorRT, then CUDA, before the CPU; a GPU instance with neither is an error,
+    not a silent fall-back to the CPU."""
+    if kind != "KIND_GPU":
+        return ["CPUExecutionProvider"]
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+    if not any(p in available for p in wanted[:2]):
+        raise RuntimeError(f"a KIND_GPU instance needs ONNX Runtime's CUDA provider, but only {available} are "
+                           f"available: {gpu_install_problem(installed_onnxruntimes() if installed is None else installed)}")
+    return [p for p in wanted if p in available]
+
+
+def installed_onnxruntimes():
+    from importlib import metadata
+
+    found = []
+    for name in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def gpu_install_problem(installed):
+    names = [i.split()[0] for i in installed]
+    if "onnxruntime" in names and "onnxruntime-gpu" in names:
+        return (f"both {' and '.join(installed)} are installed and the CPU package hides the CUDA provider; "
+                "pip uninstall -y onnxruntime onnxruntime-gpu && pip install onnxruntime-gpu (docs/gpu.md)")
+    if "onnxruntime-gpu" not in names:
+        return "onnxruntime-gpu is not installed (pip install 'artforge[gpu]', docs/gpu.md)"
+    return "onnxruntime-gpu is installed but finds no CUDA (check the driver and the CUDA/cuDNN libraries it needs)"
 
 
 class TritonPythonModel:

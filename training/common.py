@@ -63,14 +63,35 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def init_distributed(device: str = "auto", bf16: bool = False) -> Distributed:
+def use_deterministic_kernels(deterministic: bool) -> None:
+    """On GPUs, cuDNN picks convolution algorithms by timing them and several backward kernels add with
+    atomics (the style network's nearest upsampling and reflection padding among them): the same step
+    then gives slightly different weights from run to run, and a resumed run drifts from an
+    uninterrupted one (seen on an H200: 1e-5 after three DCGAN steps; 6e-3 after four style steps,
+    Adam amplifying the noise). Deterministic kernels made both exact there, at some speed cost;
+    --fast-kernels trades exact resume for it. Process-wide settings: training owns its process."""
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+    if deterministic:  # cuBLAS reads this when its first handle is made
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    # warn_only: an operation without a deterministic kernel warns instead of stopping the run
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+
+
+def init_distributed(device: str = "auto", bf16: bool = False, deterministic: bool = True) -> Distributed:
     """Join the torchrun process group (gloo on CPU, nccl on GPU) when WORLD_SIZE > 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     base = resolve_device(device)
+    if base.type == "cuda":
+        use_deterministic_kernels(deterministic)
     if world_size == 1:
         return Distributed(0, 1, base, bf16)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     if base.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise ArtforgeError(f"torchrun started more processes per node than this machine has GPUs "
+                                f"({torch.cuda.device_count()}): use --nproc-per-node {torch.cuda.device_count()}, "
+                                "or --device cpu for processes on the CPU")
         base = torch.device("cuda", local_rank)
         torch.cuda.set_device(base)
     if not dist.is_initialized():

@@ -28,7 +28,8 @@ from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "progress", "resume", "data", "out"}
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress", "resume",
+                     "data", "out"}
 
 
 @dataclass
@@ -57,6 +58,9 @@ class DCGANTrainOptions:
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
     keep: int = option(3, help="checkpoints to keep")
     device: str = option("auto", help="auto, cpu or cuda")
+    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run (a "
+                                            "resumed run then no longer matches an uninterrupted one exactly)",
+                                 flag="--fast-kernels")
     resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
     progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 

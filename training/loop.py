@@ -100,7 +100,8 @@ class FamilyTrainer(abc.ABC):
 def train(trainer_cls: type[FamilyTrainer], opts: Any) -> Path | None:
     """Join torchrun's process group if there is one, build the family's trainer, train, and leave the
     group whatever happens; the newest checkpoint."""
-    ctx = init_distributed(getattr(opts, "device", "auto"), getattr(opts, "bf16", False))
+    ctx = init_distributed(getattr(opts, "device", "auto"), getattr(opts, "bf16", False),
+                           getattr(opts, "deterministic", True))
     try:
         return run_training(trainer_cls(opts, ctx), opts, ctx)
     finally:

@@ -31,8 +31,8 @@ from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "progress", "resume", "content",
-                     "out"}
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress", "resume",
+                     "content", "out"}
 PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
@@ -64,6 +64,9 @@ class StyleTrainOptions:
     content_layer: str = option("", help="loss-network tap for the content loss (default block2 / relu2)")
     init: str = option("", help="start from this style checkpoint or run (fine-tuning, adding styles)")
     device: str = option("auto", help="auto, cpu or cuda")
+    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run (a "
+                                            "resumed run then no longer matches an uninterrupted one exactly)",
+                                 flag="--fast-kernels")
     bf16: bool = option(False, help="bfloat16 autocast for the style network")
     background: str = option("white", help="colour for transparent areas of style and content images: a name, "
                                            "#rrggbb or r,g,b")

@@ -116,3 +116,33 @@ def test_a_checkpoint_with_other_tensors_cannot_join_an_existing_name(dcgan_run,
     with pytest.raises(ArtforgeError, match="serves other tensors"):
         export_checkpoint(dcgan_run, repo, name="art", float_output=True)
     assert sorted(p.name for p in (repo / "art").iterdir()) == ["1", "config.pbtxt", "warmup"]
+
+
+def test_a_version_with_another_runtime_cannot_join_a_model(dcgan_run, tmp_path):
+    """Versions share config.pbtxt: an onnxruntime_onnx config would leave version 1 (model.py) unservable."""
+    repo = tmp_path / "repo"
+    export_checkpoint(dcgan_run, repo, name="art", max_batch=4)
+    config_before = (repo / "art" / "config.pbtxt").read_text()
+    with pytest.raises(ArtforgeError, match="served by python; .* onnxruntime_onnx version cannot join"):
+        export_checkpoint(dcgan_run, repo, name="art", max_batch=4, runtime="native")
+    assert sorted(p.name for p in (repo / "art").iterdir()) == ["1", "config.pbtxt", "warmup"]
+    assert (repo / "art" / "config.pbtxt").read_text() == config_before
+    export_checkpoint(dcgan_run, repo, name="art-native", max_batch=4, runtime="native")
+    assert parse_config((repo / "art-native" / "config.pbtxt").read_text()).platform == "onnxruntime_onnx"
+
+
+def test_a_multi_profile_engine_config_lists_its_profiles_and_the_tensorrt_that_built_it(style_run):
+    from artforge.export.triton_repo import TritonOptions, model_config
+
+    _, net = style_run
+    spec = spec_for(load_network(style_run[0])[1])
+    record = {"tensorrt_version": "10.5.0.18", "version_compatible": True, "profiles": [{}, {}, {}]}
+    config = model_config("stylize", spec, TritonOptions(runtime="native", engine="tensorrt"), record)
+    assert config.platform == "tensorrt_plan"
+    assert list(config.instance_group[0].profile) == ["0", "1", "2"]  # else Triton uses profile 0 alone
+    assert config.parameters["execution_context_allocation_strategy"].string_value == "ON_PROFILE_CHANGE"
+    assert json.loads(config.parameters["artforge.tensorrt"].string_value) == {"version": "10.5.0.18",
+                                                                               "version_compatible": True}
+    single = model_config("stylize", spec, TritonOptions(runtime="native", engine="tensorrt"),
+                          {**record, "profiles": [{}]})
+    assert not single.instance_group[0].profile and "execution_context_allocation_strategy" not in single.parameters
