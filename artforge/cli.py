@@ -259,6 +259,38 @@ def add_generate_parser(commands) -> None:
     p.set_defaults(handler=run_generate)
 
 
+def run_stream(args: argparse.Namespace) -> None:
+    from artforge.serving.client import Client
+
+    with Client(args.url, timeout_s=args.timeout) as client:
+        print(args.prompt, end="", flush=True)
+        for piece in client.stream_text(args.model, args.prompt, args.max_tokens, args.temperature, args.top_k,
+                                        args.seed):
+            print(piece, end="", flush=True)
+    print()
+
+
+def add_stream_parser(commands) -> None:
+    p = commands.add_parser(
+        "stream", formatter_class=HelpFormatter,
+        help="continue a text prompt on a token model over a Triton gRPC stream, printing tokens as they come",
+        description="For models served as a loop (token streams: poems, music events): sends the prompt once "
+                    "and prints each token the moment the server makes it. The same --seed gives the same "
+                    "text; --temperature 0 always takes the likeliest token.",
+        epilog="examples:\n"
+               "  artforge stream --model poem --prompt '床前明月光' --max-tokens 40\n"
+               "  artforge stream --model poem --prompt 'Shall I' --temperature 0.8 --top-k 20 --seed 3")
+    p.add_argument("--model", required=True, help="model name on the server")
+    p.add_argument("--prompt", required=True, help="text to continue")
+    p.add_argument("--max-tokens", type=int, default=100, help="tokens to generate")
+    p.add_argument("--temperature", type=float, default=1.0, help="0: greedy; higher: more surprising")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any one token")
+    p.set_defaults(handler=run_stream)
+
+
 def run_stylize(args: argparse.Namespace) -> None:
     from artforge.imaging import parse_colour
     from artforge.serving.client import Client
@@ -307,7 +339,7 @@ def run_bench(args: argparse.Namespace) -> None:
     document = run_benchmark(**given_options(args, BenchOptions))
     out = Path(document["options"]["out"])
     print((out / "bench.md").read_text())
-    print(f"reports: {out}/bench.json, bench.md, bench.png")
+    print(f"reports: {', '.join(str(p) for p in sorted(out.glob('bench.*')))}")
     if args.write_baseline:
         atomic_write_text(Path(args.write_baseline), json.dumps(
             {"ratios": document["ratios"], "meaning": {k: ratio_info(k)[0] for k in document["ratios"]},
@@ -471,7 +503,7 @@ def add_families_parser(commands) -> None:
 
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser, add_serve_parser,
                                    add_gpu_compose_parser,
-                                   add_generate_parser, add_stylize_parser, add_bench_parser,
+                                   add_generate_parser, add_stylize_parser, add_stream_parser, add_bench_parser,
                                    add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
 
 

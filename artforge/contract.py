@@ -107,3 +107,77 @@ def check_tensor(spec: TensorSpec, value: np.ndarray) -> None:
         if isinstance(want, int) and want != got:
             raise ArtforgeError(f"input '{spec.name}' must have shape (batch, {', '.join(map(str, spec.shape))}), "
                                 f"got {value.shape} (axis {axis} is {got}, not {want})")
+
+
+@dataclass(frozen=True)
+class TokenStream:
+    """A model served as a loop: the exported network is one decoding step (tokens so far -> logits of
+    the next token), and Triton's Python backend runs the loop, samples each token and streams it back
+    as its own response (a decoupled model; clients use gRPC streaming, `Client.stream`).
+
+    This is the contract clients see in place of the step network's tensors: a prompt and sampling
+    settings in; one token id and its text per response out. It has the ModelSpec methods the
+    repository writer reads (inputs, outputs, dynamic_dims, input_limits, sample_inputs).
+    """
+
+    tokens_input: str  # the step network's int64 input, (batch, length)
+    logits_output: str  # its float32 output, (batch, vocab)
+    vocab: tuple[str, ...]  # token id -> its text, sent with every token
+    eos: int | None = None  # a token that ends the stream (sent, then the final response)
+    max_context: int = 256  # the step network sees at most the last this many tokens
+    max_new_tokens: int = 1024  # the most tokens one request may ask for
+    tokenizer: str = "char"  # how clients turn text into ids: 'char' = one vocab entry per character
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        last = len(self.vocab) - 1
+        return (TensorSpec("prompt", "int64", ("length",), "token ids to continue", min_value=0, max_value=last),
+                TensorSpec("max_tokens", "int32", (1,), "tokens to generate", min_value=1,
+                           max_value=self.max_new_tokens),
+                TensorSpec("temperature", "float32", (1,), "0: always the likeliest token; 1: as learnt",
+                           min_value=0, max_value=10),
+                TensorSpec("top_k", "int32", (1,), "sample among the k likeliest (0: all)", min_value=0,
+                           max_value=len(self.vocab)),
+                TensorSpec("seed", "int64", (1,), "same seed, same tokens", min_value=0))
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("token", "int64", (1,), "the next token id"),
+                TensorSpec("text", "object", (1,), "its text, UTF-8"))
+
+    @property
+    def dynamic_dims(self) -> dict[str, DynamicDim]:
+        return {"length": DynamicDim(1, min(8, self.max_context), self.max_context)}
+
+    def optimal_sizes(self) -> dict[str, int]:
+        return {"length": self.dynamic_dims["length"].opt}
+
+    def input_limits(self) -> dict[str, dict[str, Any]]:
+        return {t.name: t.limits(self.dynamic_dims) for t in self.inputs}
+
+    def sample_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        length = (sizes or self.optimal_sizes())["length"]
+        prompt = np.random.default_rng(seed).integers(0, len(self.vocab), (batch, length), dtype=np.int64)
+        return {"prompt": prompt, "max_tokens": np.full((batch, 1), 2, np.int32),
+                "temperature": np.ones((batch, 1), np.float32), "top_k": np.zeros((batch, 1), np.int32),
+                "seed": np.full((batch, 1), seed, np.int64)}
+
+    def to_json(self) -> dict[str, Any]:
+        """What the served model.py needs to run the loop (config.pbtxt's artforge.stream)."""
+        return {"tokens_input": self.tokens_input, "logits_output": self.logits_output, "vocab": list(self.vocab),
+                "eos": self.eos, "max_context": self.max_context, "tokenizer": self.tokenizer}
+
+    def encode(self, text: str) -> np.ndarray:
+        """Text -> prompt ids for a 'char' tokenizer; a character the model never saw is an error."""
+        if self.tokenizer != "char":
+            raise ArtforgeError(f"this client encodes text for 'char' tokenizers only, not '{self.tokenizer}'")
+        index = {piece: i for i, piece in enumerate(self.vocab)}
+        unknown = sorted({c for c in text if c not in index})
+        if unknown:
+            raise ArtforgeError(f"the prompt has characters the model does not know: {''.join(unknown)!r}")
+        return np.array([[index[c] for c in text]], np.int64)
+
+
+def stream_from_json(data: dict[str, Any]) -> TokenStream:
+    return TokenStream(data["tokens_input"], data["logits_output"], tuple(data["vocab"]), data.get("eos"),
+                       int(data.get("max_context", 256)), tokenizer=data.get("tokenizer", "char"))

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from artforge.contract import DynamicDim, TensorSpec, check_inputs, tensor_json
+from artforge.contract import DynamicDim, TensorSpec, TokenStream, check_inputs, tensor_json
 
 
 @dataclass
@@ -30,6 +30,8 @@ class ModelSpec(abc.ABC):
     # how wire values map to the network's (written into the ONNX file), and what one batch item is
     normalization: dict[str, Any] = field(default_factory=dict)
     unit: str = "image"
+    # set for models served as a loop: the network above is one decoding step, clients see the stream
+    stream: TokenStream | None = None
 
     @abc.abstractmethod
     def serving_network(self, network: nn.Module) -> nn.Module:
@@ -72,6 +74,10 @@ class ModelSpec(abc.ABC):
 
     def check_inputs(self, inputs: dict[str, np.ndarray], max_batch: int | None = None) -> int:
         return check_inputs(self.inputs, inputs, max_batch)
+
+    def served(self) -> "ModelSpec | TokenStream":
+        """The contract clients see: these tensors, or the token stream a loop model serves."""
+        return self.stream or self
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family,

@@ -46,6 +46,8 @@ class BenchOptions:
     threads: int = option(0, help="ONNX Runtime threads, in-process and in Triton alike (0: all cores)")
     sizes: list[int] = option(help="models with dynamic sizes: square sizes for frames/s", parse=int_list,
                               default_factory=list)
+    prompt_length: int = option(16, help="token models: prompt tokens per stream")
+    max_tokens: int = option(64, help="token models: tokens asked for per stream")
     variants: bool = option(False, help="also measure an int8 ONNX Runtime variant: latency and quality cost "
                                         "in grey levels")
     progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
@@ -59,6 +61,10 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
     out = Path(opts.out)
+    if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
+        from artforge.benchmarks.stream import run_stream_benchmark
+
+        return run_stream_benchmark(opts, ckpt, spec.stream, out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = build_bench_repository(opts, Path(work))

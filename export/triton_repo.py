@@ -29,6 +29,7 @@ PYTHON_MODEL = SERVING_FILES / "triton_python_model.py"
 RUNTIMES = ("embedded", "native")
 MAX_BATCH_LIMIT = 4096
 REQUEST_LIMITS = SERVING_FILES / "request_limits.py"
+DECODING = SERVING_FILES / "decoding.py"  # the loop of token-stream models
 WARMUP_DIR = "warmup"  # Triton reads model_warmup input_data_file from NAME/warmup/
 
 
@@ -69,24 +70,34 @@ def validate_name(name: str) -> None:
 def model_config(name: str, spec: ModelSpec, options: TritonOptions,
                  engine: dict[str, Any] | None = None) -> mc.ModelConfig:
     """The ModelConfig protobuf for `spec`, served as `options` say (`engine`: a TensorRT build's record)."""
-    config = mc.ModelConfig(name=name, max_batch_size=options.max_batch)
+    served = spec.served()
+    # a loop model decodes one sequence per request: Triton hands it requests one at a time
+    config = mc.ModelConfig(name=name, max_batch_size=1 if spec.stream else options.max_batch)
     if options.runtime == "embedded":
         config.backend = "python"
     else:
         config.platform = "tensorrt_plan" if options.engine == "tensorrt" else "onnxruntime_onnx"
     config.version_policy.latest.num_versions = options.keep_versions
-    for t in spec.inputs:
+    for t in served.inputs:
         config.input.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
-    for t in spec.outputs:
+    for t in served.outputs:
         config.output.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
-    batching = config.dynamic_batching
-    batching.SetInParent()  # present even when every field keeps its default
-    batching.preferred_batch_size.extend(options.preferred_batch)
-    batching.max_queue_delay_microseconds = options.max_queue_delay_us
-    group = config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
+    if spec.stream:
+        config.model_transaction_policy.decoupled = True  # many responses to one request
+    else:
+        batching = config.dynamic_batching
+        batching.SetInParent()  # present even when every field keeps its default
+        batching.preferred_batch_size.extend(options.preferred_batch)
+        batching.max_queue_delay_microseconds = options.max_queue_delay_us
     add_warmup(config, spec)
+    group = config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
     parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True),
-                  "artforge.limits": json.dumps(spec.input_limits(), sort_keys=True)}
+                  "artforge.limits": json.dumps(served.input_limits(), sort_keys=True)}
+    if spec.stream:
+        if options.runtime != "embedded":
+            raise ArtforgeError(f"a '{spec.family}' model is served as a loop, which runs in Triton's Python "
+                                "backend: export it with --runtime embedded")
+        parameters["artforge.stream"] = json.dumps(spec.stream.to_json())
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
     if engine:
@@ -113,9 +124,10 @@ def engine_parameters(group: mc.ModelInstanceGroup, engine: dict[str, Any]) -> d
 
 def add_warmup(config: mc.ModelConfig, spec: ModelSpec) -> None:
     """One batch-1 request before the model reports ready: the spec's sample inputs (warmup_files)."""
+    served = spec.served()
     warmup = config.model_warmup.add(name="artforge-warmup", batch_size=1)
-    sizes = spec.optimal_sizes()
-    for t in spec.inputs:
+    sizes = served.optimal_sizes()
+    for t in served.inputs:
         entry = warmup.inputs[t.name]
         entry.data_type = t.triton_dtype
         entry.dims.extend(t.concrete_shape(1, sizes)[1:])
@@ -123,8 +135,10 @@ def add_warmup(config: mc.ModelConfig, spec: ModelSpec) -> None:
 
 
 def warmup_files(spec: ModelSpec) -> dict[str, bytes]:
-    """Raw bytes of valid warm-up inputs (Triton's random data would break value limits)."""
-    sample = spec.sample_inputs(1, seed=0, sizes=spec.optimal_sizes())
+    """Raw bytes of valid warm-up inputs (Triton's random data would break value limits); the health
+    check of `artforge serve` sends them too, also to loop models, which Triton itself does not warm up."""
+    served = spec.served()
+    sample = served.sample_inputs(1, seed=0, sizes=served.optimal_sizes())
     return {name: value.tobytes() for name, value in sample.items()}
 
 
@@ -198,4 +212,5 @@ def fill_version(folder: Path, files: dict[str, Path], runtime: str) -> None:
         shutil.copyfile(source, folder / target)
     if runtime == "embedded":
         (folder / "model.py").write_bytes(PYTHON_MODEL.read_bytes())
-        (folder / REQUEST_LIMITS.name).write_bytes(REQUEST_LIMITS.read_bytes())
+        for helper in (REQUEST_LIMITS, DECODING):
+            (folder / helper.name).write_bytes(helper.read_bytes())

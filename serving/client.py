@@ -7,15 +7,16 @@ from __future__ import annotations
 
 import asyncio
 import json
+import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from artforge.errors import ArtforgeError, ServerUnavailable
 from artforge.serving.request_limits import shape_problem, value_problem
-from artforge.contract import WIRE_DTYPES, TensorSpec, check_inputs
+from artforge.contract import WIRE_DTYPES, TensorSpec, TokenStream, check_inputs, stream_from_json
 
 NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
 # Triton and tritonclient allow messages up to 2 GiB; say so explicitly so a 2048x2048 image is never cut
@@ -35,6 +36,7 @@ class ModelInfo:
     family: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)  # per input: what the server accepts
+    stream: TokenStream | None = None  # set for models served as a loop (Client.stream)
 
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
@@ -60,7 +62,8 @@ def model_info_from(metadata: dict[str, Any], config: dict[str, Any]) -> ModelIn
                      tuple(tensor_from_metadata(t) for t in metadata["outputs"]),
                      int(config.get("max_batch_size", 0)), params.get("artforge.family", ""),
                      json.loads(params.get("artforge.metadata", "{}") or "{}"),
-                     json.loads(params.get("artforge.limits", "{}") or "{}"))
+                     json.loads(params.get("artforge.limits", "{}") or "{}"),
+                     stream_from_json(json.loads(params["artforge.stream"])) if params.get("artforge.stream") else None)
 
 
 def is_unavailable(error: Exception) -> bool:
@@ -139,10 +142,55 @@ class Client:
         return tensors, [self._grpc.InferRequestedOutput(n) for n in wanted], wanted
 
     def infer(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        if self.model(name).stream:
+            raise ArtforgeError(f"model '{name}' streams its answer token by token: use Client.stream")
         tensors, requested, wanted = self.build_request(name, inputs, outputs)
         result = self.call(f"inference on {name}", self._client.infer, name, tensors, outputs=requested,
                            client_timeout=self.timeout_s)
         return {n: result.as_numpy(n) for n in wanted}
+
+    def stream(self, name: str, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+        """The responses of a loop model as they arrive, one dict of outputs each, over one gRPC stream.
+
+        Every wait is bounded by the client's timeout. Leaving the loop early cancels the request on
+        the server, which then stops decoding. One stream at a time per Client.
+        """
+        info = self.model(name)
+        if not info.stream:
+            raise ArtforgeError(f"model '{name}' answers each request once: use Client.infer")
+        tensors, requested, wanted = self.build_request(name, inputs, None)
+        arrived: queue.Queue = queue.Queue()
+        self._client.start_stream(callback=lambda result, error: arrived.put((result, error)))
+        try:
+            self.call(f"streaming from {name}", self._client.async_stream_infer, name, tensors, outputs=requested,
+                      enable_empty_final_response=True)
+            while True:
+                try:
+                    result, error = arrived.get(timeout=self.timeout_s)
+                except queue.Empty:
+                    raise ArtforgeError(f"model '{name}' on {self.url} sent nothing for {self.timeout_s:g} s") from None
+                if error is not None:
+                    raise (ServerUnavailable if is_unavailable(error) else ArtforgeError)(
+                        f"streaming from {name} failed on Triton at {self.url}: {error.message()}")
+                response = result.get_response()
+                if response.outputs:
+                    yield {n: result.as_numpy(n) for n in wanted}
+                if response.parameters["triton_final_response"].bool_param:
+                    return
+        finally:
+            self._client.stop_stream(cancel_requests=True)
+
+    def stream_text(self, name: str, prompt: str, max_tokens: int = 200, temperature: float = 1.0,
+                    top_k: int = 0, seed: int = 0) -> Iterator[str]:
+        """Continue `prompt` on a token model, yielding each piece of text as the server makes it."""
+        info = self.model(name)
+        if not info.stream:
+            raise ArtforgeError(f"model '{name}' is not a token model (it answers each request once)")
+        inputs = {"prompt": info.stream.encode(prompt), "max_tokens": np.array([[max_tokens]], np.int32),
+                  "temperature": np.array([[temperature]], np.float32), "top_k": np.array([[top_k]], np.int32),
+                  "seed": np.array([[seed]], np.int64)}
+        for outputs in self.stream(name, inputs):
+            yield outputs["text"].reshape(-1)[0].decode("utf-8")
 
     def statistics(self, name: str) -> dict[str, Any]:
         stats = self.call("statistics", self._client.get_inference_statistics, name, as_json=True)

@@ -262,8 +262,12 @@ class Server:
         broken = {}
         with grpcclient.InferenceServerClient(self.grpc_url) as client:
             for model in self.models:
+                inputs = probe_inputs(self.repository / model)
                 try:
-                    client.infer(model, probe_inputs(self.repository / model), client_timeout=timeout_s)
+                    if is_decoupled(self.repository / model):
+                        probe_stream(client, model, inputs, timeout_s)
+                    else:
+                        client.infer(model, inputs, client_timeout=timeout_s)
                 except InferenceServerException as e:
                     broken[model] = str(e.message())[:300]
         return broken
@@ -293,6 +297,34 @@ def warmup_request(model_dir: Path) -> list[tuple[str, str, list[int], bytes]]:
     return [(name, mc.DataType.Name(entry.data_type).removeprefix("TYPE_"), [1, *entry.dims],
              (model_dir / "warmup" / entry.input_data_file).read_bytes())
             for name, entry in sorted(config.model_warmup[0].inputs.items())]
+
+
+def is_decoupled(model_dir: Path) -> bool:
+    return parse_config((model_dir / "config.pbtxt").read_text()).model_transaction_policy.decoupled
+
+
+def probe_stream(client, model: str, inputs: list, timeout_s: float) -> None:
+    """Send a loop model its warm-up request over a gRPC stream; raise unless it ends within timeout_s."""
+    import queue
+
+    from tritonclient.utils import InferenceServerException
+
+    arrived: queue.Queue = queue.Queue()
+    client.start_stream(callback=lambda result, error: arrived.put((result, error)))
+    try:
+        client.async_stream_infer(model, inputs, enable_empty_final_response=True)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                result, error = arrived.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                raise InferenceServerException(f"no final response within {timeout_s:g} s") from None
+            if error is not None:
+                raise error
+            if result.get_response().parameters["triton_final_response"].bool_param:
+                return
+    finally:
+        client.stop_stream(cancel_requests=True)
 
 
 def probe_inputs(model_dir: Path) -> list:

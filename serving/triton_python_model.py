@@ -15,7 +15,8 @@ import sys
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py is copied beside this file
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py, decoding.py: copied beside
+from decoding import decode  # noqa: E402
 from request_limits import shape_problem, value_problem  # noqa: E402
 
 # ONNX Runtime keeps the memory of its largest run in its arena (11 GB after one 4096x4096 photo);
@@ -74,8 +75,13 @@ class TritonPythonModel:
         providers = pick_providers(ort.get_available_providers(), args.get("model_instance_kind", "KIND_CPU"))
         self.session = ort.InferenceSession(path, options, providers=providers)
         self.ort = ort
+        self.stream = json.loads(params["artforge.stream"]) if params.get("artforge.stream") else None
 
     def execute(self, requests):
+        if self.stream:
+            for request in requests:
+                self.stream_tokens(request, request.get_response_sender())
+            return None  # a decoupled model answers through the response senders
         # The dynamic batcher hands over several requests at once: run those whose item shapes
         # agree as one batch (image-to-image requests of different sizes cannot be stacked).
         responses = [None] * len(requests)
@@ -123,6 +129,30 @@ class TritonPythonModel:
                        for name, value in zip(self.output_names, results)]
             responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             offset += size
+
+    def stream_tokens(self, request, sender):
+        """Run the decoding loop for one request, one response per token, then the final flag."""
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        arrays, problem = self.read_request(request)
+        if problem:
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)),
+                        flags=final)
+            return
+        given = {name: array[0] for name, array in zip(self.input_names, arrays)}
+        stream = self.stream
+        step = lambda window: self.session.run([stream["logits_output"]], {stream["tokens_input"]: window})[0][0]  # noqa: E731
+        cancelled = getattr(request, "is_cancelled", lambda: False)  # the client went away: stop working for it
+        tokens = decode(step, given["prompt"], given["max_tokens"][0], float(given["temperature"][0]),
+                        int(given["top_k"][0]), given["seed"][0], stream["max_context"], stream["eos"], cancelled)
+        try:
+            for token in tokens:
+                text = np.array([[stream["vocab"][token].encode("utf-8")]], dtype=np.object_)
+                sender.send(pb_utils.InferenceResponse(output_tensors=[
+                    pb_utils.Tensor("token", np.array([[token]], np.int64)), pb_utils.Tensor("text", text)]))
+        except Exception as e:  # ONNX Runtime's own error types
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inference failed: {e}")), flags=final)
+            return
+        sender.send(flags=final)
 
     def run_options(self, feed):
         options = self.ort.RunOptions()

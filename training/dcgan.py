@@ -126,7 +126,7 @@ class DCGANTrainer(FamilyTrainer):
         recalibrate_batchnorm(self.G_ema, self.config, self.opts.seed)
 
     def write_samples(self, path: Path) -> None:
-        write_samples(self.G_ema, self.config, path, self.opts.seed)
+        write_samples(self.G_ema, self.config, path.with_suffix(".png"), self.opts.seed)
 
     def inference_weights(self) -> dict[str, torch.Tensor]:
         return self.G_ema.state_dict()

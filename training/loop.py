@@ -66,7 +66,7 @@ class FamilyTrainer(abc.ABC):
 
     @abc.abstractmethod
     def write_samples(self, path: Path) -> None:
-        """A picture (or text) of what the model makes now, at `path` (.png)."""
+        """What the model makes now, at `path` plus the family's suffix (.png for pictures, .txt, .mid)."""
 
     def checkpoint_facts(self) -> dict[str, Any]:
         """Extra metadata for checkpoint.json (class names, data set, seed, ...)."""
@@ -156,7 +156,8 @@ def write_outputs(trainer: FamilyTrainer, opts: Any, run: Path, step: int) -> Pa
         return None
     trainer.before_outputs()
     if samples:
-        trainer.write_samples(run / "samples" / f"step_{step:08d}.png")
+        (run / "samples").mkdir(parents=True, exist_ok=True)
+        trainer.write_samples(run / "samples" / f"step_{step:08d}")
     if not checkpoint:
         return None
     return save_checkpoint(run, family=trainer.family, config=trainer.config, step=step,

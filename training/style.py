@@ -184,7 +184,7 @@ class StyleTrainer(FamilyTrainer):
         return {k: float(v.detach()) for k, v in losses.items()}
 
     def write_samples(self, path: Path) -> None:
-        write_panels(self.net, self.content.held_out, self.styles, path)
+        write_panels(self.net, self.content.held_out, self.styles, path.with_suffix(".png"))
 
     def inference_weights(self) -> dict[str, torch.Tensor]:
         return self.net.state_dict()

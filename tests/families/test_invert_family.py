@@ -119,7 +119,7 @@ class InvertTrainer(FamilyTrainer):
     def write_samples(self, path: Path) -> None:
         with torch.no_grad():
             images = torch.linspace(-1, 1, 3 * 8 * 8).reshape(1, 3, 8, 8)
-            save_png(make_grid(unit_to_uint8(torch.cat([images, self.net(images)])).numpy(), 2), path)
+            save_png(make_grid(unit_to_uint8(torch.cat([images, self.net(images)])).numpy(), 2), path.with_suffix(".png"))
 
     def inference_weights(self):
         return self.net.state_dict()

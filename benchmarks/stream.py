@@ -1,0 +1,161 @@
+"""Benchmarks of models served as a loop (token streams): time to the first token and tokens per second
+through Triton's gRPC stream, next to the same loop (serving/decoding.py) run in-process on ONNX Runtime.
+
+A request asks for a fixed number of tokens from a random prompt (temperature 1, each its own seed);
+the eos token, if the model has one, is never sampled away, so streams may end early: tokens/s
+counts the tokens that arrived. Client threads share the machine with the server: the client's CPU
+time is reported with the throughput.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from artforge.benchmarks.measure import latency_summary
+from artforge.contract import TokenStream
+from artforge.serving.decoding import decode
+
+
+@dataclass
+class StreamPoint:
+    """Streams from `concurrency` clients at once (batch: each stream is one sequence)."""
+
+    model: str
+    concurrency: int
+    requests: int = 0
+    tokens: int = 0
+    errors: int = 0
+    first_error: str = ""
+    seconds: float = 0.0
+    client_cpu_s: float = 0.0
+    first_token_ms: dict[str, float] = field(default_factory=dict)
+    token_gap_ms: dict[str, float] = field(default_factory=dict)  # between tokens of one stream
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.seconds if self.seconds else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "batch": 1, "tokens_per_s": self.tokens_per_s}
+
+
+def stream_request(stream: TokenStream, index: int, prompt_length: int, max_tokens: int) -> dict[str, np.ndarray]:
+    prompt = np.random.default_rng(index).integers(0, len(stream.vocab), (1, prompt_length), dtype=np.int64)
+    return {"prompt": prompt, "max_tokens": np.array([[max_tokens]], np.int32),
+            "temperature": np.ones((1, 1), np.float32), "top_k": np.zeros((1, 1), np.int32),
+            "seed": np.array([[index]], np.int64)}
+
+
+def measure_stream_point(url: str, model: str, concurrency: int, requests: int, prompt_length: int,
+                         max_tokens: int, timeout_s: float = 60.0) -> StreamPoint:
+    """`requests` streams spread over `concurrency` client threads, each with its own connection."""
+    from artforge.serving.client import Client
+
+    point, lock, counter = StreamPoint(model, concurrency), threading.Lock(), itertools.count()
+    first, gaps = [], []  # seconds
+
+    def worker() -> None:
+        with Client(url, timeout_s=timeout_s) as client:
+            stream = client.model(model).stream
+            while (index := next(counter)) < requests:
+                start, times = time.perf_counter(), []
+                try:
+                    for _ in client.stream(model, stream_request(stream, index, prompt_length, max_tokens)):
+                        times.append(time.perf_counter())
+                except Exception as e:  # counted, reported, and the sweep goes on
+                    with lock:
+                        point.errors += 1
+                        point.first_error = point.first_error or str(e)[:300]
+                    continue
+                with lock:
+                    point.requests += 1
+                    point.tokens += len(times)
+                    first.extend([times[0] - start] if times else [])
+                    gaps.extend(np.diff(times))
+
+    cpu, wall = time.process_time(), time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout_s * (requests + 1))  # bounded: a wedged stream cannot hang the benchmark
+    point.seconds, point.client_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
+    point.first_token_ms, point.token_gap_ms = latency_summary(first), latency_summary(gaps)
+    return point
+
+
+def measure_inprocess_stream(onnx_path: Path, stream: TokenStream, prompt_length: int, max_tokens: int,
+                             requests: int, threads: int = 0) -> dict[str, Any]:
+    """The served loop run here on ONNX Runtime: first-token latency and tokens per second, one stream."""
+    from artforge.export.parity import onnx_session
+
+    session = onnx_session(onnx_path, threads=threads)
+    step = lambda window: session.run([stream.logits_output], {stream.tokens_input: window})[0][0]  # noqa: E731
+    first, tokens, start = [], 0, time.perf_counter()
+    for index in range(requests):
+        request = stream_request(stream, index, prompt_length, max_tokens)
+        began = time.perf_counter()
+        for i, _ in enumerate(decode(step, request["prompt"][0], max_tokens, 1.0, 0, index, stream.max_context,
+                                     stream.eos)):
+            first.extend([time.perf_counter() - began] if i == 0 else [])
+            tokens += 1
+    seconds = time.perf_counter() - start
+    return {"first_token_ms": latency_summary(first), "tokens": tokens, "tokens_per_s": tokens / seconds}
+
+
+def stream_markdown(document: dict[str, Any]) -> str:
+    inprocess, options = document["inprocess"], document["options"]
+    lines = [f"# {document['model']['family']}: token stream benchmark", "",
+             f"{options['requests']} streams a point, prompts of {options['prompt_length']} tokens, "
+             f"{options['max_tokens']} tokens asked each; machine: {document['machine'].get('cpu', '?')}", "",
+             "| where | streams at once | first token p50 ms | p90 ms | gap between tokens p50 ms | tokens/s | "
+             "client CPU s | errors |", "|---|---|---|---|---|---|---|---|",
+             f"| in-process ONNX Runtime | 1 | {inprocess['first_token_ms']['p50']:.2f} | "
+             f"{inprocess['first_token_ms']['p90']:.2f} | | {inprocess['tokens_per_s']:.0f} | | 0 |"]
+    for p in document["triton"]:
+        lines.append(f"| Triton gRPC stream | {p['concurrency']} | {p['first_token_ms'].get('p50', float('nan')):.2f} | "
+                     f"{p['first_token_ms'].get('p90', float('nan')):.2f} | "
+                     f"{p['token_gap_ms'].get('p50', float('nan')):.2f} | {p['tokens_per_s']:.0f} | "
+                     f"{p['client_cpu_s']:.2f} | {p['errors']} |")
+    return "\n".join(lines) + "\n"
+
+
+def run_stream_benchmark(opts, ckpt, stream: TokenStream, out: Path) -> dict[str, Any]:
+    """Export the checkpoint, serve it, and measure streams at each concurrency next to in-process."""
+    import os
+    import tempfile
+
+    from artforge.benchmarks.measure import machine_facts
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.files import atomic_write_text
+    from artforge.serving.server import Server
+
+    # execute() runs one stream at a time in an instance: one instance per concurrent stream, up to the cores
+    instances = max(1, min(max(opts.concurrency), os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
+        result = export_checkpoint(opts.checkpoint, Path(work) / "repo", max_batch=opts.max_batch,
+                                   intra_op_threads=opts.threads or 1, instances=instances)
+        onnx_path = result.version_dir / "model.onnx"
+        requests = max(1, opts.requests // 10)
+        inprocess = measure_inprocess_stream(onnx_path, stream, opts.prompt_length, opts.max_tokens, requests,
+                                             opts.threads or 1)
+        points = []
+        with Server(Path(work) / "repo", grpc_port=0, http_port=0, metrics_port=0) as server:
+            for concurrency in opts.concurrency:
+                points.append(measure_stream_point(server.grpc_url, result.name, concurrency, opts.requests,
+                                                   opts.prompt_length, opts.max_tokens).to_json())
+    document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
+                          "unit": "token", "instances": instances},
+                "machine": machine_facts(), "options": dict(opts.__dict__), "inprocess": inprocess, "triton": points,
+                "ratios": {}}  # no ratios are checked against a baseline for streams yet
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "bench.json", json.dumps(document, indent=2, default=float) + "\n")
+    atomic_write_text(out / "bench.md", stream_markdown(document))
+    return document
