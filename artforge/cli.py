@@ -222,43 +222,6 @@ def add_gpu_compose_parser(commands) -> None:
     p.set_defaults(handler=run_gpu_compose)
 
 
-def run_generate(args: argparse.Namespace) -> None:
-    from artforge.serving.generate import generate_local, generate_remote, save_images
-
-    if args.checkpoint:
-        images = generate_local(args.checkpoint, args.count, args.seed, args.style)
-    else:
-        from artforge.serving.client import Client
-
-        with Client(args.url, timeout_s=args.timeout) as client:
-            images = generate_remote(client, args.model, args.count, args.seed, args.style)
-    columns = args.columns or (len(images) if args.style is not None else min(len(images), 8))
-    paths = save_images(images, args.out, columns)
-    print(f"wrote {len(images)} image(s) to {paths[0] if len(paths) == 1 else args.out}")
-
-
-def add_generate_parser(commands) -> None:
-    p = commands.add_parser(
-        "generate", formatter_class=HelpFormatter,
-        help="generate DCGAN images over Triton gRPC (or in-process from a checkpoint)",
-        description="Generate images with a DCGAN served by Triton; the same --seed gives the same images as "
-                    "--checkpoint (in-process PyTorch), within one grey level.",
-        epilog="examples:\n"
-               "  artforge generate --model dcgan --count 16 --seed 7 --out grid.png\n"
-               "  artforge generate --model dcgan --count 8 --style waves --out samples/\n"
-               "  artforge generate --checkpoint runs/dcgan --count 16 --seed 7 --out local.png")
-    p.add_argument("--model", default="dcgan", help="model name on the server")
-    p.add_argument("--count", type=int, default=16, help="images to generate")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--style", help="style index or name (default: all styles in turn)")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one request")
-    p.add_argument("--checkpoint", help="generate in-process from this checkpoint or run instead of a server")
-    p.add_argument("--columns", type=int, help="grid columns")
-    p.add_argument("--out", required=True, help="grid.png, or a folder ending in / for single PNGs")
-    p.set_defaults(handler=run_generate)
-
-
 def run_stream(args: argparse.Namespace) -> None:
     from artforge.serving.client import Client
 
@@ -289,42 +252,6 @@ def add_stream_parser(commands) -> None:
     p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any one token")
     p.set_defaults(handler=run_stream)
-
-
-def run_stylize(args: argparse.Namespace) -> None:
-    from artforge.imaging import parse_colour
-    from artforge.serving.client import Client
-    from artforge.serving.stylize import stylize_paths
-
-    with Client(args.url, timeout_s=args.timeout) as client:
-        written = stylize_paths(client, args.model, Path(args.input), args.out, style=args.style,
-                                blend=args.blend, progress=not args.quiet, background=parse_colour(args.background))
-    print(f"wrote {len(written)} image(s): {written[0] if len(written) == 1 else args.out}")
-
-
-def add_stylize_parser(commands) -> None:
-    p = commands.add_parser(
-        "stylize", formatter_class=HelpFormatter,
-        help="stylise photos with a style-transfer model on Triton (gRPC)",
-        description="Send a photo (any size, up to 2048x2048 and beyond) or a folder of photos to a style "
-                    "model served by Triton and save the results as PNG.",
-        epilog="examples:\n"
-               "  artforge stylize --input photo.jpg --style ink --out ink.png          # model 'style'\n"
-               "  artforge stylize --input photo.jpg --blend ink=0.5,mosaic=0.5 --out mix.png\n"
-               "  artforge stylize --model stylize --input photos/ --style 1 --out stylised/\n"
-               "a model with one style needs neither --style nor --blend.")
-    p.add_argument("--model", default="style",
-                   help="model name on the server ('artforge export' names it after the family unless --name)")
-    p.add_argument("--input", required=True, help="an image, or a folder of images")
-    p.add_argument("--style", help="style index or name")
-    p.add_argument("--blend", help="mix of styles, e.g. ink=0.5,mosaic=0.5 (normalised to sum 1)")
-    p.add_argument("--out", required=True, help="OUT.png for one image, or a folder")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one image")
-    p.add_argument("--background", default="white",
-                   help="colour for transparent areas of the input: a name, #rrggbb or r,g,b")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(handler=run_stylize)
 
 
 def run_bench(args: argparse.Namespace) -> None:
@@ -503,8 +430,23 @@ def add_families_parser(commands) -> None:
 
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser, add_serve_parser,
                                    add_gpu_compose_parser,
-                                   add_generate_parser, add_stylize_parser, add_stream_parser, add_bench_parser,
+                                   add_stream_parser, add_bench_parser,
                                    add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
+
+
+def add_family_verbs(commands) -> None:
+    """Each family's own client command (`artforge generate`, `artforge stylize`), from its VERB."""
+    import importlib
+
+    from artforge.families import families
+
+    for family in families():
+        if family.client:
+            verb = importlib.import_module(family.client).VERB
+            p = commands.add_parser(verb.name, formatter_class=HelpFormatter, help=verb.help,
+                                    description=verb.description, epilog="examples:\n" + verb.examples)
+            verb.add_arguments(p)
+            p.set_defaults(handler=verb.run)
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -522,6 +464,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
             add(commands, with_families="train" in argv)
         else:
             add(commands)
+    command = next((a for a in argv if not a.startswith("-")), None)  # global options take no values
+    if command is None or command not in commands.choices:  # a family's verb, or help: import the families
+        add_family_verbs(commands)
     return parser
 
 

@@ -101,3 +101,16 @@ def default_note(f: dataclasses.Field) -> str:
             or value in (None, "", []):
         return ""
     return f" (default {','.join(map(str, value)) if isinstance(value, list) else value})"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientVerb:
+    """A family's own client command, `artforge NAME` (generate, stylize, ...): declared in the family's
+    client module as VERB and named by `Family(client="that.module")`; the command line is built from it."""
+
+    name: str
+    help: str
+    description: str
+    examples: str
+    add_arguments: Any  # (argparse parser) -> None
+    run: Any  # (parsed arguments) -> None

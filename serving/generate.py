@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from artforge.errors import ArtforgeError
+from artforge.options import ClientVerb
 from artforge.imaging import make_grid, save_png
 from artforge.families.dcgan import NAME as FAMILY
 from artforge.families.dcgan import generation_inputs
@@ -84,3 +85,39 @@ def save_images(images: np.ndarray, out: str | Path, columns: int) -> list[Path]
         raise ArtforgeError(f"--out {out} must end in .png (a grid) or '/' (a folder of PNGs)")
     save_png(make_grid(images, columns), out, upscale=max(1, 128 // images.shape[1]))
     return [out]
+
+
+# ---- `artforge generate`: the DCGAN family's client command (Family(client=...) names this module) ----
+def add_arguments(p) -> None:
+    p.add_argument("--model", default="dcgan", help="model name on the server")
+    p.add_argument("--count", type=int, default=16, help="images to generate")
+    p.add_argument("--seed", type=int, default=0, help="noise seed")
+    p.add_argument("--style", help="style index or name (default: all styles in turn)")
+    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
+    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one request")
+    p.add_argument("--checkpoint", help="generate in-process from this checkpoint or run instead of a server")
+    p.add_argument("--columns", type=int, help="grid columns")
+    p.add_argument("--out", required=True, help="grid.png, or a folder ending in / for single PNGs")
+
+
+def run(args) -> None:
+    if args.checkpoint:
+        images = generate_local(args.checkpoint, args.count, args.seed, args.style)
+    else:
+        from artforge.serving.client import Client
+
+        with Client(args.url, timeout_s=args.timeout) as client:
+            images = generate_remote(client, args.model, args.count, args.seed, args.style)
+    columns = args.columns or (len(images) if args.style is not None else min(len(images), 8))
+    paths = save_images(images, args.out, columns)
+    print(f"wrote {len(images)} image(s) to {paths[0] if len(paths) == 1 else args.out}")
+
+
+VERB = ClientVerb(
+    "generate", help="generate DCGAN images over Triton gRPC (or in-process from a checkpoint)",
+    description="Generate images with a DCGAN served by Triton; the same --seed gives the same images as "
+                "--checkpoint (in-process PyTorch), within one grey level.",
+    examples="  artforge generate --model dcgan --count 16 --seed 7 --out grid.png\n"
+             "  artforge generate --model dcgan --count 8 --style waves --out samples/\n"
+             "  artforge generate --checkpoint runs/dcgan --count 16 --seed 7 --out local.png",
+    add_arguments=add_arguments, run=run)

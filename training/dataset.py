@@ -117,3 +117,78 @@ def load_image_folder(root: Path, size: int, progress: bool = True, fit: str = "
                         + skipped.summary(Path(root), max_pixels))
     batch = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous()  # (N, 3, S, S)
     return ImageFolder(Path(root), batch, torch.tensor(labels, dtype=torch.int64), classes, skipped, fit)
+
+
+# ---- paired data: (input, target) images of the same scene, optionally with a mask ----
+@dataclass
+class PairedImages:
+    """Images matched by file name across role folders: {role: (N, C, S, S) uint8}; masks are 0/1, C=1."""
+
+    root: Path
+    tensors: dict[str, torch.Tensor]
+    names: list[str]
+    skipped: dict[str, list[str]] = field(default_factory=dict)  # why -> file stems
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def describe(self) -> dict:
+        return {"root": str(self.root), "pairs": len(self), "roles": sorted(self.tensors),
+                "size": int(next(iter(self.tensors.values())).shape[-1]),
+                **{f"skipped_{why}": len(stems) for why, stems in self.skipped.items()}}
+
+
+def role_files(root: Path, role: str) -> dict[str, Path]:
+    folder = root / role
+    if not folder.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()}
+
+
+def load_paired_folder(root: Path, size: int, roles: tuple[str, ...] = ("input", "target"),
+                       optional: tuple[str, ...] = ("mask",), masks: tuple[str, ...] = ("mask",),
+                       fit: str = "crop", max_pixels: int = MAX_PIXELS) -> PairedImages:
+    """ROOT/<role>/<name>.<any image suffix> for every role, matched by name (pix2pix-style data).
+
+    A name missing from a required role, or from an optional role whose folder exists, is skipped, as
+    are unreadable files and pairs whose pictures differ in size (they would not crop alike): all
+    counted in one warning line. Roles in `masks` are read as 0/1 single-channel masks (> 127 is 1).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"paired data folder {root} does not exist (it needs subfolders {', '.join(roles)})")
+    files = {role: role_files(root, role) for role in (*roles, *optional)}
+    files = {role: found for role, found in files.items() if found or role in roles}
+    empty = [role for role in roles if not files[role]]
+    if empty:
+        raise DataError(f"paired data folder {root} has no images in {', '.join(f'{r}/' for r in empty)}; "
+                        f"it needs {', '.join(f'{r}/' for r in roles)} with files of the same names")
+    names = sorted(set.union(*(set(found) for found in files.values())))
+    loaded: dict[str, list[np.ndarray]] = {role: [] for role in files}
+    kept, skipped = [], {"unmatched": [], "unreadable": [], "size_mismatch": []}
+    for name in names:
+        if not all(name in found for found in files.values()):
+            skipped["unmatched"].append(name)
+            continue
+        try:
+            pictures = {role: read_image(files[role][name], WHITE if role not in masks else (0, 0, 0), max_pixels)
+                        for role in files}
+        except ImageError:
+            skipped["unreadable"].append(name)
+            continue
+        if len({p.shape[:2] for p in pictures.values()}) > 1:
+            skipped["size_mismatch"].append(name)
+            continue
+        for role, picture in pictures.items():
+            square = fit_square(picture, size, fit, WHITE if role not in masks else (0, 0, 0))
+            loaded[role].append((square[..., :1] > 127).astype(np.uint8) if role in masks else square)
+        kept.append(name)
+    skipped = {why: stems for why, stems in skipped.items() if stems}
+    if skipped:
+        log.warning("paired data %s: skipped %s", root, "; ".join(f"{len(s)} {why.replace('_', ' ')} (first: {s[0]})"
+                                                                   for why, s in skipped.items()))
+    if not kept:
+        raise DataError(f"paired data folder {root} has no complete, readable pair of the same size")
+    tensors = {role: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+               for role, arrays in loaded.items()}
+    return PairedImages(root, tensors, kept, skipped)

@@ -70,5 +70,6 @@ def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np
 
 FAMILY = register(Family(
     name=NAME, description="style-conditional DCGAN image generator: (z, style index) -> image",
-    config_cls=DCGANConfig, build_network=Generator, trainer="artforge.training.dcgan",
+    config_cls=DCGANConfig, build_network=Generator,
+    client="artforge.serving.generate", trainer="artforge.training.dcgan",
     make_spec=lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output)))

@@ -28,6 +28,7 @@ class Family:
     build_network: Callable[[Any], nn.Module]  # config -> the inference network
     make_spec: Callable[..., ModelSpec]  # (config, checkpoint meta, float_output) -> serving contract
     trainer: str = ""  # module whose COMMAND (training.loop.TrainCommand) is `artforge train NAME`
+    client: str = ""  # module whose VERB (options.ClientVerb) is the family's client command
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -80,5 +80,6 @@ class StyleSpec(ModelSpec):
 
 FAMILY = register(Family(
     name=NAME, description="fast neural style transfer, N styles in one network: (photo, style weights) -> image",
-    config_cls=StyleNetConfig, build_network=StyleTransferNet, trainer="artforge.training.style",
+    config_cls=StyleNetConfig, build_network=StyleTransferNet,
+    client="artforge.serving.stylize", trainer="artforge.training.style",
     make_spec=lambda config, meta, float_output=False: StyleSpec(config, meta.get("styles"), float_output)))

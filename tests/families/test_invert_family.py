@@ -19,7 +19,7 @@ from artforge.families import Family, register
 from artforge.families.registry import unregister
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.spec import ModelSpec
-from artforge.options import option
+from artforge.options import ClientVerb, option
 from artforge.training.common import init_distributed, resolve_options, step_generator
 from artforge.training.loop import FamilyTrainer, TrainCommand, run_training, train
 
@@ -69,7 +69,8 @@ class InvertSpec(ModelSpec):
 
 
 FAMILY = Family(name=NAME, description="test family: an image's negative", config_cls=InvertConfig,
-                build_network=InvertNet, make_spec=InvertSpec, trainer=__name__)  # this module: COMMAND below
+                build_network=InvertNet, make_spec=InvertSpec,
+                trainer=__name__, client=__name__)  # this module: COMMAND and VERB below
 
 
 # ---- 3. training: options, state, batches, step, samples ----
@@ -126,6 +127,29 @@ class InvertTrainer(FamilyTrainer):
 
     def checkpoint_facts(self):
         return {"training": dataclasses.asdict(self.opts)}
+
+
+# ---- 4. the family's own client command: `artforge invert-image` (in-process here, to stay short) ----
+def add_verb_arguments(p) -> None:
+    p.add_argument("--checkpoint", required=True, help="run or checkpoint folder")
+    p.add_argument("--input", required=True, help="a picture")
+    p.add_argument("--out", required=True, help="where its negative goes (.png)")
+
+
+def run_verb(args) -> None:
+    from artforge.families import load_network, spec_for
+    from artforge.imaging import read_image
+
+    network, checkpoint = load_network(args.checkpoint, expect_family=NAME)
+    serving = spec_for(checkpoint).serving_network(network)
+    with torch.no_grad():
+        inverted = serving(torch.from_numpy(read_image(Path(args.input)).copy())[None])[0].numpy()
+    save_png(inverted, Path(args.out))
+
+
+VERB = ClientVerb("invert-image", help="an image's negative", description="Invert a picture with an invert model.",
+                  examples="  artforge invert-image --checkpoint runs/inv --input a.png --out b.png",
+                  add_arguments=add_verb_arguments, run=run_verb)
 
 
 # ---- the generic stages, none of which names the family ----
@@ -190,3 +214,16 @@ def test_benchmark_through_the_generic_stages(invert_run, tmp_path):
     assert document["model"]["family"] == NAME
     assert all(p["errors"] == 0 and p["requests"] == 20 for p in document["triton"])
     assert (tmp_path / "bench" / "bench.md").exists()
+
+
+def test_the_familys_own_client_command_is_on_the_command_line(invert_run, tmp_path):
+    from artforge.cli import main
+
+    picture = np.random.default_rng(5).integers(0, 256, (12, 10, 3), dtype=np.uint8)
+    save_png(picture, tmp_path / "in.png")
+    assert main(["invert-image", "--checkpoint", str(invert_run), "--input", str(tmp_path / "in.png"),
+                 "--out", str(tmp_path / "out.png")]) == 0
+    from artforge.imaging import read_image
+
+    inverted = read_image(tmp_path / "out.png").astype(int)
+    assert np.abs(inverted - (255 - picture.astype(int))).mean() < 8

@@ -82,3 +82,58 @@ def test_pad_keeps_the_whole_picture_on_the_background(tmp_path):
     assert padded[:, 0, 0].tolist() == [255, 0, 0] and padded[:, 16, 16].tolist() == [0, 0, 0]  # bars, picture
     cropped = load_image_folder(tmp_path, 32, progress=False).images[0]
     assert cropped.max() == 0
+
+
+def write_pairs(root, rng):
+    """4 scenes: input, target = its negative, a mask; one scene lacks a target, one input is corrupt,
+    one target has another size."""
+    from PIL import Image
+
+    for role in ("input", "target", "mask"):
+        (root / role).mkdir(parents=True)
+    for i in range(4):
+        picture = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(picture).save(root / "input" / f"scene{i}.png")
+        Image.fromarray(255 - picture).save(root / "target" / f"scene{i}.jpg" if i == 3 else root / "target" / f"scene{i}.png")
+        mask = np.zeros((40, 48), np.uint8)
+        mask[10:20, 12:30] = 255
+        Image.fromarray(mask).save(root / "mask" / f"scene{i}.png")
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "input" / "lonely.png")
+    (root / "target" / "lonely-twin.png").write_bytes(b"")
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "input" / "broken.png")
+    (root / "target" / "broken.png").write_bytes(b"not an image")
+    (root / "mask" / "broken.png").write_bytes((root / "mask" / "scene0.png").read_bytes())
+    Image.fromarray(rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)).save(root / "input" / "odd.png")
+    Image.fromarray(rng.integers(0, 256, (30, 48, 3), dtype=np.uint8)).save(root / "target" / "odd.png")
+    (root / "mask" / "odd.png").write_bytes((root / "mask" / "scene0.png").read_bytes())
+
+
+def test_paired_folder_matches_by_name_crops_alike_and_reports_what_it_skipped(tmp_path, caplog):
+    from artforge.training.dataset import load_paired_folder
+
+    write_pairs(tmp_path, np.random.default_rng(0))
+    data = load_paired_folder(tmp_path, size=32)
+    assert data.names == ["scene0", "scene1", "scene2", "scene3"]
+    assert data.tensors["input"].shape == (4, 3, 32, 32) and data.tensors["mask"].shape == (4, 1, 32, 32)
+    assert set(data.tensors["mask"].unique().tolist()) == {0, 1}
+    # the same crop for every role: the target is still the input's negative, pixel by pixel
+    difference = 255 - data.tensors["input"][:3].int() - data.tensors["target"][:3].int()
+    assert difference.abs().max() <= 1  # (scene3's target is a lossy JPEG)
+    assert data.skipped == {"unmatched": ["lonely", "lonely-twin"], "unreadable": ["broken"],
+                            "size_mismatch": ["odd"]}
+    assert len([r for r in caplog.records if "skipped" in r.getMessage()]) == 1
+    assert data.describe()["skipped_unmatched"] == 2
+
+
+def test_paired_folder_without_masks_and_bad_folders_are_clear(tmp_path):
+    from artforge.errors import DataError
+    from artforge.training.dataset import load_paired_folder
+
+    write_pairs(tmp_path / "data", np.random.default_rng(1))
+    shutil.rmtree(tmp_path / "data" / "mask")
+    assert sorted(load_paired_folder(tmp_path / "data", size=16).tensors) == ["input", "target"]
+    shutil.rmtree(tmp_path / "data" / "target")
+    with pytest.raises(DataError, match="no images in target/"):
+        load_paired_folder(tmp_path / "data", size=16)
+    with pytest.raises(DataError, match="does not exist"):
+        load_paired_folder(tmp_path / "nowhere", size=16)
