@@ -43,11 +43,17 @@ class LoadPoint:
         return self.requests / self.seconds if self.seconds else 0.0
 
     @property
-    def images_per_s(self) -> float:
+    def items_per_s(self) -> float:
         return self.requests_per_s * self.batch
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "requests_per_s": self.requests_per_s, "images_per_s": self.images_per_s}
+    def to_json(self, unit: str = "image") -> dict[str, Any]:
+        """The point in the family's own unit: images_per_s, frames_per_s, tokens_per_s..."""
+        return {**self.__dict__, "requests_per_s": self.requests_per_s, per_s(unit): self.items_per_s}
+
+
+def per_s(unit: str) -> str:
+    """The JSON key of a throughput in `unit`s per second (the training log uses the same names)."""
+    return f"{unit}s_per_s"
 
 
 def server_totals(stats: dict[str, Any]) -> dict[str, float]:

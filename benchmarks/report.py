@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from artforge.benchmarks.load import per_s
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
 
@@ -25,6 +26,11 @@ def find_point(document: dict[str, Any], model_suffix: str, concurrency: int, ba
     return None
 
 
+def throughput_key(document: dict[str, Any]) -> str:
+    """images_per_s, frames_per_s, ...: the family's unit, as the document names it."""
+    return per_s(document["model"].get("unit", "image"))
+
+
 def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     inproc = document["inprocess"]
     family = document["model"]["family"]
@@ -39,7 +45,7 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     if batched and plain and plain["requests_per_s"]:
         ratios["batching_speedup_c16"] = batched["requests_per_s"] / plain["requests_per_s"]
     big = max((v for k, v in inproc.items() if k.startswith("onnxruntime_b")), key=lambda v: v["batch"])
-    ratios["ort_gflops_fraction"] = (big["images_per_s"] * document["model"]["gflop_per_item"]
+    ratios["ort_gflops_fraction"] = (big[throughput_key(document)] * document["model"]["gflop_per_item"]
                                      / document["machine"]["matmul_fp32_gflops"])
     for size, row in document.get("sizes", {}).items():
         ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
@@ -65,14 +71,15 @@ def markdown(document: dict[str, Any]) -> str:
              "## In-process", "", f"| runtime | batch | p50 ms | p99 ms | {unit}s/s |", "|---|---|---|---|---|"]
     for name, r in inproc.items():
         lines.append(f"| {name.rsplit('_b', 1)[0]} | {r['batch']} | {r['latency_ms']['p50']:.2f} | "
-                     f"{r['latency_ms']['p99']:.2f} | {r['images_per_s']:.0f} |")
+                     f"{r['latency_ms']['p99']:.2f} | {r[throughput_key(document)]:.0f} |")
     lines += ["", "## Triton over gRPC", "",
               f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
               "infer ms | executed batch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in document["triton"]:
         lat, srv = p["latency_ms"] or {k: float("nan") for k in ("p50", "p90", "p95", "p99")}, p["server_ms"]
         lines.append(f"| {p['model']} | {p['concurrency']} | {p['batch']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
-                     f"{lat['p95']:.2f} | {lat['p99']:.2f} | {p['requests_per_s']:.0f} | {p['images_per_s']:.0f} | "
+                     f"{lat['p95']:.2f} | {lat['p99']:.2f} | {p['requests_per_s']:.0f} | "
+                     f"{p[throughput_key(document)]:.0f} | "
                      f"{p['errors']} | {srv.get('queue', float('nan')):.2f} | "
                      f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} |")
     if document.get("sizes"):
@@ -114,10 +121,10 @@ def plot(document: dict[str, Any], path: Path) -> None:
             series.setdefault((p["model"], p["batch"]), []).append(p)
     for (model, batch), points in series.items():
         points.sort(key=lambda p: p["concurrency"])
-        ax.plot([p["images_per_s"] for p in points], [p["latency_ms"]["p50"] for p in points], marker="o",
+        ax.plot([p[throughput_key(document)] for p in points], [p["latency_ms"]["p50"] for p in points], marker="o",
                 label=f"{model}, batch {batch}")
         for p in points:
-            ax.annotate(f"c{p['concurrency']}", (p["images_per_s"], p["latency_ms"]["p50"]), fontsize=7,
+            ax.annotate(f"c{p['concurrency']}", (p[throughput_key(document)], p["latency_ms"]["p50"]), fontsize=7,
                         textcoords="offset points", xytext=(3, 3))
     ax.set_xlabel(f"throughput ({document['model'].get('unit', 'image')}s/s)")
     ax.set_ylabel("p50 latency (ms)")

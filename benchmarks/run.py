@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from artforge.benchmarks.load import measure_point
+from artforge.benchmarks.load import measure_point, per_s
 from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
                                          time_calls)
 from artforge.benchmarks.report import compute_ratios, write_reports
@@ -79,7 +79,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
                           "gflop_per_item": gflop_per_item, "unit": spec.unit, "spec": spec.to_json()},
                 "machine": {**machine_facts(), "matmul_fp32_gflops": matmul_peak_gflops()},
                 "options": opts.__dict__, "inprocess": inprocess,
-                "triton": [p.to_json() for p in sweep], "sizes": by_size, "variants": variants}
+                "triton": [p.to_json(spec.unit) for p in sweep], "sizes": by_size, "variants": variants}
     document["ratios"] = compute_ratios(document)
     write_reports(document, out)
     return document
@@ -123,7 +123,7 @@ def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: Ben
         inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
         for name, times in time_runtimes(serving, session, spec, inputs, 5, 20, opts.baseline_seconds).items():
             results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(times),
-                                           "images_per_s": batch / float(np.median(times))}
+                                           per_s(spec.unit): batch / float(np.median(times))}
     return results
 
 

@@ -120,7 +120,8 @@ def stream_markdown(document: dict[str, Any]) -> str:
              f"| in-process ONNX Runtime | 1 | {inprocess['first_token_ms']['p50']:.2f} | "
              f"{inprocess['first_token_ms']['p90']:.2f} | | {inprocess['tokens_per_s']:.0f} | | 0 |"]
     for p in document["triton"]:
-        lines.append(f"| Triton gRPC stream | {p['concurrency']} | {p['first_token_ms'].get('p50', float('nan')):.2f} | "
+        lines.append(f"| Triton gRPC stream | {p['concurrency']} | "
+                     f"{p['first_token_ms'].get('p50', float('nan')):.2f} | "
                      f"{p['first_token_ms'].get('p90', float('nan')):.2f} | "
                      f"{p['token_gap_ms'].get('p50', float('nan')):.2f} | {p['tokens_per_s']:.0f} | "
                      f"{p['client_cpu_s']:.2f} | {p['errors']} |")

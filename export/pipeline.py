@@ -48,7 +48,8 @@ class ExportResult:
                  "parity, ONNX Runtime vs PyTorch:"]
         lines += [f"  {r.line()}" for r in self.parity]
         if self.engine_parity:
-            lines.append(f"parity, TensorRT vs ONNX Runtime (engine {'from cache' if self.engine_cached else 'built'}):")
+            origin = "from cache" if self.engine_cached else "built"
+            lines.append(f"parity, TensorRT vs ONNX Runtime (engine {origin}):")
             lines += [f"  {r.line()}" for r in self.engine_parity]
             lines.append(f"TensorRT {self.engine.tensorrt_version}"
                          f"{' (version-compatible)' if self.engine.version_compatible else ''}; GPU memory per "

@@ -85,14 +85,28 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions,
     if spec.stream:
         config.model_transaction_policy.decoupled = True  # many responses to one request
     else:
-        batching = config.dynamic_batching
-        batching.SetInParent()  # present even when every field keeps its default
-        batching.preferred_batch_size.extend(options.preferred_batch)
-        batching.max_queue_delay_microseconds = options.max_queue_delay_us
+        add_batching(config, options)
     add_warmup(config, spec)
     group = config.instance_group.add(count=options.instances, kind=getattr(mc.ModelInstanceGroup, options.kind))
+    parameters = artforge_parameters(spec, options)
+    if engine:
+        parameters.update(engine_parameters(group, engine))
+    for key, value in parameters.items():
+        config.parameters[key].string_value = value
+    return config
+
+
+def add_batching(config: mc.ModelConfig, options: TritonOptions) -> None:
+    batching = config.dynamic_batching
+    batching.SetInParent()  # present even when every field keeps its default
+    batching.preferred_batch_size.extend(options.preferred_batch)
+    batching.max_queue_delay_microseconds = options.max_queue_delay_us
+
+
+def artforge_parameters(spec: ModelSpec, options: TritonOptions) -> dict[str, str]:
+    """What artforge's own model.py and clients read from config.pbtxt: family, metadata, limits, loop."""
     parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True),
-                  "artforge.limits": json.dumps(served.input_limits(), sort_keys=True)}
+                  "artforge.limits": json.dumps(spec.served().input_limits(), sort_keys=True)}
     if spec.stream:
         if options.runtime != "embedded":
             raise ArtforgeError(f"a '{spec.family}' model is served as a loop, which runs in Triton's Python "
@@ -100,11 +114,7 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions,
         parameters["artforge.stream"] = json.dumps(spec.stream.to_json())
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
-    if engine:
-        parameters.update(engine_parameters(group, engine))
-    for key, value in parameters.items():
-        config.parameters[key].string_value = value
-    return config
+    return parameters
 
 
 def engine_parameters(group: mc.ModelInstanceGroup, engine: dict[str, Any]) -> dict[str, str]:

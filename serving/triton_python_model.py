@@ -31,8 +31,9 @@ def pick_providers(available, kind, installed=None):
         return ["CPUExecutionProvider"]
     wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
     if not any(p in available for p in wanted[:2]):
+        installed = installed_onnxruntimes() if installed is None else installed
         raise RuntimeError(f"a KIND_GPU instance needs ONNX Runtime's CUDA provider, but only {available} are "
-                           f"available: {gpu_install_problem(installed_onnxruntimes() if installed is None else installed)}")
+                           f"available: {gpu_install_problem(installed)}")
     return [p for p in wanted if p in available]
 
 
@@ -135,12 +136,15 @@ class TritonPythonModel:
         final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
         arrays, problem = self.read_request(request)
         if problem:
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)),
-                        flags=final)
+            refusal = pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)
+            sender.send(pb_utils.InferenceResponse(error=refusal), flags=final)
             return
         given = {name: array[0] for name, array in zip(self.input_names, arrays)}
         stream = self.stream
-        step = lambda window: self.session.run([stream["logits_output"]], {stream["tokens_input"]: window})[0][0]  # noqa: E731
+
+        def step(window):
+            return self.session.run([stream["logits_output"]], {stream["tokens_input"]: window})[0][0]
+
         cancelled = getattr(request, "is_cancelled", lambda: False)  # the client went away: stop working for it
         tokens = decode(step, given["prompt"], given["max_tokens"][0], float(given["temperature"][0]),
                         int(given["top_k"][0]), given["seed"][0], stream["max_context"], stream["eos"], cancelled)

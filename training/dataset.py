@@ -154,34 +154,16 @@ def load_paired_folder(root: Path, size: int, roles: tuple[str, ...] = ("input",
     are unreadable files and pairs whose pictures differ in size (they would not crop alike): all
     counted in one warning line. Roles in `masks` are read as 0/1 single-channel masks (> 127 is 1).
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise DataError(f"paired data folder {root} does not exist (it needs subfolders {', '.join(roles)})")
-    files = {role: role_files(root, role) for role in (*roles, *optional)}
-    files = {role: found for role, found in files.items() if found or role in roles}
-    empty = [role for role in roles if not files[role]]
-    if empty:
-        raise DataError(f"paired data folder {root} has no images in {', '.join(f'{r}/' for r in empty)}; "
-                        f"it needs {', '.join(f'{r}/' for r in roles)} with files of the same names")
-    names = sorted(set.union(*(set(found) for found in files.values())))
+    files = paired_files(Path(root), roles, optional)
     loaded: dict[str, list[np.ndarray]] = {role: [] for role in files}
     kept, skipped = [], {"unmatched": [], "unreadable": [], "size_mismatch": []}
-    for name in names:
-        if not all(name in found for found in files.values()):
-            skipped["unmatched"].append(name)
+    for name in sorted(set.union(*(set(found) for found in files.values()))):
+        pair, why = read_pair({role: found.get(name) for role, found in files.items()}, size, masks, fit, max_pixels)
+        if why:
+            skipped[why].append(name)
             continue
-        try:
-            pictures = {role: read_image(files[role][name], WHITE if role not in masks else (0, 0, 0), max_pixels)
-                        for role in files}
-        except ImageError:
-            skipped["unreadable"].append(name)
-            continue
-        if len({p.shape[:2] for p in pictures.values()}) > 1:
-            skipped["size_mismatch"].append(name)
-            continue
-        for role, picture in pictures.items():
-            square = fit_square(picture, size, fit, WHITE if role not in masks else (0, 0, 0))
-            loaded[role].append((square[..., :1] > 127).astype(np.uint8) if role in masks else square)
+        for role, picture in pair.items():
+            loaded[role].append(picture)
         kept.append(name)
     skipped = {why: stems for why, stems in skipped.items() if stems}
     if skipped:
@@ -191,4 +173,33 @@ def load_paired_folder(root: Path, size: int, roles: tuple[str, ...] = ("input",
         raise DataError(f"paired data folder {root} has no complete, readable pair of the same size")
     tensors = {role: torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
                for role, arrays in loaded.items()}
-    return PairedImages(root, tensors, kept, skipped)
+    return PairedImages(Path(root), tensors, kept, skipped)
+
+
+def paired_files(root: Path, roles: tuple[str, ...], optional: tuple[str, ...]) -> dict[str, dict[str, Path]]:
+    """{role: {name: file}} for the required roles and the optional ones that have files."""
+    if not root.is_dir():
+        raise DataError(f"paired data folder {root} does not exist (it needs subfolders {', '.join(roles)})")
+    files = {role: role_files(root, role) for role in (*roles, *optional)}
+    empty = [role for role in roles if not files[role]]
+    if empty:
+        raise DataError(f"paired data folder {root} has no images in {', '.join(f'{r}/' for r in empty)}; "
+                        f"it needs {', '.join(f'{r}/' for r in roles)} with files of the same names")
+    return {role: found for role, found in files.items() if found or role in roles}
+
+
+def read_pair(paths: dict[str, Path | None], size: int, masks: tuple[str, ...], fit: str,
+              max_pixels: int) -> tuple[dict[str, np.ndarray], str]:
+    """({role: square picture}, "") for one name, or ({}, why it is skipped)."""
+    if any(path is None for path in paths.values()):
+        return {}, "unmatched"
+    black = (0, 0, 0)  # masks: outside the picture nothing is damaged
+    try:
+        pictures = {role: read_image(path, black if role in masks else WHITE, max_pixels)
+                    for role, path in paths.items()}
+    except ImageError:
+        return {}, "unreadable"
+    if len({p.shape[:2] for p in pictures.values()}) > 1:
+        return {}, "size_mismatch"
+    squares = {role: fit_square(p, size, fit, black if role in masks else WHITE) for role, p in pictures.items()}
+    return {role: (sq[..., :1] > 127).astype(np.uint8) if role in masks else sq for role, sq in squares.items()}, ""
