@@ -20,8 +20,8 @@ import torch
 
 from artforge.export.pipeline import export_checkpoint
 from artforge.families import load_network, spec_for
-from artforge.training.dcgan import train_dcgan
-from artforge.training.style import train_style
+from artforge.families.dcgan.train import train_dcgan
+from artforge.families.style.train import train_style
 from artforge.training.synth import synthesize_dataset
 
 

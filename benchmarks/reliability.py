@@ -75,7 +75,7 @@ def machine_name() -> str:
 
 def kill_suite(work: Path, kills: int, seed: int, progress: bool) -> dict[str, Any]:
     """SIGKILL real training `kills` times; check the checkpoints after each; resume; compare."""
-    from artforge.training.dcgan import train_dcgan
+    from artforge.families.dcgan.train import train_dcgan
     from artforge.training.synth import synthesize_dataset
 
     data, run = work / "data", work / "run"
@@ -211,7 +211,7 @@ def tiny_repository(work: Path) -> Path:
     from artforge.checkpoint import save_checkpoint
     from artforge.export.pipeline import export_checkpoint
     from artforge.models import StyleNetConfig, StyleTransferNet
-    from artforge.training.dcgan import train_dcgan
+    from artforge.families.dcgan.train import train_dcgan
     from artforge.training.synth import synthesize_dataset
 
     synthesize_dataset(work / "data", size=32, per_style=4, seed=1, progress=False)

@@ -50,6 +50,22 @@ class ModelInfo:
                 raise ArtforgeError(f"model '{self.name}': {problem}")
 
 
+def resolve_label(label: str | int | None, labels: list, kind: str = "style") -> int | None:
+    """A label (a style, a class) given by index or by name, checked against the model's labels."""
+    if label is None:
+        return None
+    names = [str(s) for s in labels]
+    if str(label) in names:
+        return names.index(str(label))
+    try:
+        index = int(label)
+    except ValueError:
+        raise ArtforgeError(f"unknown {kind} '{label}'; the model has {names}") from None
+    if not 0 <= index < len(names):
+        raise ArtforgeError(f"{kind} {index} is out of range; the model has {len(names)} {kind}s: {names}")
+    return index
+
+
 def tensor_from_metadata(entry: dict[str, Any]) -> TensorSpec:
     dtype = NUMPY_DTYPES[entry["datatype"]].name
     dims = [int(d) for d in entry["shape"]][1:]  # first dim is the batch

@@ -23,7 +23,7 @@ def art32(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def dcgan_run(art32, tmp_path_factory) -> Path:
     """A tiny trained DCGAN run folder with one checkpoint (step 2)."""
-    from artforge.training.dcgan import train_dcgan
+    from artforge.families.dcgan.train import train_dcgan
 
     run = tmp_path_factory.mktemp("runs") / "dcgan"
     train_dcgan(data=str(art32), out=str(run), steps=2, seed=0, **TINY_DCGAN)

@@ -4,7 +4,7 @@ import torch
 from artforge.models import StyleNetConfig
 from artforge.photos import HELD_OUT_PHOTOS, TRAINING_PHOTOS, builtin_photo, photo_crops
 from artforge.families.style import StyleSpec
-from artforge.training.style import content_images, split_folder
+from artforge.families.style.train import content_images, split_folder
 
 
 def test_held_out_photos_are_not_training_photos():

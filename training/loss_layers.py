@@ -57,7 +57,7 @@ def candidates(vgg: str | None) -> list[Candidate]:
 def compare_loss_layers(out: Path, steps: int = 400, size: int = 128, styles: list[str] | None = None,
                         vgg: str | None = None, progress: bool = True) -> dict[str, Any]:
     from artforge.photos import builtin_photos, centre_crop
-    from artforge.training.style import style_targets, train_style
+    from artforge.families.style.train import style_targets, train_style
 
     out = Path(out)
     if vgg:

@@ -1,9 +1,7 @@
-"""The networks of every family: nn.Modules and their config dataclasses, nothing else.
-
-Families (artforge.families) say which network a checkpoint holds; training, export and serving
-rebuild it from the config stored with the weights.
+"""The networks of the built-in families under one import (each lives in its family's package,
+artforge/families/NAME/network.py); kept so that `from artforge.models import DCGANConfig` works.
 """
-from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
-from artforge.models.style import StyleNetConfig, StyleTransferNet
+from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
+from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 
 __all__ = ["DCGANConfig", "Generator", "Discriminator", "StyleNetConfig", "StyleTransferNet"]

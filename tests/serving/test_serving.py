@@ -12,7 +12,7 @@ import pytest
 
 from artforge.errors import ArtforgeError
 from artforge.serving.client import AsyncClient, Client
-from artforge.serving.generate import generate_local, generate_remote
+from artforge.families.dcgan.generate import generate_local, generate_remote
 from artforge.serving.server import Server, free_port
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from artforge.errors import ArtforgeError
 from artforge.export.pipeline import export_checkpoint
 from artforge.serving.client import Client
 from artforge.serving.server import Server
-from artforge.serving.stylize import style_weights, stylize_image, stylize_paths
+from artforge.families.style.stylize import style_weights, stylize_image, stylize_paths
 
 pytestmark = pytest.mark.slow
 

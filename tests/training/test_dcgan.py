@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 
 from artforge.checkpoint import load_checkpoint
 from artforge.errors import ArtforgeError
-from artforge.training.dcgan import train_dcgan
+from artforge.families.dcgan.train import train_dcgan
 from tests.conftest import TINY_DCGAN
 
 

@@ -9,7 +9,7 @@ from artforge.errors import ArtforgeError
 from artforge.imaging import uint8_to_unit
 from artforge.families import load_network
 from artforge.training.loss_network import efficientnet_lite0, relative_error, vgg_from_file
-from artforge.training.style import (StyleTrainOptions, content_images, perceptual_loss,
+from artforge.families.style.train import (StyleTrainOptions, content_images, perceptual_loss,
                                      style_targets, train_style)
 from artforge.training.synth import paint
 
@@ -92,7 +92,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_
                    checkpoint_every=150, progress=False)
     opts = StyleTrainOptions(out=str(tmp_path / "run"), **options)
     content = content_images("builtin", 32)
-    from artforge.models.style import StyleNetConfig, StyleTransferNet
+    from artforge.families.style.network import StyleNetConfig, StyleTransferNet
     from artforge.training.loss_network import gram
 
     loss_net = efficientnet_lite0()

@@ -22,7 +22,7 @@ from artforge.checkpoint import load_checkpoint
 from artforge.errors import ArtforgeError, ImageError
 from artforge.families.style import NAME as FAMILY
 from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
-from artforge.models.style import StyleNetConfig, StyleTransferNet
+from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 from artforge.options import option
 from artforge.photos import builtin_photos, centre_crop
 from artforge.training.common import Distributed, resolve_options, step_generator

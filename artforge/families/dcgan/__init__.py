@@ -1,8 +1,8 @@
 """The DCGAN family: a style-conditional image generator, (noise, style index) -> image.
 
 Everything artforge needs to know about the family is declared here or named from here: its
-network config and networks (artforge.models.dcgan), its serving contract (DCGANSpec), its
-training (artforge.training.dcgan) and its client verb (`artforge generate`, serving/generate.py).
+network config and networks (network.py), its serving contract (DCGANSpec, here), its
+training (train.py) and its client verb (`artforge generate`, generate.py): all in this package.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from artforge.contract import TensorSpec
 from artforge.families.registry import Family, register
 from artforge.imaging import UINT8_NHWC, unit_to_uint8
-from artforge.models.dcgan import DCGANConfig, Generator
+from artforge.families.dcgan.network import DCGANConfig, Generator
 from artforge.spec import ModelSpec
 
 NAME = "dcgan"
@@ -71,5 +71,5 @@ def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np
 FAMILY = register(Family(
     name=NAME, description="style-conditional DCGAN image generator: (z, style index) -> image",
     config_cls=DCGANConfig, build_network=Generator,
-    client="artforge.serving.generate", trainer="artforge.training.dcgan",
+    client="artforge.families.dcgan.generate", trainer="artforge.families.dcgan.train",
     make_spec=lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output)))

@@ -20,7 +20,7 @@ from torch import nn
 from artforge.errors import ArtforgeError
 from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
-from artforge.models.dcgan import DCGANConfig, Discriminator, Generator
+from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
 from artforge.options import option
 from artforge.training.common import Distributed, ema_decay_at, resolve_options, step_generator, update_ema
 from artforge.training.dataset import ImageFolder, load_image_folder

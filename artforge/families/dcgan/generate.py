@@ -12,25 +12,10 @@ import torch
 
 from artforge.errors import ArtforgeError
 from artforge.options import ClientVerb
+from artforge.serving.client import resolve_label
 from artforge.imaging import make_grid, save_png
 from artforge.families.dcgan import NAME as FAMILY
 from artforge.families.dcgan import generation_inputs
-
-
-def resolve_style(style: str | int | None, styles: list) -> int | None:
-    """A style given by index or by name, checked against the model's styles."""
-    if style is None:
-        return None
-    names = [str(s) for s in styles]
-    if str(style) in names:
-        return names.index(str(style))
-    try:
-        index = int(style)
-    except ValueError:
-        raise ArtforgeError(f"unknown style '{style}'; the model has {names}") from None
-    if not 0 <= index < len(names):
-        raise ArtforgeError(f"style {index} is out of range; the model has {len(names)} styles: {names}")
-    return index
 
 
 MAX_COUNT = 4096  # images held in memory at once: 4096 x 64x64x3 is 50 MB
@@ -51,7 +36,7 @@ def generate_remote(client, model: str, count: int, seed: int, style: str | int 
                             f"'artforge generate' needs a '{FAMILY}' model")
     styles = info.metadata.get("styles", [])
     z_dim = info.inputs[0].shape[0]
-    inputs = generation_inputs(z_dim, style_indices(count, len(styles), resolve_style(style, styles)), seed)
+    inputs = generation_inputs(z_dim, style_indices(count, len(styles), resolve_label(style, styles)), seed)
     step = info.max_batch or count
     chunks = [client.infer(model, {k: v[i:i + step] for k, v in inputs.items()}, ["image"])["image"]
               for i in range(0, count, step)]
@@ -66,7 +51,7 @@ def generate_local(checkpoint: str | Path, count: int, seed: int, style: str | i
     network, ckpt = load_network(checkpoint, expect_family=FAMILY)
     spec = spec_for(ckpt)
     styles = spec.metadata["styles"]
-    inputs = generation_inputs(spec.config.z_dim, style_indices(count, len(styles), resolve_style(style, styles)), seed)
+    inputs = generation_inputs(spec.config.z_dim, style_indices(count, len(styles), resolve_label(style, styles)), seed)
     serving = spec.serving_network(network)
     return serving(torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["style"])).numpy()
 

@@ -1,8 +1,8 @@
 """The style-transfer family: one feed-forward network, N styles, (photo, style weights) -> image.
 
 Everything artforge needs to know about the family is declared here or named from here: its
-network config and network (artforge.models.style), its serving contract (StyleSpec), its
-training (artforge.training.style) and its client verb (`artforge stylize`, serving/stylize.py).
+network config and network (network.py), its serving contract (StyleSpec, here), its training
+(train.py) and its client verb (`artforge stylize`, stylize.py): all in this package.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from torch import nn
 from artforge.contract import DynamicDim, TensorSpec
 from artforge.families.registry import Family, register
 from artforge.imaging import UINT8_NHWC, uint8_to_unit, unit_to_uint8
-from artforge.models.style import StyleNetConfig, StyleTransferNet
+from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 from artforge.photos import photo_crops
 from artforge.spec import ModelSpec
 
@@ -81,5 +81,5 @@ class StyleSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="fast neural style transfer, N styles in one network: (photo, style weights) -> image",
     config_cls=StyleNetConfig, build_network=StyleTransferNet,
-    client="artforge.serving.stylize", trainer="artforge.training.style",
+    client="artforge.families.style.stylize", trainer="artforge.families.style.train",
     make_spec=lambda config, meta, float_output=False: StyleSpec(config, meta.get("styles"), float_output)))
