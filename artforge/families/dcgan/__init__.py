@@ -45,7 +45,11 @@ class DCGANSpec(ModelSpec):
         super().__init__(
             family=NAME,
             inputs=(TensorSpec("z", "float32", (config.z_dim,), "standard normal noise"),
-                    TensorSpec("style", "int64", (1,), f"style index 0..{config.num_classes - 1}",
+                    # the class label: which art style of the data set (its subfolders) to draw. The wire
+                    # name stays "style": renaming it would stop new versions joining models already
+                    # exported and break their clients (a new version must keep its tensors)
+                    TensorSpec("style", "int64", (1,), f"class label: art-style index 0..{config.num_classes - 1} "
+                               "of the training data's subfolders (metadata 'styles' names them)",
                                min_value=0, max_value=config.num_classes - 1)),
             outputs=tuple(outputs),
             metadata={"styles": list(classes or range(config.num_classes)), "image_size": size},
