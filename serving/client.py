@@ -50,7 +50,7 @@ class ModelInfo:
                 raise ArtforgeError(f"model '{self.name}': {problem}")
 
 
-def resolve_label(label: str | int | None, labels: list, kind: str = "style") -> int | None:
+def resolve_label(label: str | int | None, labels: list, kind: str = "label") -> int | None:
     """A label (a style, a class) given by index or by name, checked against the model's labels."""
     if label is None:
         return None

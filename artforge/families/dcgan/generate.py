@@ -36,7 +36,8 @@ def generate_remote(client, model: str, count: int, seed: int, style: str | int 
                             f"'artforge generate' needs a '{FAMILY}' model")
     styles = info.metadata.get("styles", [])
     z_dim = info.inputs[0].shape[0]
-    inputs = generation_inputs(z_dim, style_indices(count, len(styles), resolve_label(style, styles)), seed)
+    chosen = resolve_label(style, styles, kind="style")
+    inputs = generation_inputs(z_dim, style_indices(count, len(styles), chosen), seed)
     step = info.max_batch or count
     chunks = [client.infer(model, {k: v[i:i + step] for k, v in inputs.items()}, ["image"])["image"]
               for i in range(0, count, step)]
@@ -51,7 +52,8 @@ def generate_local(checkpoint: str | Path, count: int, seed: int, style: str | i
     network, ckpt = load_network(checkpoint, expect_family=FAMILY)
     spec = spec_for(ckpt)
     styles = spec.metadata["styles"]
-    inputs = generation_inputs(spec.config.z_dim, style_indices(count, len(styles), resolve_label(style, styles)), seed)
+    chosen = resolve_label(style, styles, kind="style")
+    inputs = generation_inputs(spec.config.z_dim, style_indices(count, len(styles), chosen), seed)
     serving = spec.serving_network(network)
     return serving(torch.from_numpy(inputs["z"]), torch.from_numpy(inputs["style"])).numpy()
 

@@ -28,8 +28,8 @@ from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress", "resume",
-                     "data", "out"}
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
+                     "resume", "data", "out"}
 
 
 @dataclass

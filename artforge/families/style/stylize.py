@@ -30,7 +30,7 @@ def style_weights(styles: list, style: str | int | None = None, blend: str | Non
         raise ArtforgeError("give exactly one of --style K or --blend K1=0.5,K2=0.5")
     weights = np.zeros(len(styles), np.float32)
     if style is not None:
-        weights[resolve_label(style, styles)] = 1.0
+        weights[resolve_label(style, styles, kind="style")] = 1.0
         return weights
     for part in blend.split(","):
         name, _, value = part.partition("=")
@@ -40,7 +40,7 @@ def style_weights(styles: list, style: str | int | None = None, blend: str | Non
             raise ArtforgeError(f"--blend part '{part}' must look like STYLE=WEIGHT, e.g. ink=0.5") from None
         if not math.isfinite(amount) or amount < 0:
             raise ArtforgeError(f"--blend weight of '{name}' is {amount}; weights must be finite and >= 0")
-        weights[resolve_label(name.strip(), styles)] += amount
+        weights[resolve_label(name.strip(), styles, kind="style")] += amount
     total = float(weights.sum())
     if total <= 0:
         raise ArtforgeError("--blend weights sum to 0; give at least one positive weight")

@@ -31,8 +31,8 @@ from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress", "resume",
-                     "content", "out"}
+RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
+                     "resume", "content", "out"}
 PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
