@@ -138,7 +138,7 @@ def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, op
         cache = {"cache_dir": Path(opts.engine_cache)} if opts.engine_cache else {}
         result.engine = build_engine(onnx_path, spec, classes, opts.precision, workspace_gib=opts.trt_workspace_gib,
                                      version_compatible=opts.trt_version_compatible, **cache)
-        result.engine_parity = check_engine_parity(result.engine.path, onnx_path, spec, classes, opts.precision)
+        result.engine_parity = check_engine_parity(result.engine, onnx_path, spec, classes, opts.precision)
         files["model.plan"] = result.engine.path
     files["export.json"] = write_export_record(work, ckpt, spec, result, triton, opts.precision)
     return files, result
@@ -179,12 +179,14 @@ def engine_parity_cases(spec, classes: list[SizeClass]) -> list[tuple[int, dict[
     return cases
 
 
-def check_engine_parity(engine: Path, onnx_path: Path, spec, classes: list[SizeClass],
+def check_engine_parity(engine: EngineBuild, onnx_path: Path, spec, classes: list[SizeClass],
                         precision: str) -> list[ParityResult]:
+    """Every case against ONNX Runtime; also records the memory each profile needs (engine.profile_memory)."""
     float_tol, uint8_tol = ENGINE_TOLERANCE[precision]
     session = onnx_session(onnx_path)
     names = [t.name for t in spec.outputs]
-    with EngineRunner(engine) as runner:  # deserialised once for every case
+    with EngineRunner(engine.path) as runner:  # deserialised once for every case and the memory figures
+        engine.profile_memory = runner.profile_memory()
         return run_parity(spec, engine_parity_cases(spec, classes), 99, lambda inputs: session.run(names, inputs),
                           lambda inputs: runner.run(inputs, names), float_tol, uint8_tol,
                           f"the TensorRT {precision} engine differs from ONNX Runtime")

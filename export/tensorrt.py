@@ -179,7 +179,8 @@ class EngineBuild:
     tensorrt_version: str
     version_compatible: bool
     profiles: list[Profile]
-    # device memory each profile's execution context allocates (bytes); empty when not known
+    # device memory each profile's execution context allocates (bytes), read when the engine is loaded
+    # for its parity check; empty until then
     profile_memory: list[int] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
@@ -206,8 +207,6 @@ def build_engine(onnx_path: Path, spec: ModelSpec, classes: list[SizeClass], pre
         log.info("engine cache hit: %s", engine_path)
     else:
         atomic_write_bytes(engine_path, compile_engine(trt, onnx_path, onnx_bytes, spec, request, Path(cache_dir)))
-    with EngineRunner(engine_path) as runner:
-        build.profile_memory = runner.profile_memory()
     return build
 
 
