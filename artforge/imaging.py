@@ -53,6 +53,30 @@ def read_image(path: str | Path, background: tuple[int, int, int] = WHITE, max_p
         raise ImageError(f"cannot read image {path}: {e}") from None
 
 
+def read_image_within(path: Path, limit: dict, background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """(H, W, 3) uint8 within a served input's size limits (`limit['dims']`), or a one-line error naming the file."""
+    image = read_image(path, background)
+    (min_h, max_h), (min_w, max_w) = limit.get("dims", [[1, 1 << 30], [1, 1 << 30]])[:2]
+    height, width = image.shape[:2]
+    if not (min_h <= height <= max_h and min_w <= width <= max_w):
+        raise ImageError(f"image {path} is {width}x{height}; the model takes {min_w}-{max_w} x {min_h}-{max_h} "
+                         "pixels (resize it, or export the model with a larger --max-dim)")
+    return image
+
+
+def input_images(source: Path) -> list[Path]:
+    """An --input: the image itself, or the images in a folder (sorted), or a one-line error."""
+    source = Path(source)
+    if not source.exists():
+        raise ImageError(f"--input {source} does not exist")
+    if not source.is_dir():
+        return [source]
+    images = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not images:
+        raise ImageError(f"--input folder {source} has no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
 def open_unchecked(path: Path) -> Image.Image:
     """Image.open without Pillow's decompression-bomb limit (read_image applies its own)."""
     with _bomb_check_lock:

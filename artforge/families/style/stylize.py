@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
 from artforge.options import ClientVerb
-from artforge.imaging import IMAGE_SUFFIXES, WHITE, read_image, save_png
+from artforge.imaging import WHITE, input_images, read_image_within, save_png
 from artforge.families.style import NAME as FAMILY
 from artforge.serving.client import resolve_label
 
@@ -49,17 +49,6 @@ def style_weights(styles: list, style: str | int | None = None, blend: str | Non
     return weights / total
 
 
-def read_photo(path: Path, limit: dict, background: tuple[int, int, int] = WHITE) -> np.ndarray:
-    """(H, W, 3) uint8 within the model's size limits, or a one-line error naming the file."""
-    photo = read_image(path, background)
-    (min_h, max_h), (min_w, max_w) = limit.get("dims", [[1, 1 << 30], [1, 1 << 30]])[:2]
-    height, width = photo.shape[:2]
-    if not (min_h <= height <= max_h and min_w <= width <= max_w):
-        raise ArtforgeError(f"image {path} is {width}x{height}; the model takes {min_w}-{max_w} x {min_h}-{max_h} "
-                            "pixels (resize it, or export the model with a larger --max-dim)")
-    return photo
-
-
 def single_target(out_text: str, source: Path) -> Path:
     """--out for one photo: OUT.png, or a folder (ending in '/' or existing) that gets SOURCE.png."""
     out = Path(out_text)
@@ -87,18 +76,14 @@ def stylize_paths(client, model: str, source: Path, out: str | Path, style=None,
     limit = info.limits.get("content", {})
     out_text = str(out)
     source, out = Path(source), Path(out)
-    if not source.exists():
-        raise ArtforgeError(f"--input {source} does not exist")
+    photos = input_images(source)
     if source.is_dir():
-        photos = sorted(p for p in source.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not photos:
-            raise ArtforgeError(f"--input folder {source} has no images")
         targets = [out / f"{p.stem}.png" for p in photos]
     else:
-        photos, targets = [source], [single_target(out_text, source)]
+        targets = [single_target(out_text, source)]
     for photo_path, target in tqdm(list(zip(photos, targets)), desc="stylizing", unit="img",
                                    disable=not progress or len(photos) == 1):
-        photo = read_photo(photo_path, limit, background)
+        photo = read_image_within(photo_path, limit, background)
         try:
             result = stylize_image(client, model, photo, weights)
         except ArtforgeError as e:
