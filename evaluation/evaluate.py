@@ -24,12 +24,15 @@ class EvaluateOptions:
     """What `artforge evaluate` measures; each field is also its command-line flag."""
 
     source: str = option(help="a run or checkpoint folder, or with --url a model name on Triton", positional=True)
-    data: str = option(help="folder of real images (one subfolder per class), e.g. the training data",
-                       required=True)
+    data: str = option("", help="the reference: real images for a generator (a folder, one subfolder per class, "
+                                "e.g. its training data); style images for a style model (a folder or a,b.png "
+                                "in the model's style order; default: those its run trained on)")
     url: str = option("", help="Triton gRPC address: measure the served model SOURCE instead of a checkpoint")
     count: int = option(500, help="images to generate (and at most this many real ones)")
     seed: int = option(0, help="seeds the generated requests and the choice of real images")
     batch: int = option(32, help="images per request")
+    critic: str = option("", help="a critic trained on the real data (run or checkpoint folder, or with --url a "
+                                  "served critic's name): per-class accuracy of the generated images")
     out: str = option("evaluation", help="folder for evaluate.json and evaluate.md")
 
 
@@ -57,25 +60,39 @@ def image_output(outputs: tuple[TensorSpec, ...]) -> str:
     raise ArtforgeError(f"the model has no uint8 (H, W, 3) image output among {[t.name for t in outputs]}")
 
 
+@dataclass
+class Generated:
+    """A generator's images, the class each was asked for (None: the model takes no class), what made them."""
+
+    images: np.ndarray  # (N, H, W, 3) uint8
+    classes: np.ndarray | None  # (N,) index into class_names
+    class_names: list[str]
+    source: dict[str, Any]
+
+
 def generate(inputs: tuple[TensorSpec, ...], limits: dict, run: Callable[[dict], np.ndarray], count: int,
-             batch: int, seed: int) -> np.ndarray:
-    """(count, H, W, 3) uint8, in batches: request k is seeded seed + k."""
-    chunks = [run(contract_inputs(inputs, limits, min(batch, count - start), seed + k))
-              for k, start in enumerate(range(0, count, batch))]
-    return np.concatenate(chunks)
+             batch: int, seed: int, class_input: str | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """(count, H, W, 3) uint8 and the requested classes, in batches: request k is seeded seed + k."""
+    requests = [contract_inputs(inputs, limits, min(batch, count - start), seed + k)
+                for k, start in enumerate(range(0, count, batch))]
+    images = np.concatenate([run(request) for request in requests])
+    classes = np.concatenate([r[class_input].reshape(-1) for r in requests]) if class_input else None
+    return images, classes
 
 
-def generated_images(opts: EvaluateOptions) -> tuple[np.ndarray, dict[str, Any]]:
+def generated_images(opts: EvaluateOptions) -> Generated:
     """The images and what made them: a checkpoint in-process, or a model through Triton."""
     if opts.url:
         from artforge.serving.client import Client
 
         with Client(opts.url) as client:
             info = client.model(opts.source)
-            name = image_output(info.outputs)
-            images = generate(info.inputs, info.limits, lambda r: client.infer(opts.source, r, [name])[name],
-                              opts.count, min(opts.batch, info.max_batch or opts.batch), opts.seed)
-        return images, {"model": opts.source, "url": opts.url, "family": info.family}
+            name, class_input = image_output(info.outputs), info.metadata.get("class_input")
+            images, classes = generate(info.inputs, info.limits, lambda r: client.infer(opts.source, r, [name])[name],
+                                       opts.count, min(opts.batch, info.max_batch or opts.batch), opts.seed,
+                                       class_input)
+        return Generated(images, classes, class_names(info.metadata),
+                         {"model": opts.source, "url": opts.url, "family": info.family})
     import torch
 
     from artforge.families import load_network, spec_for
@@ -89,34 +106,83 @@ def generated_images(opts: EvaluateOptions) -> tuple[np.ndarray, dict[str, Any]]
             out = serving(*(torch.from_numpy(request[t.name]) for t in spec.inputs))
         return (out if isinstance(out, tuple) else (out,))[index].numpy()
 
-    images = generate(spec.inputs, spec.input_limits(), run, opts.count, opts.batch, opts.seed)
-    return images, {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "family": checkpoint.family}
+    images, classes = generate(spec.inputs, spec.input_limits(), run, opts.count, opts.batch, opts.seed,
+                               spec.metadata.get("class_input"))
+    return Generated(images, classes, class_names(spec.metadata),
+                     {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "family": checkpoint.family})
 
 
-def real_images(data: str, size: int, count: int, seed: int) -> np.ndarray:
+def class_names(metadata: dict[str, Any]) -> list[str]:
+    """The names of a model's classes: metadata 'labels', or the older 'styles'."""
+    return [str(name) for name in metadata.get("labels", metadata.get("styles", []))]
+
+
+def real_images(data: str, size: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Up to `count` real images of the generator's size, their labels and the label names."""
     from artforge.training.dataset import load_image_folder
 
-    images = load_image_folder(Path(data), size=size, progress=False).images
-    chosen = np.random.default_rng(seed).permutation(len(images))[:count]
-    return images[np.sort(chosen)].permute(0, 2, 3, 1).numpy()
+    folder = load_image_folder(Path(data), size=size, progress=False)
+    chosen = np.sort(np.random.default_rng(seed).permutation(len(folder))[:count])
+    return folder.images[chosen].permute(0, 2, 3, 1).numpy(), folder.labels[chosen].numpy(), folder.classes
 
 
 def evaluate(**options: Any) -> dict[str, Any]:
     """Measure, write OUT/evaluate.json and evaluate.md, return the document."""
-    from artforge.evaluation.metrics import measure_quality
+    import importlib
 
     opts = EvaluateOptions(**options)
-    if opts.count < 8:
-        raise ArtforgeError(f"--count {opts.count} is too few to measure a distribution; use at least 8")
-    generated, source = generated_images(opts)
-    if generated.shape[1] != generated.shape[2]:
-        raise ArtforgeError(f"evaluate compares square images; the model makes {generated.shape[1:3]}")
-    real = real_images(opts.data, generated.shape[1], opts.count, opts.seed)
-    quality = measure_quality(real, generated)
-    document = {"source": source, "data": opts.data, "options": asdict(opts), "quality": quality.to_json()}
+    family = model_family(opts)
+    if family and family.evaluator:  # the family measures its own kind of model (e.g. style transfer)
+        module = importlib.import_module(family.evaluator)
+        document = module.evaluate_model(opts)
+        text = "\n".join([f"# artforge evaluate: {family.name}", "", *module.markdown_lines(document)])
+    else:
+        document = measure_generator(opts)
+        text = markdown(document)
     out = Path(opts.out)
     atomic_write_text(out / "evaluate.json", json.dumps(document, indent=2) + "\n")
-    atomic_write_text(out / "evaluate.md", markdown(document))
+    atomic_write_text(out / "evaluate.md", text)
+    return document
+
+
+def model_family(opts: EvaluateOptions):
+    """The registered family of the checkpoint or served model (None for a model artforge did not make)."""
+    from artforge.errors import CheckpointError
+    from artforge.families import get_family
+
+    if opts.url:
+        from artforge.serving.client import Client
+
+        with Client(opts.url) as client:
+            name = client.model(opts.source).family
+    else:
+        from artforge.checkpoint import load_checkpoint
+
+        name = load_checkpoint(opts.source).family
+    try:
+        return get_family(name)
+    except CheckpointError:
+        return None
+
+
+def measure_generator(opts: EvaluateOptions) -> dict[str, Any]:
+    """A generator's images against real ones (and, with --critic, whether each class came out as asked)."""
+    from artforge.evaluation.metrics import measure_quality
+
+    if opts.count < 8:
+        raise ArtforgeError(f"--count {opts.count} is too few to measure a distribution; use at least 8")
+    if not opts.data:
+        raise ArtforgeError("evaluating a generator needs --data: a folder of real images to compare with")
+    generated = generated_images(opts)
+    if generated.images.shape[1] != generated.images.shape[2]:
+        raise ArtforgeError(f"evaluate compares square images; the model makes {generated.images.shape[1:3]}")
+    real, real_labels, real_names = real_images(opts.data, generated.images.shape[1], opts.count, opts.seed)
+    quality = measure_quality(real, generated.images)
+    document = {"source": generated.source, "data": opts.data, "options": asdict(opts), "quality": quality.to_json()}
+    if opts.critic:
+        from artforge.evaluation.judge import class_accuracy
+
+        document["critic"] = class_accuracy(opts.critic, opts.url, generated, real, real_labels, real_names)
     return document
 
 
@@ -128,4 +194,19 @@ def markdown(document: dict[str, Any]) -> str:
         f"Feature space: {q['feature_space']}. These are not Inception FID/KID figures.", "",
         "| FD | KID | KID std | precision | recall | diversity |", "|---|---|---|---|---|---|",
         f"| {q['fd']:.1f} | {q['kid']:.2f} | {q['kid_std']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} | "
-        f"{q['diversity']:.3f} |", ""])
+        f"{q['diversity']:.3f} |", "", *critic_markdown(document.get("critic"))])
+
+
+def critic_markdown(critic: dict[str, Any] | None) -> list[str]:
+    if not critic:
+        return []
+    lines = [f"Per-class accuracy judged by the critic {critic['critic']} (its own accuracy on the real images "
+             "is the ceiling):", "", "| class | generated | real |", "|---|---|---|"]
+    for name, row in critic["per_class"].items():
+        lines.append(f"| {name} | {percent(row['generated'])} | {percent(row['real'])} |")
+    lines += [f"| **all** | **{percent(critic['generated_accuracy'])}** | **{percent(critic['real_accuracy'])}** |", ""]
+    return lines
+
+
+def percent(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1%}"

@@ -3,13 +3,9 @@
     artforge loss-layers --out runs/loss-layers --steps 400 --size 128
 
 Every candidate (style taps, content tap, loss network) trains the same lite network from the same
-seed on the same batches; then each is scored on the held-out photos with measures that none of
-them trains on directly:
-- content kept: SSIM of the grey stylised image against the grey photo (1 = structure intact);
-- style colours: sliced Wasserstein distance between the RGB pixel distributions of the stylised
-  image and the style image, in grey levels (0 = the same palette, in the same amounts);
-- style texture: relative Gram error averaged over all six EfficientNet-Lite0 taps, so the judge also
-  sees the layers a candidate does not train on.
+seed on the same batches; then each is scored on the held-out photos with the measures of
+artforge.evaluation.transfer, which none of them trains on directly (the Gram error is averaged over
+all six taps, so the judge also sees the layers a candidate does not train on).
 OUT gets one run folder per candidate, loss_layers.json, loss_layers.md and loss_layers.png
 (photos and styles on top, then one row per candidate).
 """
@@ -27,10 +23,10 @@ import torch
 from artforge.families import load_network
 from artforge.files import atomic_write_text, slug
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
-from artforge.training.loss_network import EFFICIENTNET_TAPS, efficientnet_lite0, gram, relative_error, vgg_from_file
+from artforge.evaluation.transfer import to_unit, transfer_judge, transfer_quality
+from artforge.training.loss_network import vgg_from_file
 
 log = logging.getLogger(__name__)
-ALL_TAPS = tuple(EFFICIENTNET_TAPS)
 DEFAULT_STYLES = ("waves", "splatter")  # procedural paintings, when the user gives no --style
 
 
@@ -65,7 +61,7 @@ def compare_loss_layers(out: Path, steps: int = 400, size: int = 128, styles: li
     styles = styles or write_default_styles(out / "styles", size)
     photos = np.stack([centre_crop(photo, size) for photo in builtin_photos(held_out=True)])
     style_images = unit_to_uint8(style_targets(styles, size)).numpy()
-    judge = efficientnet_lite0(ALL_TAPS, "block4")
+    judge = transfer_judge()
     rows, panels = [], []
     for candidate in candidates(vgg):
         run = out / slug(candidate.name)
@@ -75,7 +71,7 @@ def compare_loss_layers(out: Path, steps: int = 400, size: int = 128, styles: li
         results = stylise_all(run, photos, len(styles))
         rows.append({"candidate": candidate.name, "style_layers": list(candidate.style_layers),
                      "content_layer": candidate.content_layer, "loss_network": candidate.loss_weights or
-                     "efficientnet-lite0", **score(results, photos, style_images, judge)})
+                     "efficientnet-lite0", **transfer_quality(results, photos, style_images, judge)})
         panels.append(results.reshape(-1, size, size, 3))
         log.info("%s: %s", candidate.name, rows[-1])
     document = {"steps": steps, "size": size, "styles": [str(s) for s in styles], "results": rows}
@@ -102,45 +98,6 @@ def stylise_all(run: Path, photos: np.ndarray, num_styles: int) -> np.ndarray:
     out = [unit_to_uint8(net(images, torch.eye(num_styles)[k].expand(len(photos), -1))).numpy()
            for k in range(num_styles)]
     return np.stack(out, axis=1)
-
-
-def score(results: np.ndarray, photos: np.ndarray, styles: np.ndarray, judge) -> dict[str, float]:
-    """results (photos, styles, S, S, 3) against the photos and the style images.
-
-    The Gram error is taken on the judge's style taps."""
-    from skimage.metrics import structural_similarity
-
-    ssim, colour, texture = [], [], []
-    style_grams = {k: gram(v) for k, v in judge(to_unit(styles)).items()}
-    for p, photo in enumerate(photos):
-        for s, style in enumerate(styles):
-            result = results[p, s]
-            ssim.append(structural_similarity(grey(result), grey(photo), data_range=255.0))
-            colour.append(sliced_wasserstein(result.reshape(-1, 3), style.reshape(-1, 3)))
-            features = judge(to_unit(result[None]))
-            texture.append(np.mean([float(relative_error(gram(features[k]), style_grams[k][s:s + 1]))
-                                    for k in judge.info.style_layers]))
-    return {"content_ssim": float(np.mean(ssim)), "style_colour_levels": float(np.mean(colour)),
-            "style_gram_error": float(np.mean(texture))}
-
-
-def to_unit(images: np.ndarray) -> torch.Tensor:
-    return uint8_to_unit(torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2))
-
-
-def grey(image: np.ndarray) -> np.ndarray:
-    return image.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-def sliced_wasserstein(a: np.ndarray, b: np.ndarray, directions: int = 64, seed: int = 0) -> float:
-    """Mean 1-D Wasserstein distance of two (N, 3) pixel sets along random directions, in grey levels."""
-    rng = np.random.default_rng(seed)
-    axes = rng.normal(size=(directions, 3))
-    axes /= np.linalg.norm(axes, axis=1, keepdims=True)
-    q = np.linspace(0, 1, 257)
-    pa = np.quantile(a.astype(np.float64) @ axes.T, q, axis=0)
-    pb = np.quantile(b.astype(np.float64) @ axes.T, q, axis=0)
-    return float(np.abs(pa - pb).mean())
 
 
 def write_outputs(out: Path, document: dict[str, Any], photos, styles, panels: list[np.ndarray]) -> None:

@@ -29,6 +29,9 @@ class Family:
     make_spec: Callable[..., ModelSpec]  # (config, checkpoint meta, float_output) -> serving contract
     trainer: str = ""  # module whose COMMAND (training.loop.TrainCommand) is `artforge train NAME`
     client: str = ""  # module whose VERB (options.ClientVerb) is the family's client command
+    # module whose evaluate_model(opts) and markdown_lines(document) are `artforge evaluate` for this family;
+    # without one, evaluate measures the model as a generator (noise and labels in, images out)
+    evaluator: str = ""
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -23,7 +23,27 @@ def test_a_checkpoint_and_its_served_model_measure_the_same(dcgan_run, art32, tr
 def test_the_command_line_and_what_it_refuses(dcgan_run, art32, style_run, tmp_path, capsys):
     assert main(["evaluate", str(dcgan_run), "--data", str(art32), "--count", "16", "--out", str(tmp_path)]) == 0
     assert "| FD | KID |" in capsys.readouterr().out
-    with pytest.raises(ArtforgeError, match="evaluate measures generators"):
-        evaluate(source=str(style_run[0]), data=str(art32), count=16, out=str(tmp_path / "style"))
+    with pytest.raises(ArtforgeError, match="needs --data"):
+        evaluate(source=str(dcgan_run), count=16, out=str(tmp_path / "no-data"))
     with pytest.raises(ArtforgeError, match="too few"):
         evaluate(source=str(dcgan_run), data=str(art32), count=4, out=str(tmp_path / "few"))
+
+
+def test_a_style_model_is_measured_on_held_out_photos_against_its_style_images(style_run, tmp_path, capsys):
+    from artforge.training.synth import paint
+
+    paths = []
+    for name in ("waves", "splatter"):
+        paths.append(tmp_path / f"{name}.png")
+        paint(name, 64, seed=0, index=0).save(paths[-1])
+    document = evaluate(source=str(style_run[0]), data=",".join(map(str, paths)), out=str(tmp_path / "style"))
+    assert list(document["per_style"]) == ["ink", "mosaic"]
+    anchor = document["unchanged_photo"]
+    assert anchor["content_ssim"] == pytest.approx(1.0) and anchor["content_feature_distance"] < 1e-9
+    for row in document["per_style"].values():  # a stylised photo keeps less of the photo than the photo itself
+        assert row["content_ssim"] < 1 and row["content_feature_distance"] > 0
+    assert "| ink |" in (tmp_path / "style" / "evaluate.md").read_text()
+    with pytest.raises(ArtforgeError, match="2 style.s. but 1 style image"):
+        evaluate(source=str(style_run[0]), data=str(paths[0]), out=str(tmp_path / "one"))
+    with pytest.raises(ArtforgeError, match="0 style image"):  # saved without training options: no paths known
+        evaluate(source=str(style_run[0]), out=str(tmp_path / "none"))

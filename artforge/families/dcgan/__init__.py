@@ -52,7 +52,9 @@ class DCGANSpec(ModelSpec):
                                "of the training data's subfolders (metadata 'styles' names them)",
                                min_value=0, max_value=config.num_classes - 1)),
             outputs=tuple(outputs),
-            metadata={"styles": list(classes or range(config.num_classes)), "image_size": size},
+            # class_input: which input holds the class, so `artforge evaluate --critic` can check it came out
+            metadata={"styles": list(classes or range(config.num_classes)), "class_input": "style",
+                      "image_size": size},
             normalization=UINT8_NHWC,
         )
         self.config = config
