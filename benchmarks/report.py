@@ -90,14 +90,7 @@ def markdown(document: dict[str, Any]) -> str:
             cells = [f"{row[f'{r}_b{b}']['fps']:.1f}" for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
             lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
     if document.get("variants"):
-        lines += ["", "## Precision variants (ONNX Runtime, batch 1, in-process)", "",
-                  "| variant | p50 ms | mean abs diff vs fp32 (grey levels) | max |", "|---|---|---|---|"]
-        for v in document["variants"]:
-            if "error" in v:
-                lines.append(f"| {v['variant']} | failed: {v['error']} | | |")
-            else:
-                lines.append(f"| {v['variant']} | {v['latency_ms']['p50']:.2f} | {v['mean_abs_diff_levels']:.2f} | "
-                             f"{v['max_abs_diff_levels']:.0f} |")
+        lines += variant_lines(document["variants"])
     lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in document["ratios"].items():
         meaning, better, target = ratio_info(name)
@@ -105,6 +98,28 @@ def markdown(document: dict[str, Any]) -> str:
         bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
         lines.append(f"| {meaning} | {value:.3f} | {bound} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def variant_lines(variants: list[dict[str, Any]]) -> list[str]:
+    """Latency next to quality cost: grey levels for every model, FD/KID against fp32 for generators."""
+    lines = ["", "## Precision variants (ONNX Runtime, batch 1, in-process)", "",
+             "| variant | p50 ms | mean abs diff vs fp32 (grey levels) | max | FD vs fp32 (floor) | KID vs fp32 (floor) |",
+             "|---|---|---|---|---|---|"]
+    for v in variants:
+        if "error" in v:
+            lines.append(f"| {v['variant']} | failed: {v['error']} | | | | |")
+            continue
+        d = v.get("distribution") or {}
+        fd = f"{d['fd_vs_fp32']:.1f} ({d['fd_floor']:.1f})" if d else ""
+        kid = f"{d['kid_vs_fp32']:.2f} ({d['kid_floor']:.2f})" if d else ""
+        lines.append(f"| {v['variant']} | {v['latency_ms']['p50']:.2f} | {v['mean_abs_diff_levels']:.2f} | "
+                     f"{v['max_abs_diff_levels']:.0f} | {fd} | {kid} |")
+    distribution = next((v["distribution"] for v in variants if v.get("distribution")), None)
+    if distribution:
+        lines += ["", f"FD/KID: {distribution['images']} images of the variant against fp32's for the same requests, "
+                      f"in {distribution['feature_space']} (not Inception); the floor is fp32 against fp32 for "
+                      "other requests, what sampling alone gives."]
+    return lines
 
 
 def plot(document: dict[str, Any], path: Path) -> None:

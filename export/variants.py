@@ -1,7 +1,8 @@
 """Reduced-precision variants of an exported model for ONNX Runtime on the CPU, and what they cost.
 
 int8: static QDQ quantisation (onnxruntime.quantization) calibrated on the spec's representative
-inputs (real photos for image models); its quality cost is measured on held-out ones.
+inputs (real photos for image models); its quality cost is measured on held-out ones, in grey levels,
+and for generators also as FD/KID of its images against fp32's (artforge.evaluation).
 bf16 is not offered: ONNX Runtime's CPU provider has no bf16 convolution kernels.
 """
 from __future__ import annotations
@@ -56,7 +57,43 @@ def measure_variant(name: str, path: Path, reference_path: Path, spec, seconds: 
             "max_abs_diff_levels": float(np.max(diffs))}
 
 
-def measure_variants(onnx_path: Path, spec, work: Path, seconds: float, threads: int) -> list[dict[str, Any]]:
+def generator_requests(spec, count: int, seed: int, batch: int = 32) -> list[dict[str, np.ndarray]] | None:
+    """Requests drawn from a generator's contract as `artforge evaluate` draws them; None if not a generator."""
+    from artforge.errors import ArtforgeError
+    from artforge.evaluation.evaluate import contract_inputs, image_output
+
+    try:
+        image_output(spec.outputs)
+        return [contract_inputs(spec.inputs, spec.input_limits(), min(batch, count - start), seed + k)
+                for k, start in enumerate(range(0, count, batch))]
+    except ArtforgeError:
+        return None
+
+
+def distribution_cost(path: Path, reference_path: Path, spec, threads: int, count: int) -> dict[str, Any]:
+    """FD/KID of a variant's images against fp32's for the same requests, next to the floor: fp32 against
+    fp32 for other requests (what sampling alone gives). Generators only; {} for other models."""
+    from artforge.evaluation.evaluate import image_output
+    from artforge.evaluation.features import FEATURE_SPACE_SHORT
+    from artforge.evaluation.metrics import measure_quality
+
+    requests, others = generator_requests(spec, count, 4000), generator_requests(spec, count, 8000)
+    if requests is None:
+        return {}
+    name = image_output(spec.outputs)
+    session, reference = onnx_session(path, threads), onnx_session(reference_path, threads)
+
+    def images(s, rs):
+        return np.concatenate([s.run([name], r)[0] for r in rs])
+
+    fp32 = images(reference, requests)
+    cost, floor = measure_quality(fp32, images(session, requests)), measure_quality(fp32, images(reference, others))
+    return {"feature_space": FEATURE_SPACE_SHORT, "images": count, "fd_vs_fp32": cost.fd, "kid_vs_fp32": cost.kid,
+            "fd_floor": floor.fd, "kid_floor": floor.kid}
+
+
+def measure_variants(onnx_path: Path, spec, work: Path, seconds: float, threads: int,
+                     quality_images: int = 256) -> list[dict[str, Any]]:
     rows = [measure_variant("fp32", onnx_path, onnx_path, spec, seconds, threads)]
     try:
         int8 = quantize_int8(onnx_path, spec, work / "model.int8.onnx")
@@ -64,4 +101,6 @@ def measure_variants(onnx_path: Path, spec, work: Path, seconds: float, threads:
     except Exception as e:  # quantisation support varies by operator; report, do not fail the benchmark
         log.warning("int8 quantisation failed: %s", str(e).splitlines()[0])
         rows.append({"variant": "int8", "error": str(e).splitlines()[0]})
+        return rows
+    rows[-1]["distribution"] = distribution_cost(int8, onnx_path, spec, threads, quality_images)
     return rows

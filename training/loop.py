@@ -68,6 +68,10 @@ class FamilyTrainer(abc.ABC):
     def write_samples(self, path: Path) -> None:
         """What the model makes now, at `path` plus the family's suffix (.png for pictures, .txt, .mid)."""
 
+    def quality_images(self, count: int, seed: int) -> tuple[Any, Any] | None:
+        """(generated, real) uint8 (N, H, W, 3) images for --eval-every; None: the family makes no images."""
+        return None
+
     def checkpoint_facts(self) -> dict[str, Any]:
         """Extra metadata for checkpoint.json (class names, data set, seed, ...)."""
         return {}
@@ -128,21 +132,28 @@ def run_training(trainer: FamilyTrainer, opts: Any, ctx: Distributed) -> Path | 
     if ctx.is_main:
         write_run_options(run, opts)
     history = RunLog(run / "log.jsonl", resume_step=step) if ctx.is_main else None
+    quality = QualityLog(trainer, opts, run) if ctx.is_main and getattr(opts, "eval_every", 0) else None
+    if quality and step == 0:
+        history.write({"step": 0, **quality.measure(0)})  # the untrained network: where the curve starts
     bar = tqdm(total=opts.steps, initial=step, desc=trainer.family, unit="step", mininterval=0.5,
                disable=not (opts.progress and ctx.is_main))
     last = find_latest_checkpoint(run)
+    if opts.steps == 0 and ctx.is_main:  # --steps 0: the untrained network, a baseline to measure against
+        last = write_outputs(trainer, opts, run, 0)
     tick = time.perf_counter()
     while step < opts.steps:
         losses = trainer.train_step(step)
         step += 1
         now = time.perf_counter()
         record = {"step": step, **losses, f"{trainer.unit}s_per_s": trainer.batch_size / max(now - tick, 1e-9)}
-        tick = now
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in list(losses.items())[:3]}, refresh=False)  # drawn at mininterval
+        if quality and (step % opts.eval_every == 0 or step == opts.steps):
+            record.update(quality.measure(step))
         if ctx.is_main:
             history.write(record)
             last = write_outputs(trainer, opts, run, step) or last
+        tick = time.perf_counter()  # throughput counts training, not the samples and checkpoints written
     bar.close()
     return last
 
@@ -163,3 +174,52 @@ def write_outputs(trainer: FamilyTrainer, opts: Any, run: Path, step: int) -> Pa
     return save_checkpoint(run, family=trainer.family, config=trainer.config, step=step,
                            weights=trainer.inference_weights(), training_state=trainer.training_state(step),
                            extra=trainer.checkpoint_facts(), keep=opts.keep)
+
+
+class QualityLog:
+    """--eval-every: FD, KID, precision and recall of the family's images against its real ones, logged
+    in log.jsonl with the step and drawn as RUN/quality.png. Real features are computed once."""
+
+    def __init__(self, trainer: FamilyTrainer, opts: Any, run: Path):
+        from artforge.evaluation.features import ArtFeatures
+
+        if opts.eval_every < 1 or opts.eval_count < 8:
+            raise ArtforgeError(f"--eval-every {opts.eval_every} must be at least 1 and --eval-count "
+                                f"{opts.eval_count} at least 8")
+        if trainer.quality_images(8, opts.seed) is None:
+            raise ArtforgeError(f"--eval-every: the {trainer.family} family makes no images to measure")
+        self.trainer, self.opts, self.run = trainer, opts, run
+        self.extractor = ArtFeatures()
+        self.real = None
+
+    def measure(self, step: int) -> dict[str, float]:
+        from artforge.evaluation.metrics import image_features, measure_features
+
+        trainer = self.trainer
+        trainer.before_outputs()  # e.g. the EMA generator's batch-norm statistics, as samples see them
+        generated, real = trainer.quality_images(self.opts.eval_count, self.opts.seed)
+        if self.real is None:
+            self.real = image_features(real, self.extractor)
+        quality = measure_features(self.real, image_features(generated, self.extractor))
+        values = {"fd": quality.fd, "kid": quality.kid, "kid_std": quality.kid_std, "precision": quality.precision,
+                  "recall": quality.recall}
+        self.draw(step, values)
+        return values
+
+    def draw(self, step: int, values: dict[str, float]) -> None:
+        from artforge.evaluation.features import FEATURE_SPACE_SHORT
+        from artforge.evaluation.plots import curves_png
+
+        records = [r for r in read_log(self.run / "log.jsonl") if "fd" in r and r["step"] < step]
+        records.append({"step": step, **values})
+        curves_png([r["step"] for r in records], {"FD": [r["fd"] for r in records], "KID": [r["kid"] for r in records]},
+                   self.run / "quality.png", f"{self.trainer.family}: {self.opts.eval_count} images vs real, "
+                                             f"{FEATURE_SPACE_SHORT} (not Inception FID)")
+
+
+def read_log(path: Path) -> list[dict]:
+    from artforge.training.common import parse_record
+
+    if not path.exists():
+        return []
+    return [r for line in path.read_text(errors="replace").splitlines() if (r := parse_record(line))]

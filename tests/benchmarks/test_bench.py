@@ -171,3 +171,21 @@ def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
     assert rows[0]["mean_abs_diff_levels"] == 0
     assert "error" not in rows[1], rows[1]
     assert 0 < rows[1]["mean_abs_diff_levels"] < 64 and rows[1]["latency_ms"]["p50"] > 0
+    assert rows[1]["distribution"] == {}  # style transfer is not a generator: no FD/KID against fp32
+
+
+def test_a_generators_int8_variant_also_reports_fd_and_kid_against_fp32(dcgan_run, tmp_path):
+    from artforge.benchmarks.report import variant_lines
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.export.variants import measure_variants
+    from artforge.families import load_network, spec_for
+
+    result = export_checkpoint(dcgan_run, tmp_path / "repo", max_batch=8)
+    spec = spec_for(load_network(dcgan_run)[1])
+    rows = measure_variants(result.version_dir / "model.onnx", spec, tmp_path, seconds=0.1, threads=0,
+                            quality_images=24)
+    cost = rows[1]["distribution"]
+    assert cost["images"] == 24 and cost["fd_vs_fp32"] >= 0 and cost["fd_floor"] > 0
+    assert "EfficientNet-Lite0" in cost["feature_space"]
+    text = "\n".join(variant_lines(rows))
+    assert f"{cost['fd_vs_fp32']:.1f} ({cost['fd_floor']:.1f})" in text and "not Inception" in text

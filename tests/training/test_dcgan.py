@@ -104,3 +104,20 @@ def test_two_process_torchrun_trains_and_only_rank_zero_writes(art32, tmp_path):
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_00000003"]
     assert len((run / "log.jsonl").read_text().splitlines()) == 3  # one writer, not two
     assert all(torch.isfinite(t).all() for t in load_checkpoint(run).weights.values())
+
+
+def test_eval_every_logs_fd_and_kid_from_the_untrained_start_and_draws_the_curve(art32, tmp_path):
+    run = tmp_path / "run"
+    train_dcgan(data=str(art32), out=str(run), steps=3, seed=0, eval_every=2, eval_count=12, **TINY_DCGAN)
+    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    measured = [l for l in lines if "fd" in l]
+    assert [l["step"] for l in measured] == [0, 2, 3]  # the untrained start, every 2 steps, the end
+    assert all(l["fd"] > 0 and l["kid_std"] >= 0 and 0 <= l["precision"] <= 1 for l in measured)
+    assert "loss_d" in measured[1] and (run / "quality.png").stat().st_size > 1000
+    with pytest.raises(ArtforgeError, match="--eval-count 4 at least 8"):
+        train_dcgan(data=str(art32), out=str(tmp_path / "few"), steps=1, eval_every=1, eval_count=4, **TINY_DCGAN)
+
+
+def test_zero_steps_writes_the_untrained_generator_as_a_baseline(art32, tmp_path):
+    last = train_dcgan(data=str(art32), out=str(tmp_path / "run"), steps=0, seed=0, **TINY_DCGAN)
+    assert last.name == "step_00000000" and load_checkpoint(last).step == 0

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,7 +29,7 @@ from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
+RESUMABLE_CHANGES = {"steps", "eval_every", "eval_count", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
                      "resume", "data", "out"}
 
 
@@ -54,6 +55,9 @@ class DCGANTrainOptions:
     fit: str = option("crop", help="how an image becomes a square sample: crop (centre) or pad (the whole "
                                    "picture, letterboxed on --background)", choices=["crop", "pad"])
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
+    eval_every: int = option(0, help="every N steps (and at 0 and the end), measure FD/KID/precision/recall "
+                                     "of --eval-count images against the data into log.jsonl and quality.png")
+    eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
     sample_every: int = option(250, help="write a sample grid every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
     keep: int = option(3, help="checkpoints to keep")
@@ -130,6 +134,20 @@ class DCGANTrainer(FamilyTrainer):
 
     def inference_weights(self) -> dict[str, torch.Tensor]:
         return self.G_ema.state_dict()
+
+    @torch.no_grad()
+    def quality_images(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """EMA generator images for uniformly drawn styles (as `artforge evaluate` asks), and real ones."""
+        from artforge.families.dcgan import generation_inputs
+
+        rng = np.random.default_rng(seed)
+        inputs = generation_inputs(self.config.z_dim, rng.integers(0, self.config.num_classes, count), seed)
+        device = self.ctx.device
+        z, labels = torch.from_numpy(inputs["z"]).to(device), torch.from_numpy(inputs["style"][:, 0]).to(device)
+        generated = torch.cat([unit_to_uint8(self.G_ema.eval()(z[i:i + 256], labels[i:i + 256])).cpu()
+                               for i in range(0, count, 256)])
+        real = self.data.images[torch.from_numpy(rng.permutation(len(self.data))[:count])]
+        return generated.numpy(), real.permute(0, 2, 3, 1).numpy()
 
     def checkpoint_facts(self) -> dict[str, Any]:
         return {"classes": self.data.classes, "dataset": self.data.describe(), "seed": self.opts.seed,
