@@ -33,6 +33,8 @@ class EvaluateOptions:
     batch: int = option(32, help="images per request")
     critic: str = option("", help="a critic trained on the real data (run or checkpoint folder, or with --url a "
                                   "served critic's name): per-class accuracy of the generated images")
+    run: str = option("", help="with --url: the run or checkpoint the served model came from, for families "
+                               "whose held-out set is defined by their run (restoration)")
     out: str = option("evaluation", help="folder for evaluate.json and evaluate.md")
 
 
@@ -201,10 +203,12 @@ def critic_markdown(critic: dict[str, Any] | None) -> list[str]:
     if not critic:
         return []
     lines = [f"Per-class accuracy judged by the critic {critic['critic']} (its own accuracy on the real images "
-             "is the ceiling):", "", "| class | generated | real |", "|---|---|---|"]
+             "is the ceiling):", "", "| class | generated | most often mistaken for | real |", "|---|---|---|---|"]
     for name, row in critic["per_class"].items():
-        lines.append(f"| {name} | {percent(row['generated'])} | {percent(row['real'])} |")
-    lines += [f"| **all** | **{percent(critic['generated_accuracy'])}** | **{percent(critic['real_accuracy'])}** |", ""]
+        judged = f"{row['mistaken_for'][0]} ({row['mistaken_for'][1]:.0%})" if row.get("mistaken_for") else "-"
+        lines.append(f"| {name} | {percent(row['generated'])} | {judged} | {percent(row['real'])} |")
+    lines += [f"| **all** | **{percent(critic['generated_accuracy'])}** | | **{percent(critic['real_accuracy'])}** |",
+              ""]
     return lines
 
 
