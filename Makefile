@@ -26,7 +26,7 @@ gpu-env:
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH) --index-url $(TORCH_CUDA_INDEX)
 	$(PY) -m pip uninstall --quiet -y onnxruntime || true
-	$(PY) -m pip install --quiet -e '.[gpu,serve]' pytest --extra-index-url https://pypi.nvidia.com
+	$(PY) -m pip install --quiet -e '.[gpu,serve,classical]' pytest --extra-index-url https://pypi.nvidia.com
 	$(PY) -c "import torch, tensorrt, onnxruntime as o; assert torch.cuda.is_available(), 'PyTorch sees no GPU'; \
 		print('GPU', torch.cuda.get_device_name(), '| torch', torch.__version__, '| TensorRT', tensorrt.__version__, \
 		'| ONNX Runtime providers', o.get_available_providers())"

@@ -29,6 +29,8 @@ def class_accuracy(critic: str, url: str, generated, real: np.ndarray, real_labe
     real_true = np.array(real_names)[real_labels]
     per_class = {name: {"generated": share(judged[generated_names == name] == name) if name in labels else None,
                         "generated_count": int((generated_names == name).sum()),
+                        "mistaken_for": most_common(judged[(generated_names == name) & (judged != name)],
+                                                    int((generated_names == name).sum())),
                         "real": share(real_judged[real_true == name] == name) if name in labels else None}
                  for name in generated.class_names}
     known = np.isin(generated_names, labels)
@@ -36,6 +38,14 @@ def class_accuracy(critic: str, url: str, generated, real: np.ndarray, real_labe
             "generated_accuracy": share(judged[known] == generated_names[known]),
             "real_accuracy": share(real_judged[np.isin(real_true, labels)] == real_true[np.isin(real_true, labels)]),
             "unknown_classes": sorted(set(generated.class_names) - set(labels))}
+
+
+def most_common(judgements: np.ndarray, total: int) -> list[str | float] | None:
+    """[label, share of all `total` images] of the wrong label the critic gave most often."""
+    if not len(judgements):
+        return None
+    names, counts = np.unique(judgements, return_counts=True)
+    return [str(names[counts.argmax()]), float(counts.max() / total)]
 
 
 def share(hits: np.ndarray) -> float | None:

@@ -64,10 +64,10 @@ def frechet_distance(real: torch.Tensor, fake: torch.Tensor) -> float:
     return float(metric.compute())
 
 
-def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50) -> tuple[float, float]:
+def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50, seed: int = 0) -> tuple[float, float]:
     """Unbiased KID (polynomial kernel) and its standard deviation over random subsets of half the
     smaller side (up to 1000, as the KID paper's subsets): with all samples in every subset the spread
-    would be zero and say nothing."""
+    would be zero and say nothing. The subsets are seeded: the same images give the same figure."""
     from torchmetrics.image.kid import KernelInceptionDistance
 
     size = max(2, min(len(real) // 2, len(fake) // 2, 1000))
@@ -76,7 +76,9 @@ def kernel_distance(real: torch.Tensor, fake: torch.Tensor, subsets: int = 50) -
         metric = KernelInceptionDistance(feature=GivenFeatures(real.shape[1]), subsets=subsets, subset_size=size)
     metric.update(real, real=True)
     metric.update(fake, real=False)
-    mean, std = metric.compute()
+    with torch.random.fork_rng():  # its subsets come from the global generator: seed them, leave it as it was
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
     return float(mean), float(std)
 
 

@@ -234,6 +234,9 @@ def compile_engine(trt, onnx_path: Path, onnx_bytes: bytes, spec: ModelSpec, req
         # --backend-config=tensorrt,version-compatible=true) can load it
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     set_precision(config, request.precision, spec, request.profiles[0], trt_profiles[0], trt)
+    kept = keep_normalization_in_fp32(network, config, request.precision, trt)
+    if kept:
+        log.info("%d normalization layer(s) kept in fp32 in the %s engine", kept, request.precision)
     timing = load_timing_cache(config, trt, timing_cache_path(cache_dir, request))
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -274,6 +277,28 @@ def set_precision(config, precision: str, spec: ModelSpec, shapes: Profile, prof
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_calibration_profile(profile)
         config.int8_calibrator = make_calibrator(spec, shapes, trt)
+
+
+def keep_normalization_in_fp32(network, config, precision: str, trt) -> int:
+    """Instance (and layer) normalization computed in fp16 overflows on large activations (the sum of
+    squares passes 65,504) and gives black or wrong images: in reduced-precision engines every
+    normalization layer computes and outputs fp32, as a constraint the builder must obey. The count."""
+    if precision == "fp32":
+        return 0
+    kept = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type != trt.LayerType.NORMALIZATION:
+            continue
+        layer.__class__ = trt.INormalizationLayer  # the bindings hand out ILayer; this exposes compute_precision
+        layer.compute_precision = trt.float32
+        layer.precision = trt.float32
+        for output in range(layer.num_outputs):
+            layer.set_output_type(output, trt.float32)
+        kept += 1
+    if kept:
+        config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    return kept
 
 
 def calibration_batches(spec: ModelSpec, shapes: Profile, batches: int = 8):

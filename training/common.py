@@ -20,6 +20,10 @@ from artforge.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 OPTIONS_FILE = "train_options.json"
+# options a resumed run may change in every family (its length, cadence, machine and output); a
+# family adds its own (e.g. where its data now lives), every other option must match the run's
+RUN_CONTROL_CHANGES = frozenset({"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic",
+                                 "progress", "resume", "out"})
 
 
 @dataclass

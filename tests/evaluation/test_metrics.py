@@ -24,6 +24,9 @@ def test_kernel_distance_is_unbiased_near_zero_for_one_distribution_and_positive
     assert abs(same) < 3 * std + 1e-3
     shifted, _ = kernel_distance(real, gaussian(600, 1.0, 1.0, seed=6))
     assert shifted > 10 * max(abs(same), 1e-4)
+    state = torch.get_rng_state()
+    assert kernel_distance(real, gaussian(600, 1.0, 1.0, seed=6)) == (shifted, _)  # seeded subsets: repeatable
+    assert torch.equal(torch.get_rng_state(), state)  # and the caller's generator untouched
 
 
 def test_precision_and_recall_tell_a_collapsed_generator_from_a_wrong_one():

@@ -13,7 +13,7 @@ import types
 __version__ = "10.5.0.18"
 calls: list[tuple] = []
 outcomes = {"parse": True, "build": b"engine-bytes", "engine": True, "context": True, "timing_refused": set(),
-            "input_shape": True, "memory": [1 << 20]}
+            "input_shape": True, "memory": [1 << 20], "layers": ["CONVOLUTION"]}
 
 
 def reset(version: str = "10.5.0.18") -> None:
@@ -21,7 +21,7 @@ def reset(version: str = "10.5.0.18") -> None:
     __version__ = version
     calls.clear()
     outcomes.update(parse=True, build=b"engine-bytes", engine=True, context=True, timing_refused=set(),
-                    input_shape=True, memory=[1 << 20])
+                    input_shape=True, memory=[1 << 20], layers=["CONVOLUTION"])
 
 
 class Logger:
@@ -31,7 +31,36 @@ class Logger:
         self.severity = severity
 
 
-BuilderFlag = types.SimpleNamespace(FP16="FP16", BF16="BF16", INT8="INT8", VERSION_COMPATIBLE="VERSION_COMPATIBLE")
+BuilderFlag = types.SimpleNamespace(FP16="FP16", BF16="BF16", INT8="INT8", VERSION_COMPATIBLE="VERSION_COMPATIBLE",
+                                    OBEY_PRECISION_CONSTRAINTS="OBEY_PRECISION_CONSTRAINTS")
+LayerType = types.SimpleNamespace(CONVOLUTION="CONVOLUTION", NORMALIZATION="NORMALIZATION", ACTIVATION="ACTIVATION")
+float32 = "float32"
+
+
+class ILayer:
+    """A layer of the fake network; `outcomes['layers']` lists the network's layer types."""
+
+    def __init__(self, kind: str):
+        self.type, self.num_outputs, self.precision, self.output_types = kind, 1, None, {}
+
+    def set_output_type(self, index, dtype):
+        self.output_types[index] = dtype
+
+
+class INormalizationLayer(ILayer):
+    compute_precision = None
+
+
+class NetworkDefinition:
+    def __init__(self):
+        self.layers = [ILayer(kind) for kind in outcomes["layers"]]
+
+    @property
+    def num_layers(self):
+        return len(self.layers)
+
+    def get_layer(self, index):
+        return self.layers[index]
 MemoryPoolType = types.SimpleNamespace(WORKSPACE="WORKSPACE")
 ExecutionContextAllocationStrategy = types.SimpleNamespace(STATIC="STATIC", ON_PROFILE_CHANGE="ON_PROFILE_CHANGE")
 
@@ -91,7 +120,9 @@ class Builder:
 
     def create_network(self, flags):
         calls.append(("create_network", flags))
-        return object()
+        network = NetworkDefinition()
+        calls.append(("network", network))
+        return network
 
     def create_builder_config(self):
         return BuilderConfig()

@@ -108,6 +108,26 @@ def test_every_precision_builds_with_tensorrt_10_calls(fake_trt, tmp_path, preci
         assert not calibration and config.int8_calibrator is None
 
 
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
+def test_reduced_precision_engines_keep_instance_norm_in_fp32(fake_trt, tmp_path, precision):
+    fake_trt.outcomes["layers"] = ["CONVOLUTION", "NORMALIZATION", "ACTIVATION", "NORMALIZATION"]
+    request = engine_request(b"onnx", engine_profiles(STYLE, size_classes(STYLE, 8)), precision, "10.5.0.18",
+                             "NVIDIA H200", 2.0)
+    compile_engine(fake_trt, tmp_path / "model.onnx", b"onnx", STYLE, request, tmp_path)
+    network = next(c[1] for c in fake_trt.calls if c[0] == "network")
+    config = next(c[1] for c in fake_trt.calls if c[0] == "build_serialized_network")
+    norms = [layer for layer in network.layers if layer.type == "NORMALIZATION"]
+    others = [layer for layer in network.layers if layer.type != "NORMALIZATION"]
+    assert all(layer.precision is None and not layer.output_types for layer in others)
+    if precision == "fp32":  # nothing to keep out of a reduced precision
+        assert all(layer.precision is None for layer in norms) and "OBEY_PRECISION_CONSTRAINTS" not in config.flags
+        return
+    for layer in norms:
+        assert isinstance(layer, fake_trt.INormalizationLayer)
+        assert layer.compute_precision == layer.precision == "float32" and layer.output_types == {0: "float32"}
+    assert "OBEY_PRECISION_CONSTRAINTS" in config.flags
+
+
 def test_calibration_batches_have_exactly_the_kopt_shapes():
     for spec in (SPEC, STYLE):
         profile = engine_profiles(spec, size_classes(spec, 64))[0]

@@ -95,6 +95,9 @@ def test_evaluate_scores_the_model_against_the_classical_baselines(restore_run, 
     assert document["psnr_masked_margin_db"] == pytest.approx(scores["this model"]["psnr_masked"] -
                                                               scores[best]["psnr_masked"])
     assert "| OpenCV Telea |" in (tmp_path / "eval" / "evaluate.md").read_text()
+    from artforge.imaging import read_image
+
+    assert read_image(tmp_path / "eval" / "restore_panel.png").shape[0] > 6 * 32 * 4  # 6 rows of 32 px, upscaled
 
 
 def test_export_serve_and_restore_over_grpc(restore_run, tmp_path, capsys):

@@ -30,13 +30,12 @@ from artforge.families.critic.network import BLOCKS, CriticConfig, CriticNet, fi
 from artforge.files import atomic_write_text
 from artforge.imaging import parse_colour
 from artforge.options import option
-from artforge.training.common import Distributed, resolve_options, step_generator
+from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.dataset import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
-                     "resume", "data", "out"}
+RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data"}
 OOD_QUANTILE = 0.95  # held-out art scoring above the threshold: 5% by construction
 OOD_FIT_PER_LABEL = 400  # training images per label the OOD statistics are fitted on
 

@@ -23,14 +23,14 @@ from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
 from artforge.options import option
-from artforge.training.common import Distributed, ema_decay_at, resolve_options, step_generator, update_ema
+from artforge.training.common import (RUN_CONTROL_CHANGES, Distributed, ema_decay_at, resolve_options, step_generator,
+                                      update_ema)
 from artforge.training.dataset import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
-RESUMABLE_CHANGES = {"steps", "eval_every", "eval_count", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
-                     "resume", "data", "out"}
+RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data", "eval_every", "eval_count"}
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from artforge.families.image_to_image import PatchDiscriminator, UNetGenerator
@@ -26,21 +27,47 @@ class RestoreConfig:
             raise ValueError(f"restore width must be 4..128, got {self.width}")
 
 
+def pull_push_fill(image: torch.Tensor, known: torch.Tensor, levels: int) -> torch.Tensor:
+    """Fill unknown pixels with a smooth guess from the known ones (pull-push, Gortler et al. 1996):
+    average known pixels into a pyramid of `levels` halvings, then fill each level's holes from the
+    coarser one. image (B, C, H, W), known (B, 1, H, W) in {0, 1}; H and W multiples of 2**levels.
+    Fixed arithmetic, no weights: it exports to ONNX like any layer."""
+    images, weights = [image * known], [known]
+    for _ in range(levels):
+        images.append(F.avg_pool2d(images[-1], 2))
+        weights.append(F.avg_pool2d(weights[-1], 2))
+    filled = images[-1] / weights[-1].clamp_min(1e-6)  # where a whole coarse cell is unknown: 0, mid grey
+    for total, weight in zip(reversed(images[:-1]), reversed(weights[:-1])):
+        coarse = F.interpolate(filled, scale_factor=2.0, mode="bilinear", align_corners=False)
+        mean = total / weight.clamp_min(1e-6)
+        filled = torch.where(weight > 0, mean, coarse)
+    return torch.where(known > 0, image, filled)
+
+
 class RestoreNet(nn.Module):
     """(damaged image (B, 3, H, W) in [-1, 1], mask (B, 1, H, W) in {0, 1}) -> restored image in [-1, 1].
 
     The mask says where paint is missing or scratched; an all-zero mask means "unknown", and the
     network then finds local damage itself. Global damage (fading, cast, noise, JPEG) is never
-    masked: the whole image is re-made, not only the masked pixels.
+    masked: the whole image is re-made, not only the masked pixels. Masked pixels are first filled
+    from their surroundings (pull_push_fill), and the U-Net corrects that guess (its output is the
+    filled image plus a learnt correction): it starts where classical inpainting ends.
     """
 
     def __init__(self, config: RestoreConfig):
         super().__init__()
         self.config = config
-        self.unet = UNetGenerator(4, 3, config.width, config.depth)
+        self.unet = UNetGenerator(4, 3, config.width, config.depth, residual=True)
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return self.unet(torch.cat([image, mask * 2 - 1], dim=1))
+        height, width = image.shape[-2:]
+        multiple = 2 ** self.config.depth
+        pad = (0, (-width) % multiple, 0, (-height) % multiple)
+        # one pad for both (two pads of equal size but for channels tripped ONNX Runtime's buffer reuse)
+        both = F.pad(torch.cat([image, mask], dim=1), pad, mode="replicate")
+        image, mask = both[:, :3], both[:, 3:]
+        filled = pull_push_fill(image, 1 - mask, self.config.depth)
+        return self.unet(torch.cat([filled, mask * 2 - 1], dim=1))[:, :, :height, :width]
 
 
 def restore_discriminator(config: RestoreConfig) -> PatchDiscriminator:

@@ -2,9 +2,12 @@
 and by classical inpainting (OpenCV Telea and Navier-Stokes, scikit-image biharmonic), scored with
 artforge.evaluation.restoration over the whole image and the masked region; the damaged input is
 the anchor. Classical methods fill masked pixels only, so global damage (fading, noise) stays.
+OUT/restore_panel.png shows the first held-out images: rows clean, damaged, this model, then each
+classical method.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -23,12 +26,21 @@ def evaluate_model(opts) -> dict[str, Any]:
     results = {"damaged input (anchor)": damaged, "this model": restore(damaged, masks),
                **classical_baselines(damaged, masks)}
     rows = {name: restoration_scores(images, clean, masks, judge) for name, images in results.items()}
+    write_panel(Path(opts.out) / "restore_panel.png", clean, results)
     classical = {k: v for k, v in rows.items() if k not in ("damaged input (anchor)", "this model")}
     best = max(classical, key=lambda k: classical[k]["psnr_masked"])
     return {"source": source, "kind": "restoration", "images": len(clean), "size": int(clean.shape[1]),
             "masked_share": float(masks.mean()), "scores": rows, "best_classical": best,
             "psnr_masked_margin_db": rows["this model"]["psnr_masked"] - rows[best]["psnr_masked"],
             "options": vars(opts).copy()}
+
+
+def write_panel(path: Path, clean: np.ndarray, results: dict[str, np.ndarray], columns: int = 8) -> None:
+    """Rows: clean, damaged, this model, each classical method; the first `columns` held-out images."""
+    from artforge.imaging import make_grid, save_png
+
+    rows = [clean[:columns], *(images[:columns] for images in results.values())]
+    save_png(make_grid(np.concatenate(rows), columns), path, upscale=max(1, 128 // clean.shape[1]))
 
 
 def restoration_model(opts) -> tuple[Callable, tuple[np.ndarray, np.ndarray, np.ndarray], dict]:

@@ -27,12 +27,11 @@ from artforge.families.restore.damage import damage_batch
 from artforge.families.restore.network import RestoreConfig, RestoreNet, restore_discriminator
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.options import option
-from artforge.training.common import Distributed, resolve_options, step_generator
+from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
-                     "resume", "data", "out"}
+RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data"}
 BUILTIN = "builtin"
 HELD_OUT_IMAGES = 64
 
@@ -72,8 +71,8 @@ class RestoreTrainOptions:
 def train_restore(**kwargs: Any) -> Path:
     """Train (or with resume=True continue) a restoration network; returns the last checkpoint's path."""
     opts = resolve_options(kwargs, RestoreTrainOptions, RESUMABLE_CHANGES)
-    if opts.size < 16 or opts.size % 2 ** opts.depth:
-        raise ArtforgeError(f"--size {opts.size} must be at least 16 and a multiple of 2**depth = {2 ** opts.depth}")
+    if opts.size < 32 or opts.size % 2 ** opts.depth:  # 32: the PatchGAN's last normalised map must be wider than 1
+        raise ArtforgeError(f"--size {opts.size} must be at least 32 and a multiple of 2**depth = {2 ** opts.depth}")
     return train(RestoreTrainer, opts)
 
 

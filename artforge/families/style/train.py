@@ -25,14 +25,13 @@ from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_
 from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 from artforge.options import option
 from artforge.photos import builtin_photos, centre_crop
-from artforge.training.common import Distributed, resolve_options, step_generator
+from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
 
 log = logging.getLogger(__name__)
-RESUMABLE_CHANGES = {"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic", "progress",
-                     "resume", "content", "out"}
+RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"content"}
 PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
