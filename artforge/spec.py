@@ -32,6 +32,8 @@ class ModelSpec(abc.ABC):
     unit: str = "image"
     # set for models served as a loop: the network above is one decoding step, clients see the stream
     stream: TokenStream | None = None
+    # the export's parity gate on float outputs, |difference| / max(1, |value|), unless --tolerance says
+    parity_tolerance: float = 1e-4
 
     @abc.abstractmethod
     def serving_network(self, network: nn.Module) -> nn.Module:

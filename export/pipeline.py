@@ -87,7 +87,8 @@ class ExportOptions:
                                                       "runtimes load (serve with --backend-config=tensorrt,"
                                                       "version-compatible=true; see docs/gpu.md)")
     float_output: bool = option(False, help="also output the float image (NCHW, [-1, 1]) for parity testing")
-    tolerance: float = option(1e-4, help="max error of float outputs vs PyTorch: |difference| / max(1, |value|)")
+    tolerance: float | None = option(None, help="max error of float outputs vs PyTorch, |difference| / max(1, |value|) "
+                                               "(default: the family's, 1e-4 for most)")
     instances: int = option(1, help="model instances Triton runs")
     max_queue_delay_us: int = option(100, help="how long the dynamic batcher may hold a request to form a "
                                                "fuller batch")
@@ -131,7 +132,8 @@ def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, op
     """model.onnx (parity-checked), model.plan when asked (checked against ONNX Runtime), export.json."""
     onnx_path = work / "model.onnx"
     report = export_onnx(network, spec, onnx_path, onnx_metadata(ckpt, name, spec))
-    parity = check_parity(network, spec, onnx_path, opts.max_batch, opts.tolerance)
+    tolerance = spec.parity_tolerance if opts.tolerance is None else opts.tolerance
+    parity = check_parity(network, spec, onnx_path, opts.max_batch, tolerance)
     files = {"model.onnx": onnx_path}
     result = ExportResult(name, 0, Path(), report, parity)
     if classes:

@@ -62,6 +62,9 @@ class CriticSpec(ModelSpec):
             metadata={"labels": labels, "min_size": MIN_SIDE, "input_size": config.input_size,
                       "ood_threshold": meta.get("ood_threshold"), "held_out": meta.get("held_out")},
             normalization={"input": "uint8 NHWC RGB", "inside": "resized, ImageNet mean/std"},
+            # 16 blocks deep in float32, PyTorch and ONNX Runtime sum in different orders: a trained
+            # critic's embedding differed by 2.8e-4 (relative) at batch 3, beyond the default 1e-4
+            parity_tolerance=1e-3,
         )
         self.config = config
 
