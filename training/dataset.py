@@ -119,6 +119,21 @@ def load_image_folder(root: Path, size: int, progress: bool = True, fit: str = "
     return ImageFolder(Path(root), batch, torch.tensor(labels, dtype=torch.int64), classes, skipped, fit)
 
 
+def split_image_folder(root: Path, size: int, share: float, seed: int, max_held_out: int, progress: bool = True,
+                       fit: str = "crop", background: tuple[int, int, int] = WHITE) -> tuple[torch.Tensor, np.ndarray, dict]:
+    """A folder's images split for training and measurement: (training (N, 3, S, S) uint8, held out
+    (M, S, S, 3) uint8, a description). `share` of the images (at most `max_held_out`, at least one) are
+    held out, the same ones for a seed; labels are ignored."""
+    folder = load_image_folder(Path(root), size, progress=progress, fit=fit, background=background)
+    order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(seed + 7))
+    count = min(max_held_out, max(1, round(share * len(folder))))
+    if len(folder) - count < 1:
+        raise DataError(f"{root} has {len(folder)} image(s); training and a held-out set need at least 2")
+    held, train_part = order[:count].sort().values, order[count:].sort().values
+    return (folder.images[train_part].contiguous(), folder.images[held].permute(0, 2, 3, 1).numpy(),
+            folder.describe() | {"held_out_images": count})
+
+
 # ---- paired data: (input, target) images of the same scene, optionally with a mask ----
 @dataclass
 class PairedImages:

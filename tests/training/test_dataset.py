@@ -137,3 +137,18 @@ def test_paired_folder_without_masks_and_bad_folders_are_clear(tmp_path):
         load_paired_folder(tmp_path / "data", size=16)
     with pytest.raises(DataError, match="does not exist"):
         load_paired_folder(tmp_path / "nowhere", size=16)
+
+
+def test_a_folder_split_holds_out_the_same_share_for_a_seed(art32, tmp_path):
+    from artforge.errors import DataError
+    from artforge.training.dataset import split_image_folder
+
+    train, held, facts = split_image_folder(art32, 32, share=0.1, seed=4, max_held_out=64, progress=False)
+    again = split_image_folder(art32, 32, share=0.1, seed=4, max_held_out=64, progress=False)[1]
+    assert train.shape == (27, 3, 32, 32) and held.shape == (3, 32, 32, 3) and facts["held_out_images"] == 3
+    assert np.array_equal(held, again)
+    assert split_image_folder(art32, 32, share=0.5, seed=4, max_held_out=2, progress=False)[1].shape[0] == 2
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a.png").write_bytes((art32 / "grid" / "00000.png").read_bytes())
+    with pytest.raises(DataError, match="has 1 image.s.; training and a held-out set need at least 2"):
+        split_image_folder(tmp_path / "one", 32, share=0.1, seed=0, max_held_out=64, progress=False)

@@ -95,17 +95,10 @@ def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tenso
         held = photo_crops(HELD_OUT_IMAGES, opts.size, opts.size, opts.seed + 1, held_out=True)
         return pool.contiguous(), held, {"source": "scikit-image photos", "training_photos": list(TRAINING_PHOTOS),
                                          "held_out_photos": list(HELD_OUT_PHOTOS), "pool": opts.pool}
-    from artforge.training.dataset import load_image_folder
+    from artforge.training.dataset import split_image_folder
 
-    folder = load_image_folder(Path(opts.data), opts.size, progress=progress, fit=opts.fit,
-                               background=parse_colour(opts.background))
-    order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(opts.seed + 7))
-    count = min(HELD_OUT_IMAGES, max(1, round(opts.held_out * len(folder))))
-    if len(folder) - count < 1:
-        raise ArtforgeError(f"--data {opts.data} has {len(folder)} image(s); restoration needs at least 2")
-    held, train_part = order[:count].sort().values, order[count:].sort().values
-    return (folder.images[train_part].contiguous(), folder.images[held].permute(0, 2, 3, 1).numpy(),
-            folder.describe() | {"held_out_images": count})
+    return split_image_folder(Path(opts.data), opts.size, opts.held_out, opts.seed, HELD_OUT_IMAGES, progress,
+                              opts.fit, parse_colour(opts.background))
 
 
 def held_out_set(clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -97,17 +97,10 @@ def domain_images(domain: str, opts: TranslateTrainOptions, salt: int, progress:
         return train_part, photo_crops(HELD_OUT_IMAGES, size, size, seed + 1, held_out=True), {"source": "photos"}
     if domain.startswith(PROCEDURAL):
         return procedural_domain(domain[len(PROCEDURAL):], opts.pool, size, seed)
-    from artforge.training.dataset import load_image_folder
+    from artforge.training.dataset import split_image_folder
 
-    folder = load_image_folder(Path(domain), size, progress=progress, fit=opts.fit,
-                               background=parse_colour(opts.background))
-    order = torch.randperm(len(folder), generator=torch.Generator().manual_seed(seed + 7))
-    count = min(HELD_OUT_IMAGES, max(1, round(opts.held_out * len(folder))))
-    if len(folder) - count < 1:
-        raise ArtforgeError(f"domain {domain} has {len(folder)} image(s); a domain needs at least 2")
-    held, train_part = order[:count].sort().values, order[count:].sort().values
-    return (folder.images[train_part].contiguous(), folder.images[held].permute(0, 2, 3, 1).numpy(),
-            folder.describe() | {"held_out_images": count})
+    return split_image_folder(Path(domain), size, opts.held_out, seed, HELD_OUT_IMAGES, progress, opts.fit,
+                              parse_colour(opts.background))
 
 
 def procedural_domain(style: str, count: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray, dict]:
