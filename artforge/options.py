@@ -38,10 +38,27 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
+@dataclasses.dataclass(kw_only=True)
+class RunControl:
+    """Options every training run has, whatever its family (a family's options dataclass inherits them;
+    its own cadence, sample_every and checkpoint_every, it declares itself)."""
+
+    keep: int = option(3, help="checkpoints to keep")
+    device: str = option("auto", help="auto, cpu or cuda")
+    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run (a "
+                                            "resumed run then no longer matches an uninterrupted one exactly)",
+                                 flag="--fast-kernels")
+    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
+    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
+
+
+RUN_CONTROL_FIELDS = frozenset(f.name for f in dataclasses.fields(RunControl))
+
+
 def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
-    """One flag per field of `options_cls` that is meant for the command line."""
+    """One flag per field of `options_cls` that is meant for the command line (RunControl's last)."""
     hints = typing.get_type_hints(options_cls)
-    for f in dataclasses.fields(options_cls):
+    for f in sorted(dataclasses.fields(options_cls), key=lambda f: f.name in RUN_CONTROL_FIELDS):
         meta = f.metadata
         if not meta.get("cli", True):
             continue

@@ -82,7 +82,7 @@ def test_a_dead_server_is_a_clear_error_after_the_retry_budget():
     started = time.monotonic()
     with pytest.raises(ArtforgeError, match="unavailable after 3 tries"):
         client.models()
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # the retries back off in milliseconds; 30 s only catches a hang
 
 
 @pytest.mark.parametrize("command", [["generate", "--count", "4", "--out", "grid.png"],

@@ -29,7 +29,7 @@ from artforge.families.critic import scaled_ood_score
 from artforge.families.critic.network import BLOCKS, CriticConfig, CriticNet, fit_ood_statistics
 from artforge.files import atomic_write_text
 from artforge.imaging import parse_colour
-from artforge.options import option
+from artforge.options import RunControl, option
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.dataset import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
@@ -41,7 +41,7 @@ OOD_FIT_PER_LABEL = 400  # training images per label the OOD statistics are fitt
 
 
 @dataclass
-class CriticTrainOptions:
+class CriticTrainOptions(RunControl):
     """Everything that defines a critic run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, measurements and logs", required=True)
@@ -68,12 +68,6 @@ class CriticTrainOptions:
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
     sample_every: int = option(200, help="measure on the held-out images and draw the confusion matrix every N steps")
     checkpoint_every: int = option(200, help="write a checkpoint every N steps")
-    keep: int = option(3, help="checkpoints to keep")
-    device: str = option("auto", help="auto, cpu or cuda")
-    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run",
-                                 flag="--fast-kernels")
-    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
-    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 def train_critic(**kwargs: Any) -> Path:

@@ -22,7 +22,7 @@ from artforge.errors import ArtforgeError
 from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
-from artforge.options import option
+from artforge.options import RunControl, option
 from artforge.training.common import (RUN_CONTROL_CHANGES, Distributed, ema_decay_at, resolve_options, step_generator,
                                       update_ema)
 from artforge.training.dataset import ImageFolder, load_image_folder
@@ -34,7 +34,7 @@ RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data", "eval_every", "eval_count"}
 
 
 @dataclass
-class DCGANTrainOptions:
+class DCGANTrainOptions(RunControl):
     """Everything that defines a DCGAN run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
@@ -60,13 +60,6 @@ class DCGANTrainOptions:
     eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
     sample_every: int = option(250, help="write a sample grid every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
-    keep: int = option(3, help="checkpoints to keep")
-    device: str = option("auto", help="auto, cpu or cuda")
-    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run (a "
-                                            "resumed run then no longer matches an uninterrupted one exactly)",
-                                 flag="--fast-kernels")
-    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
-    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 def train_dcgan(**kwargs: Any) -> Path:

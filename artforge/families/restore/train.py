@@ -26,7 +26,7 @@ from artforge.families.restore import NAME as FAMILY
 from artforge.families.restore.damage import damage_batch
 from artforge.families.restore.network import RestoreConfig, RestoreNet, restore_discriminator
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
-from artforge.options import option
+from artforge.options import RunControl, option
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
@@ -37,7 +37,7 @@ HELD_OUT_IMAGES = 64
 
 
 @dataclass
-class RestoreTrainOptions:
+class RestoreTrainOptions(RunControl):
     """Everything that defines a restoration run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
@@ -60,12 +60,6 @@ class RestoreTrainOptions:
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
     sample_every: int = option(500, help="write held-out samples (clean, damaged, restored) every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
-    keep: int = option(3, help="checkpoints to keep")
-    device: str = option("auto", help="auto, cpu or cuda")
-    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run",
-                                 flag="--fast-kernels")
-    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
-    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 def train_restore(**kwargs: Any) -> Path:

@@ -23,7 +23,7 @@ from artforge.errors import ArtforgeError, ImageError
 from artforge.families.style import NAME as FAMILY
 from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.style.network import StyleNetConfig, StyleTransferNet
-from artforge.options import option
+from artforge.options import RunControl, option
 from artforge.photos import builtin_photos, centre_crop
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
@@ -36,7 +36,7 @@ PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
 @dataclass
-class StyleTrainOptions:
+class StyleTrainOptions(RunControl):
     """Everything that defines a style-transfer run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder", required=True)
@@ -62,19 +62,12 @@ class StyleTrainOptions:
                                         "block0,block2,block4,block7,block10,block14; VGG: relu1..relu4)")
     content_layer: str = option("", help="loss-network tap for the content loss (default block2 / relu2)")
     init: str = option("", help="start from this style checkpoint or run (fine-tuning, adding styles)")
-    device: str = option("auto", help="auto, cpu or cuda")
-    deterministic: bool = option(True, help="faster GPU kernels whose results vary slightly from run to run (a "
-                                            "resumed run then no longer matches an uninterrupted one exactly)",
-                                 flag="--fast-kernels")
     bf16: bool = option(False, help="bfloat16 autocast for the style network")
     background: str = option("white", help="colour for transparent areas of style and content images: a name, "
                                            "#rrggbb or r,g,b")
     seed: int = option(0, help="seeds initialisation and batches")
     sample_every: int = option(250, help="write a sample panel every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
-    keep: int = option(3, help="checkpoints to keep")
-    resume: bool = option(False, help="continue from the newest checkpoint in --out", each_call=True)
-    progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
 @dataclass
