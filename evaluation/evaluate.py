@@ -28,7 +28,10 @@ class EvaluateOptions:
                                 "e.g. its training data); style images for a style model (a folder or a,b.png "
                                 "in the model's style order; default: those its run trained on)")
     url: str = option("", help="Triton gRPC address: measure the served model SOURCE instead of a checkpoint")
-    count: int = option(500, help="images to generate (and at most this many real ones)")
+    count: int = option(500, help="images to generate (and at most this many real ones); restoration: held-out "
+                                  "images scored (at most the run's 64)")
+    size: int = option(0, help="restoration: score held-out images of this side instead of the training size "
+                               "(a model trained at 128 px restoring 512 px pictures); 0: the training size")
     seed: int = option(0, help="seeds the generated requests and the choice of real images")
     batch: int = option(32, help="images per request")
     critic: str = option("", help="a critic trained on the real data (run or checkpoint folder, or with --url a "

@@ -1,7 +1,8 @@
 """Building blocks the image-to-image GAN families share (pix2pix, Isola et al. 2017; CycleGAN, Zhu
-et al. 2017): a U-Net generator and the 70x70 PatchGAN discriminator, with instance norm.
+et al. 2017; Pix2PixHD, Wang et al. 2018): U-Net and ResNet generators, the 70x70 PatchGAN and its
+multi-scale form, with instance norm, and the least-squares and feature-matching losses they train with.
 
-Networks only, no training; the restore family (and the translation family after it) import them.
+The restore and translate families import them.
 """
 from __future__ import annotations
 
@@ -88,6 +89,59 @@ class PatchDiscriminator(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Every layer's activations (after each LeakyReLU), the logits last: what feature matching compares."""
+        taps = []
+        for layer in self.net:
+            x = layer(x)
+            if isinstance(layer, nn.LeakyReLU):
+                taps.append(x)
+        return [*taps, x]
+
+
+class MultiScaleDiscriminator(nn.Module):
+    """Pix2PixHD's discriminator: `scales` PatchGANs of one shape, the k-th judging the input
+    downsampled k times (3x3 average, stride 2): the coarse ones see global structure at 512 px and
+    up, the finest one texture. forward -> per scale, that PatchGAN's features (logits last)."""
+
+    def __init__(self, in_channels: int, scales: int = 2, width: int = 64, layers: int = 3):
+        super().__init__()
+        self.scales = nn.ModuleList(PatchDiscriminator(in_channels, width, layers) for _ in range(scales))
+        self._register_load_state_dict_pre_hook(self._accept_single_scale)
+
+    def forward(self, x: torch.Tensor) -> list[list[torch.Tensor]]:
+        outputs = []
+        for i, patch in enumerate(self.scales):
+            if i:
+                x = F.avg_pool2d(x, 3, 2, 1, count_include_pad=False)
+            outputs.append(patch.features(x))
+        return outputs
+
+    @staticmethod
+    def _accept_single_scale(state: dict, prefix: str, *args) -> None:
+        """Training states written before the multi-scale form held one PatchGAN (keys `net.*`):
+        they are scale 0 of a one-scale discriminator, so those runs still resume."""
+        for key in [k for k in state if k.startswith(prefix + "net.")]:
+            state[prefix + "scales.0." + key[len(prefix):]] = state.pop(key)
+
+
+def lsgan_discriminator_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Least squares (Mao et al. 2017), averaged over scales: real patches -> 1, generated -> 0."""
+    terms = [0.5 * ((r[-1].float() - 1) ** 2).mean() + 0.5 * (f[-1].float() ** 2).mean() for r, f in zip(real, fake)]
+    return sum(terms) / len(terms)
+
+
+def lsgan_generator_loss(fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    return sum(((f[-1].float() - 1) ** 2).mean() for f in fake) / len(fake)
+
+
+def feature_matching_loss(real: list[list[torch.Tensor]], fake: list[list[torch.Tensor]]) -> torch.Tensor:
+    """Pix2PixHD's feature-matching loss: L1 between the discriminators' intermediate activations on
+    the real and the generated image, averaged over layers and scales (real activations held fixed).
+    It gives the generator a dense, stable signal where the adversarial term alone is noisy."""
+    terms = [F.l1_loss(f.float(), r.detach().float()) for rs, fs in zip(real, fake) for r, f in zip(rs[:-1], fs[:-1])]
+    return sum(terms) / len(terms)
+
 
 class ResidualBlock(nn.Module):
     """Two reflection-padded 3x3 convolutions with instance norm, added to the input."""
@@ -110,21 +164,36 @@ def conv_norm_relu(c_in: int, c_out: int, kernel: int, stride: int = 1) -> list[
 
 
 class ResnetGenerator(nn.Module):
-    """CycleGAN's generator (Johnson et al.'s layout): 7x7, two stride-2 convolutions, `blocks` residual
-    blocks, two nearest x2 + 3x3 convolutions, 7x7 to the image; any H and W (padded to a multiple of 4
-    by replicating the edge, cropped back)."""
+    """CycleGAN's generator (Johnson et al.'s layout) and Pix2PixHD's global generator (the same with
+    more downsamplings): 7x7, `downsamples` stride-2 convolutions (channels doubling up to
+    `max_width`), `blocks` residual blocks, as many nearest x2 + 3x3 convolutions, 7x7 to the image.
+    Any H and W (padded to a multiple of 2**downsamples by replicating the edge, cropped back).
+    `residual`: the output is the input's first `out_channels` channels plus a learnt correction that
+    starts at zero (clamped to [-1, 1]) instead of a tanh image, as in UNetGenerator.
+    """
 
-    def __init__(self, width: int = 32, blocks: int = 6, channels: int = 3):
+    def __init__(self, width: int = 32, blocks: int = 6, channels: int = 3, downsamples: int = 2,
+                 max_width: int = 256, out_channels: int | None = None, residual: bool = False):
         super().__init__()
-        c = width
+        self.downsamples, self.residual = downsamples, residual
+        self.out_channels = out_channels or channels
+        widths = [min(width * 2 ** i, max_width) for i in range(downsamples + 1)]
+        down = [layer for c_in, c_out in zip(widths, widths[1:]) for layer in conv_norm_relu(c_in, c_out, 3, 2)]
+        up = [layer for c_in, c_out in zip(widths[:0:-1], widths[-2::-1])
+              for layer in (nn.Upsample(scale_factor=2.0, mode="nearest"), *conv_norm_relu(c_in, c_out, 3))]
+        to_image = nn.Conv2d(width, self.out_channels, 7)
+        if residual:
+            nn.init.zeros_(to_image.weight)
+            nn.init.zeros_(to_image.bias)
         self.net = nn.Sequential(
-            *conv_norm_relu(channels, c, 7), *conv_norm_relu(c, 2 * c, 3, 2), *conv_norm_relu(2 * c, 4 * c, 3, 2),
-            *(ResidualBlock(4 * c) for _ in range(blocks)),
-            nn.Upsample(scale_factor=2.0, mode="nearest"), *conv_norm_relu(4 * c, 2 * c, 3),
-            nn.Upsample(scale_factor=2.0, mode="nearest"), *conv_norm_relu(2 * c, c, 3),
-            nn.ReflectionPad2d(3), nn.Conv2d(c, channels, 7), nn.Tanh())
+            *conv_norm_relu(channels, width, 7), *down, *(ResidualBlock(widths[-1]) for _ in range(blocks)), *up,
+            nn.ReflectionPad2d(3), to_image, *([] if residual else [nn.Tanh()]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        x = F.pad(x, (0, (-width) % 4, 0, (-height) % 4), mode="replicate")
-        return self.net(x)[:, :, :height, :width]
+        multiple = 2 ** self.downsamples
+        x = F.pad(x, (0, (-width) % multiple, 0, (-height) % multiple), mode="replicate")
+        out = self.net(x)
+        if self.residual:
+            out = (x[:, :self.out_channels] + out).clamp(-1, 1)
+        return out[:, :, :height, :width]

@@ -98,6 +98,8 @@ def test_evaluate_scores_the_model_against_the_classical_baselines(restore_run, 
     from artforge.imaging import read_image
 
     assert read_image(tmp_path / "eval" / "restore_panel.png").shape[0] > 6 * 32 * 4  # 6 rows of 32 px, upscaled
+    larger = evaluate(source=str(restore_run), out=str(tmp_path / "eval-64"), size=64, count=4)
+    assert larger["size"] == 64 and larger["images"] == 4  # a model trained at 32 px scored on 64 px pictures
 
 
 def test_export_serve_and_restore_over_grpc(restore_run, tmp_path, capsys):
@@ -130,3 +132,96 @@ def test_export_serve_and_restore_over_grpc(restore_run, tmp_path, capsys):
         assert document == 0
         served = json.loads((tmp_path / "served" / "evaluate.json").read_text())
         assert served["source"]["url"] == server.grpc_url and served["images"] == 64
+
+
+def test_multiscale_discriminator_feature_matching_and_old_training_states():
+    from artforge.families.image_to_image import MultiScaleDiscriminator, PatchDiscriminator, feature_matching_loss
+
+    torch.manual_seed(0)
+    two = MultiScaleDiscriminator(7, scales=2)
+    x = torch.rand(1, 7, 64, 64)
+    outputs = two(x)
+    assert len(outputs) == 2 and outputs[0][-1].shape[-1] == 6 and outputs[1][-1].shape[-1] == 2  # 70x70 patches
+    assert len(outputs[0]) == 5  # four activations, then the logits
+    assert feature_matching_loss(outputs, two(x)) == 0
+    assert feature_matching_loss(outputs, two(x.flip(3))) > 0
+    single = PatchDiscriminator(7)  # restore runs before the multi-scale form saved this
+    one = MultiScaleDiscriminator(7, scales=1)
+    one.load_state_dict(single.state_dict())
+    assert torch.equal(one(x)[0][-1], single(x))
+
+
+def test_hd_generator_starts_as_the_fill_and_takes_any_size():
+    from artforge.families.restore.network import RestoreConfig, RestoreNet
+
+    net = RestoreNet(RestoreConfig(width=8, depth=3, arch="hd", blocks=2)).eval()
+    image = torch.rand(2, 3, 37, 50) * 2 - 1
+    mask = torch.zeros(2, 1, 37, 50)
+    mask[:, :, 10:20, 5:30] = 1
+    with torch.no_grad():
+        out = net(image, mask)
+    assert out.shape == image.shape
+    assert torch.equal(out * (1 - mask), image * (1 - mask))  # the correction starts at zero: untouched pixels stay
+    assert out[:, :, 12:18, 8:28].std() < image[:, :, 12:18, 8:28].std()  # the hole holds the smooth pull-push fill
+    with pytest.raises(ValueError, match="arch"):
+        RestoreConfig(arch="vae")
+
+
+def test_hd_spec_refuses_pictures_its_coarsest_norm_cannot_take():
+    from artforge.families.restore import RestoreSpec
+    from artforge.families.restore.network import RestoreConfig, RestoreNet
+
+    hd = RestoreConfig(width=8, depth=4, arch="hd", blocks=1)
+    assert RestoreSpec(hd, {}).dynamic_dims["height"].min == 32  # 32 px: 2x2 after four halvings
+    assert RestoreSpec(RestoreConfig(width=8), {}).dynamic_dims["width"].min == 16
+    net = RestoreNet(hd).eval()
+    with torch.no_grad():
+        assert net(torch.zeros(1, 3, 32, 32), torch.zeros(1, 1, 32, 32)).shape == (1, 3, 32, 32)
+        with pytest.raises(ValueError, match="more than 1 spatial element"):
+            net(torch.zeros(1, 3, 16, 16), torch.zeros(1, 1, 16, 16))  # what the limit keeps from the server
+
+
+def test_hd_size_must_leave_the_coarsest_discriminator_32_px(tmp_path):
+    from artforge.errors import ArtforgeError
+    from artforge.families.restore.train import train_restore
+
+    with pytest.raises(ArtforgeError, match="at least 64"):
+        train_restore(out=str(tmp_path / "run"), steps=1, arch="hd", **{**TINY_RESTORE, "size": 32})
+
+
+def test_hd_run_trains_with_feature_matching_and_restores_a_large_picture_over_grpc(tmp_path, capsys):
+    """Pix2PixHD's recipe end to end: multi-scale discriminators, feature matching and the perceptual
+    loss logged; exported with parity; a 600x520 picture restored through Triton as PyTorch does."""
+    from artforge.checkpoint import load_checkpoint
+    from artforge.cli import main
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.families import build_from_checkpoint
+    from artforge.families.restore.train import train_restore
+    from artforge.imaging import read_image, save_png, uint8_to_unit, unit_to_uint8
+    from artforge.serving.server import Server
+
+    run = tmp_path / "hd"
+    train_restore(out=str(run), steps=2, arch="hd", perceptual=1.0, blocks=2,
+                  **{**TINY_RESTORE, "size": 64})
+    records = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert {"loss_fm", "loss_perceptual", "loss_gan", "loss_l1"} <= set(records[-1])
+    checkpoint = load_checkpoint(run)
+    assert checkpoint.meta["config"]["arch"] == "hd"
+    assert json.loads((run / "train_options.json").read_text())["scales"] == 2  # the arch's defaults saved
+    result = export_checkpoint(run, tmp_path / "repo", max_batch=2)
+    assert all(r.ok for r in result.parity)
+    picture = np.random.default_rng(1).integers(0, 256, (520, 600, 3), np.uint8)
+    mask = np.zeros((520, 600), np.uint8)
+    mask[100:300, 200:260] = 1
+    save_png(picture, tmp_path / "big.png")
+    save_png(np.repeat(mask[..., None] * 255, 3, 2), tmp_path / "big-mask.png")
+    network = build_from_checkpoint(checkpoint).eval()
+    with torch.no_grad():
+        expected = unit_to_uint8(network(uint8_to_unit(torch.from_numpy(picture).permute(2, 0, 1)[None]),
+                                         torch.from_numpy(mask)[None, None].float()))[0].numpy()
+    with Server(tmp_path / "repo", grpc_port=0, http_port=0, metrics_port=0) as server:
+        assert main(["restore", "--input", str(tmp_path / "big.png"), "--mask", str(tmp_path / "big-mask.png"),
+                     "--out", str(tmp_path / "fixed.png"), "--url", server.grpc_url]) == 0
+    fixed = read_image(tmp_path / "fixed.png")
+    assert fixed.shape == picture.shape
+    assert np.abs(fixed.astype(int) - expected).max() <= 1

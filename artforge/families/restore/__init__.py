@@ -37,10 +37,17 @@ class RestoreServing(nn.Module):
         return unit_to_uint8(restored)
 
 
+def smallest_side(config: RestoreConfig) -> int:
+    """The hd generator normalises its coarsest maps (2**depth smaller than the padded picture), and
+    instance norm needs more than one pixel there; the U-Net's innermost level has no norm."""
+    return MIN_SIDE if config.arch == "unet" else max(MIN_SIDE, 2 ** (config.depth + 1))
+
+
 class RestoreSpec(ModelSpec):
     """A damaged picture of any size and its mask in, the restored picture out."""
 
     def __init__(self, config: RestoreConfig, meta: dict, float_output: bool = False):
+        min_side = smallest_side(config)
         outputs = [TensorSpec("restored", "uint8", ("height", "width", 3), "restored image, RGB, 0-255, NHWC")]
         if float_output:
             outputs.append(TensorSpec("restored_float", "float32", (3, "height", "width"), "same in [-1, 1], NCHW"))
@@ -51,8 +58,8 @@ class RestoreSpec(ModelSpec):
                                "1 where paint is missing or scratched, else 0; all 0 = unknown (the model looks)",
                                min_value=0, max_value=1)),
             outputs=tuple(outputs),
-            dynamic_dims={"height": DynamicDim(MIN_SIDE, 256, MAX_SIDE), "width": DynamicDim(MIN_SIDE, 256, MAX_SIDE)},
-            metadata={"min_size": MIN_SIDE, "trained_size": meta.get("training", {}).get("size"),
+            dynamic_dims={"height": DynamicDim(min_side, 256, MAX_SIDE), "width": DynamicDim(min_side, 256, MAX_SIDE)},
+            metadata={"min_size": min_side, "trained_size": meta.get("training", {}).get("size"),
                       "held_out": meta.get("held_out")},
             normalization=UINT8_NHWC,
         )

@@ -56,8 +56,11 @@ def restoration_model(opts) -> tuple[Callable, tuple[np.ndarray, np.ndarray, np.
     training = dict(checkpoint.meta.get("training", {}))
     if opts.data:
         training["data"] = opts.data
+    if opts.size:  # only the held-out images are wanted: a one-crop training pool
+        training.update(size=opts.size, pool=1)
     options = RestoreTrainOptions(**{k: v for k, v in training.items() if k in RestoreTrainOptions.__dataclass_fields__})
     _, clean, _ = clean_images(options, progress=False)
+    clean = clean[:opts.count]
     damaged, masks = held_out_set(clean, options.seed)
     if opts.url:
         return served_restorer(opts), (clean, damaged, masks), {"model": opts.source, "url": opts.url,

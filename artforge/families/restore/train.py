@@ -1,7 +1,10 @@
-"""Restoration training (pix2pix): L1 to the clean image plus a conditional PatchGAN (least squares).
+"""Restoration training (pix2pix): L1 to the clean image plus a conditional PatchGAN (least squares);
+with arch="hd", Pix2PixHD's recipe: its global generator, PatchGANs at several scales and their
+feature-matching loss. An optional perceptual loss compares loss-network features (the style family's).
 
     train_restore(out="runs/restore", size=64, steps=3000)          # crops of the scikit-image photos
     train_restore(data="paintings/", out="runs/restore", size=128)  # any folder of clean images
+    train_restore(out="runs/restore-hd", arch="hd", size=128)       # for 512 px and larger pictures
 
 Damage is synthesised on the fly from the clean images (damage.py), seeded by (seed, step, item), so
 a resumed run sees the same batches. A fixed held-out set (never trained on) is damaged once by
@@ -23,8 +26,9 @@ from torch import nn
 
 from artforge.errors import ArtforgeError
 from artforge.families.restore import NAME as FAMILY
+from artforge.families.image_to_image import feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss
 from artforge.families.restore.damage import damage_batch
-from artforge.families.restore.network import RestoreConfig, RestoreNet, restore_discriminator
+from artforge.families.restore.network import ARCHITECTURES, RestoreConfig, RestoreNet, restore_discriminator
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.options import RunControl, option
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
@@ -50,8 +54,18 @@ class RestoreTrainOptions(RunControl):
     l1_weight: float = option(100.0, help="weight of the L1 distance to the clean image (the GAN loss has 1)")
     unknown_mask: float = option(0.25, help="share of training items whose mask is hidden (all 0), so the model "
                                             "also restores when the user has no mask")
-    width: int = option(32, help="U-Net width (channels of its first level)")
-    depth: int = option(5, help="U-Net levels (stride-2 each)")
+    arch: str = option("unet", help="generator: unet (pix2pix's U-Net) or hd (Pix2PixHD's global generator, with "
+                                    "multi-scale PatchGANs and feature matching: for 512 px and up)",
+                       choices=list(ARCHITECTURES))
+    width: int = option(32, help="generator width (channels of its first level)")
+    depth: int | None = option(None, help="generator stride-2 levels (default 5 for unet, 4 for hd)")
+    blocks: int = option(9, help="hd: residual blocks at the coarsest level")
+    scales: int | None = option(None, help="discriminator scales, each half the previous size (default 1 for unet, "
+                                           "2 for hd); --size must be at least 32 * 2**(scales-1)")
+    feature_matching: float | None = option(None, help="weight of the discriminator feature-matching loss "
+                                                       "(default 0 for unet, 10 for hd)")
+    perceptual: float = option(0.0, help="weight of the loss-network feature distance to the clean image "
+                                         "(EfficientNet-Lite0 from its wheel, the style family's layers); 0: off")
     pool: int = option(2000, help="with --data builtin: how many crops of the training photos to draw from")
     held_out: float = option(0.1, help="with a folder: share of its images held out, never trained on")
     seed: int = option(0, help="seeds the split, initialisation, batches and damage")
@@ -64,10 +78,21 @@ class RestoreTrainOptions(RunControl):
 
 def train_restore(**kwargs: Any) -> Path:
     """Train (or with resume=True continue) a restoration network; returns the last checkpoint's path."""
-    opts = resolve_options(kwargs, RestoreTrainOptions, RESUMABLE_CHANGES)
-    if opts.size < 32 or opts.size % 2 ** opts.depth:  # 32: the PatchGAN's last normalised map must be wider than 1
-        raise ArtforgeError(f"--size {opts.size} must be at least 32 and a multiple of 2**depth = {2 ** opts.depth}")
+    opts = with_arch_defaults(resolve_options(kwargs, RestoreTrainOptions, RESUMABLE_CHANGES))
+    smallest = 32 * 2 ** (opts.scales - 1)  # 32: the coarsest PatchGAN's last normalised map must be wider than 1
+    if opts.size < smallest or opts.size % 2 ** opts.depth:
+        raise ArtforgeError(f"--size {opts.size} must be at least {smallest} (32 px at the coarsest of "
+                            f"{opts.scales} discriminator scales) and a multiple of 2**depth = {2 ** opts.depth}")
     return train(RestoreTrainer, opts)
+
+
+def with_arch_defaults(opts: RestoreTrainOptions) -> RestoreTrainOptions:
+    """Fill the options whose default depends on --arch (saved filled in, so a resume keeps them)."""
+    hd = opts.arch == "hd"
+    return dataclasses.replace(
+        opts, depth=opts.depth if opts.depth is not None else 4 if hd else 5,
+        scales=opts.scales if opts.scales is not None else 2 if hd else 1,
+        feature_matching=opts.feature_matching if opts.feature_matching is not None else 10.0 if hd else 0.0)
 
 
 COMMAND = TrainCommand(
@@ -77,6 +102,7 @@ COMMAND = TrainCommand(
                 "(held-out: clean, damaged, restored), log.jsonl, checkpoints/step_N/ with held-out PSNR.",
     examples="  artforge train restore --out runs/restore --steps 3000            # scikit-image photos, 64 px\n"
              "  artforge train restore --data paintings/ --out runs/restore --size 128\n"
+             "  artforge train restore --arch hd --out runs/restore-hd --size 128   # Pix2PixHD, for 512 px+\n"
              "  artforge evaluate runs/restore --out eval/   # against OpenCV and scikit-image inpainting")
 
 
@@ -95,6 +121,25 @@ def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tenso
                               opts.fit, parse_colour(opts.background))
 
 
+def perceptual_network(weight: float, device: torch.device) -> nn.Module | None:
+    if not weight:
+        return None
+    from artforge.training.loss_network import load_loss_network
+
+    return load_loss_network(None).to(device)
+
+
+def perceptual_loss(taps: nn.Module, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """Scale-free feature distance (relative_error) averaged over the loss network's style layers."""
+    from artforge.training.loss_network import relative_error
+
+    with torch.no_grad():
+        target = taps(clean)
+    mine = taps(restored)
+    layers = taps.info.style_layers
+    return sum(relative_error(mine[name], target[name]).mean() for name in layers) / len(layers)
+
+
 def held_out_set(clean: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """The fixed damaged held-out images and masks: the same for a seed in every run and in evaluate."""
     return damage_batch(clean, [(seed, 99991, i) for i in range(len(clean))])
@@ -110,10 +155,11 @@ class RestoreTrainer(FamilyTrainer):
         self.pool, held_clean, self.data_facts = clean_images(opts, opts.progress and ctx.is_main)
         self.held_clean = held_clean
         self.held_damaged, self.held_masks = held_out_set(held_clean, opts.seed)
-        super().__init__(RestoreConfig(opts.width, opts.depth), opts.batch_size)
+        super().__init__(RestoreConfig(opts.width, opts.depth, opts.arch, opts.blocks), opts.batch_size)
         self.opts, self.ctx = opts, ctx
         torch.manual_seed(opts.seed)
-        self.G, self.D = RestoreNet(self.config).to(ctx.device), restore_discriminator(self.config).to(ctx.device)
+        self.G, self.D = RestoreNet(self.config).to(ctx.device), restore_discriminator(opts.scales).to(ctx.device)
+        self.loss_network = perceptual_network(opts.perceptual, ctx.device)
         self.opt_G = torch.optim.Adam(self.G.parameters(), opts.lr, (0.5, 0.999))
         self.opt_D = torch.optim.Adam(self.D.parameters(), opts.lr, (0.5, 0.999))
         self.G_train, self.D_train = ctx.wrap(self.G), ctx.wrap(self.D)
@@ -130,19 +176,25 @@ class RestoreTrainer(FamilyTrainer):
             restored = self.G_train(damaged, mask)
         condition = torch.cat([damaged, mask], dim=1)
         self.opt_D.zero_grad(set_to_none=True)
-        with autocast():  # least-squares GAN: real patches -> 1, restored ones -> 0
-            d_real = self.D_train(torch.cat([condition, clean], 1)).float()
-            d_fake = self.D_train(torch.cat([condition, restored.detach()], 1)).float()
-        loss_d = 0.5 * ((d_real - 1) ** 2).mean() + 0.5 * (d_fake ** 2).mean()
+        with autocast():
+            d_real = self.D_train(torch.cat([condition, clean], 1))
+            d_fake = self.D_train(torch.cat([condition, restored.detach()], 1))
+        loss_d = lsgan_discriminator_loss(d_real, d_fake)
         loss_d.backward()
         self.opt_D.step()
         self.opt_G.zero_grad(set_to_none=True)
         with autocast():
-            d_gen = self.D_train(torch.cat([condition, restored], 1)).float()
-        loss_gan, loss_l1 = ((d_gen - 1) ** 2).mean(), F.l1_loss(restored.float(), clean)
-        (loss_gan + self.opts.l1_weight * loss_l1).backward()
+            d_gen = self.D_train(torch.cat([condition, restored], 1))
+        losses = {"loss_gan": lsgan_generator_loss(d_gen), "loss_l1": F.l1_loss(restored.float(), clean)}
+        weights = {"loss_gan": 1.0, "loss_l1": self.opts.l1_weight}
+        if self.opts.feature_matching:
+            losses["loss_fm"], weights["loss_fm"] = feature_matching_loss(d_real, d_gen), self.opts.feature_matching
+        if self.loss_network is not None:
+            losses["loss_perceptual"] = perceptual_loss(self.loss_network, restored.float(), clean)
+            weights["loss_perceptual"] = self.opts.perceptual
+        sum(weights[name] * loss for name, loss in losses.items()).backward()
         self.opt_G.step()
-        return {"loss_d": loss_d.item(), "loss_gan": loss_gan.item(), "loss_l1": loss_l1.item()}
+        return {"loss_d": loss_d.item(), **{name: loss.item() for name, loss in losses.items()}}
 
     def batch_for_step(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """This process's share of step `step`: damaged (B, 3, S, S) in [-1, 1], mask (B, 1, S, S), clean."""
