@@ -474,8 +474,10 @@ def add_family_verbs(commands) -> None:
 
     from artforge.families import families
 
+    added = set()
     for family in families():
-        if family.client:
+        if family.client and family.client not in added:  # generator families share `artforge generate`
+            added.add(family.client)
             verb = importlib.import_module(family.client).VERB
             p = commands.add_parser(verb.name, formatter_class=HelpFormatter, help=verb.help,
                                     description=verb.description, epilog="examples:\n" + verb.examples)

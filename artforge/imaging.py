@@ -170,3 +170,16 @@ def save_png(image: np.ndarray, path: Path, upscale: int = 1) -> None:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+def save_gif(frames: np.ndarray, path: Path, fps: float = 12.0, upscale: int = 1) -> None:
+    """Write (N, H, W, 3) uint8 frames as a looping animated GIF, atomically (one palette per frame)."""
+    import io
+
+    pictures = [Image.fromarray(frame) for frame in frames]
+    if upscale > 1:
+        pictures = [p.resize((p.width * upscale, p.height * upscale), Image.NEAREST) for p in pictures]
+    buffer = io.BytesIO()
+    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], loop=0,
+                     duration=max(20, round(1000 / fps)))
+    atomic_write_bytes(Path(path), buffer.getvalue())

@@ -56,9 +56,11 @@ RUN_CONTROL_FIELDS = frozenset(f.name for f in dataclasses.fields(RunControl))
 
 
 def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
-    """One flag per field of `options_cls` that is meant for the command line (RunControl's last)."""
+    """One flag per field of `options_cls` that is meant for the command line: its own fields, then those it
+    inherits, RunControl's last."""
     hints = typing.get_type_hints(options_cls)
-    for f in sorted(dataclasses.fields(options_cls), key=lambda f: f.name in RUN_CONTROL_FIELDS):
+    own = set(vars(options_cls).get("__annotations__", {}))  # the family's own options first, shared ones after
+    for f in sorted(dataclasses.fields(options_cls), key=lambda f: 2 if f.name in RUN_CONTROL_FIELDS else f.name not in own):
         meta = f.metadata
         if not meta.get("cli", True):
             continue

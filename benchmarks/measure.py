@@ -31,14 +31,24 @@ def time_calls(fn: Callable[[], object], warmup: int, min_calls: int, min_second
     return times
 
 
-@torch.no_grad()
 def count_flops(network: torch.nn.Module, args: tuple) -> int:
-    """Floating-point operations of one forward pass (multiply-add = 2), by PyTorch's counter."""
+    """Floating-point operations of one forward pass (multiply-add = 2), by PyTorch's counter.
+
+    Gradients are kept off by freezing the parameters for the count, not by torch.no_grad: the
+    counter's module tracker fails under no_grad on some graphs (StyleGAN2's synthesis layers).
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
+    trainable = [p for p in network.parameters() if p.requires_grad]
     counter = FlopCounterMode(display=False)
-    with counter:
-        network(*args)
+    try:
+        for p in trainable:
+            p.requires_grad_(False)
+        with counter:
+            network(*args)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
     return int(counter.get_total_flops())
 
 

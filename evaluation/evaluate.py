@@ -41,23 +41,6 @@ class EvaluateOptions:
     out: str = option("evaluation", help="folder for evaluate.json and evaluate.md")
 
 
-def contract_inputs(inputs: tuple[TensorSpec, ...], limits: dict[str, Any], batch: int,
-                    seed: int) -> dict[str, np.ndarray]:
-    """A generator's request from its contract: float inputs standard normal, integers uniform in limits."""
-    rng, request = np.random.default_rng(seed), {}
-    for t in inputs:
-        if any(isinstance(d, str) for d in t.shape) or t.dtype == "uint8":
-            raise ArtforgeError(f"evaluate measures generators (noise and labels in, an image out); input "
-                                f"'{t.name}' ({t.dtype}, {t.shape}) is not one of those")
-        shape = (batch, *t.shape)
-        if np.dtype(t.dtype).kind == "f":
-            request[t.name] = rng.standard_normal(shape).astype(t.dtype)
-        else:
-            low, high = limits.get(t.name, {}).get("min", 0), limits.get(t.name, {}).get("max", 0)
-            request[t.name] = rng.integers(low, high + 1, shape).astype(t.dtype)
-    return request
-
-
 def image_output(outputs: tuple[TensorSpec, ...]) -> str:
     for t in outputs:
         if t.dtype == "uint8" and len(t.shape) == 3 and t.shape[-1] == 3:
@@ -75,12 +58,16 @@ class Generated:
     source: dict[str, Any]
 
 
-def generate(inputs: tuple[TensorSpec, ...], limits: dict, run: Callable[[dict], np.ndarray], count: int,
-             batch: int, seed: int, class_input: str | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """(count, H, W, 3) uint8 and the requested classes, in batches: request k is seeded seed + k."""
-    requests = [contract_inputs(inputs, limits, min(batch, count - start), seed + k)
+def generate(inputs: tuple[TensorSpec, ...], metadata: dict, limits: dict, run: Callable[[dict], np.ndarray],
+             count: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(count, H, W, 3) uint8 and the requested classes, in batches: request k is seeded seed + k
+    (classes drawn uniformly, controls at their defaults)."""
+    from artforge.generation import generation_request
+
+    requests = [generation_request(inputs, metadata, limits, min(batch, count - start), seed + k)
                 for k, start in enumerate(range(0, count, batch))]
     images = np.concatenate([run(request) for request in requests])
+    class_input = metadata.get("class_input")
     classes = np.concatenate([r[class_input].reshape(-1) for r in requests]) if class_input else None
     return images, classes
 
@@ -92,10 +79,10 @@ def generated_images(opts: EvaluateOptions) -> Generated:
 
         with Client(opts.url) as client:
             info = client.model(opts.source)
-            name, class_input = image_output(info.outputs), info.metadata.get("class_input")
-            images, classes = generate(info.inputs, info.limits, lambda r: client.infer(opts.source, r, [name])[name],
-                                       opts.count, min(opts.batch, info.max_batch or opts.batch), opts.seed,
-                                       class_input)
+            name = image_output(info.outputs)
+            images, classes = generate(info.inputs, info.metadata, info.limits,
+                                       lambda r: client.infer(opts.source, r, [name])[name],
+                                       opts.count, min(opts.batch, info.max_batch or opts.batch), opts.seed)
         return Generated(images, classes, class_names(info.metadata),
                          {"model": opts.source, "url": opts.url, "family": info.family})
     import torch
@@ -111,8 +98,8 @@ def generated_images(opts: EvaluateOptions) -> Generated:
             out = serving(*(torch.from_numpy(request[t.name]) for t in spec.inputs))
         return (out if isinstance(out, tuple) else (out,))[index].numpy()
 
-    images, classes = generate(spec.inputs, spec.input_limits(), run, opts.count, opts.batch, opts.seed,
-                               spec.metadata.get("class_input"))
+    images, classes = generate(spec.inputs, spec.metadata, spec.input_limits(), run, opts.count, opts.batch,
+                               opts.seed)
     return Generated(images, classes, class_names(spec.metadata),
                      {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "family": checkpoint.family})
 

@@ -60,11 +60,12 @@ def measure_variant(name: str, path: Path, reference_path: Path, spec, seconds: 
 def generator_requests(spec, count: int, seed: int, batch: int = 32) -> list[dict[str, np.ndarray]] | None:
     """Requests drawn from a generator's contract as `artforge evaluate` draws them; None if not a generator."""
     from artforge.errors import ArtforgeError
-    from artforge.evaluation.evaluate import contract_inputs, image_output
+    from artforge.evaluation.evaluate import image_output
+    from artforge.generation import generation_request
 
     try:
         image_output(spec.outputs)
-        return [contract_inputs(spec.inputs, spec.input_limits(), min(batch, count - start), seed + k)
+        return [generation_request(spec.inputs, spec.metadata, spec.input_limits(), min(batch, count - start), seed + k)
                 for k, start in enumerate(range(0, count, batch))]
     except ArtforgeError:
         return None

@@ -60,6 +60,30 @@ class Distributed:
         ids = [self.device.index] if self.device.type == "cuda" else None
         return DistributedDataParallel(module, device_ids=ids, **ddp_options)
 
+    def average_gradients(self, module: nn.Module) -> None:
+        """Average `module`'s gradients over the processes by hand, for training steps DDP cannot wrap
+        (a gradient penalty takes the gradient of a gradient, which DDP's hooks do not support)."""
+        if not self.enabled:
+            return
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        flat /= self.world_size
+        offset = 0
+        for g in grads:
+            g.copy_(flat[offset:offset + g.numel()].view_as(g))
+            offset += g.numel()
+
+    def check_in_step(self, module: nn.Module, what: str) -> None:
+        """Fail if the processes' copies of `module` differ (their gradients were not averaged alike)."""
+        if not self.enabled:
+            return
+        mine = torch.stack([p.detach().double().sum() for p in module.parameters()])
+        everyone = [torch.empty_like(mine) for _ in range(self.world_size)]
+        dist.all_gather(everyone, mine)
+        if any(not torch.equal(everyone[0], other) for other in everyone[1:]):
+            raise ArtforgeError(f"the {self.world_size} training processes hold different {what} weights")
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":

@@ -12,7 +12,7 @@ import pytest
 
 from artforge.errors import ArtforgeError
 from artforge.serving.client import AsyncClient, Client
-from artforge.families.dcgan.generate import generate_local, generate_remote
+from artforge.generate import generate, local_generator, remote_generator
 from artforge.serving.server import Server, free_port
 
 pytestmark = pytest.mark.slow
@@ -21,11 +21,11 @@ pytestmark = pytest.mark.slow
 def test_generate_over_grpc_equals_in_process_pytorch(triton, dcgan_run):
     with Client(triton.grpc_url) as client:
         for style in (None, "waves", 2):
-            remote = generate_remote(client, "dcgan", count=11, seed=7, style=style)  # 11 > max batch 8
-            local = generate_local(dcgan_run, count=11, seed=7, style=style)
+            remote = generate(remote_generator(client, "dcgan"), count=11, seed=7, style=style)  # 11 > max batch 8
+            local = generate(local_generator(dcgan_run), count=11, seed=7, style=style)
             assert remote.shape == local.shape == (11, 32, 32, 3) and remote.dtype == np.uint8
             assert np.abs(remote.astype(int) - local.astype(int)).max() <= 1
-        other_seed = generate_remote(client, "dcgan", count=11, seed=8)
+        other_seed = generate(remote_generator(client, "dcgan"), count=11, seed=8)
         assert np.abs(other_seed.astype(int) - remote.astype(int)).max() > 1
 
 
@@ -42,7 +42,9 @@ def test_client_checks_inputs_against_model_metadata_before_sending(triton):
             with pytest.raises(ArtforgeError, match=message):
                 client.infer("dcgan", inputs)
         with pytest.raises(ArtforgeError, match="style 9 is out of range"):
-            generate_remote(client, "dcgan", count=1, seed=0, style=9)
+            generate(remote_generator(client, "dcgan"), count=1, seed=0, style=9)
+        with pytest.raises(ArtforgeError, match="no truncation input"):
+            generate(remote_generator(client, "dcgan"), count=1, seed=0, controls={"truncation": 0.7})
 
 
 def test_unknown_model_lists_what_the_server_has(triton):

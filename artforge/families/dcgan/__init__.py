@@ -2,7 +2,8 @@
 
 Everything artforge needs to know about the family is declared here or named from here: its
 network config and networks (network.py), its serving contract (DCGANSpec, here), its
-training (train.py) and its client verb (`artforge generate`, generate.py): all in this package.
+training (train.py), all in this package; its client verb is the generators' shared `artforge
+generate` (artforge/generate.py).
 """
 from __future__ import annotations
 
@@ -77,5 +78,5 @@ def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np
 FAMILY = register(Family(
     name=NAME, description="style-conditional DCGAN image generator: (z, style index) -> image",
     config_cls=DCGANConfig, build_network=Generator,
-    client="artforge.families.dcgan.generate", trainer="artforge.families.dcgan.train",
+    client="artforge.generate", trainer="artforge.families.dcgan.train",
     make_spec=lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output)))

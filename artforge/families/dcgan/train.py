@@ -7,7 +7,6 @@ Rank 0 writes everything in RUN: train_options.json, log.jsonl, samples/step_N.p
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +17,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artforge.errors import ArtforgeError
 from artforge.families.dcgan import NAME as FAMILY
-from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
+from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
-from artforge.options import RunControl, option
+from artforge.options import option
 from artforge.training.common import (RUN_CONTROL_CHANGES, Distributed, ema_decay_at, resolve_options, step_generator,
                                       update_ema)
-from artforge.training.dataset import ImageFolder, load_image_folder
-from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.training.dataset import ImageFolder
+from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
+from artforge.training.loop import TrainCommand, train
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
@@ -34,11 +33,10 @@ RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data", "eval_every", "eval_count"}
 
 
 @dataclass
-class DCGANTrainOptions(RunControl):
+class DCGANTrainOptions(StyleFolderOptions):
     """Everything that defines a DCGAN run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
-    data: str = option("", help="image folder, one subfolder per style (required unless --resume)")
     size: int = option(32, help="image side in pixels", choices=[32, 64])
     steps: int = option(2000, help="train until this many steps in total")
     batch_size: int = option(64, help="global batch size, split among processes")
@@ -50,14 +48,7 @@ class DCGANTrainOptions(RunControl):
     z_dim: int = option(100, help="noise dimensions")
     g_width: int = option(64, help="generator width")
     d_width: int = option(64, help="discriminator width")
-    bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
     flip: bool = option(True, cli=False)
-    fit: str = option("crop", help="how an image becomes a square sample: crop (centre) or pad (the whole "
-                                   "picture, letterboxed on --background)", choices=["crop", "pad"])
-    background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
-    eval_every: int = option(0, help="every N steps (and at 0 and the end), measure FD/KID/precision/recall "
-                                     "of --eval-count images against the data into log.jsonl and quality.png")
-    eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
     sample_every: int = option(250, help="write a sample grid every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
@@ -80,17 +71,13 @@ COMMAND = TrainCommand(
              "  torchrun --nproc-per-node 2 -m artforge train dcgan --data data/art --out runs/ddp")
 
 
-class DCGANTrainer(FamilyTrainer):
+class DCGANTrainer(StyleFolderGANTrainer):
     """Generator, discriminator, the generator's weight average (EMA) and two Adam optimisers."""
 
     family = FAMILY
 
     def __init__(self, opts: DCGANTrainOptions, ctx: Distributed):
-        if not opts.data:
-            raise ArtforgeError("--data is required: a folder with one subfolder of images per style")
-        ctx.check_batch(opts.batch_size)
-        self.data = load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main,
-                                      fit=opts.fit, background=parse_colour(opts.background))
+        self.data = load_style_folder(opts, ctx)
         super().__init__(DCGANConfig(image_size=opts.size, num_classes=len(self.data.classes), z_dim=opts.z_dim,
                                      g_width=opts.g_width, d_width=opts.d_width), opts.batch_size)
         self.opts, self.ctx = opts, ctx
@@ -104,15 +91,6 @@ class DCGANTrainer(FamilyTrainer):
         self.G_train, self.D_train = ctx.wrap(self.G), ctx.wrap(self.D, broadcast_buffers=False)
         self.G_train.train(), self.D_train.train()
 
-    def state(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
-        return {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_G": self.opt_G, "opt_D": self.opt_D}
-
-    def check_resumable(self, checkpoint) -> None:
-        super().check_resumable(checkpoint)
-        if checkpoint.meta.get("classes") != self.data.classes:
-            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} was trained on styles "
-                                f"{checkpoint.meta.get('classes')}, the data folder has {self.data.classes}")
-
     def train_step(self, step: int) -> dict[str, float]:
         real, labels, z = batch_for_step(self.data, self.opts, step, self.ctx)
         losses = gan_step(self, real, labels, z)
@@ -125,9 +103,6 @@ class DCGANTrainer(FamilyTrainer):
     def write_samples(self, path: Path) -> None:
         write_samples(self.G_ema, self.config, path.with_suffix(".png"), self.opts.seed)
 
-    def inference_weights(self) -> dict[str, torch.Tensor]:
-        return self.G_ema.state_dict()
-
     @torch.no_grad()
     def quality_images(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """EMA generator images for uniformly drawn styles (as `artforge evaluate` asks), and real ones."""
@@ -139,12 +114,7 @@ class DCGANTrainer(FamilyTrainer):
         z, labels = torch.from_numpy(inputs["z"]).to(device), torch.from_numpy(inputs["style"][:, 0]).to(device)
         generated = torch.cat([unit_to_uint8(self.G_ema.eval()(z[i:i + 256], labels[i:i + 256])).cpu()
                                for i in range(0, count, 256)])
-        real = self.data.images[torch.from_numpy(rng.permutation(len(self.data))[:count])]
-        return generated.numpy(), real.permute(0, 2, 3, 1).numpy()
-
-    def checkpoint_facts(self) -> dict[str, Any]:
-        return {"classes": self.data.classes, "dataset": self.data.describe(), "seed": self.opts.seed,
-                "training": dataclasses.asdict(self.opts), "normalization": {"range": [-1, 1], "layout": "NCHW"}}
+        return generated.numpy(), self.real_images(count, rng)
 
 
 def batch_for_step(data: ImageFolder, opts: DCGANTrainOptions, step: int, ctx: Distributed):

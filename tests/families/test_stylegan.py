@@ -1,0 +1,186 @@
+"""The StyleGAN2 family: modulation, truncation, mixing and noise on known cases; DiffAugment; a tiny
+run trained, resumed, exported with parity, served, and called with `artforge generate`."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from artforge.families.stylegan.augment import cutout, diff_augment, translate
+from artforge.families.stylegan.network import Generator, ModulatedConv2d, StyleGANConfig
+
+TINY_STYLEGAN = dict(size=32, batch_size=8, channel_base=256, channel_max=32, z_dim=16, w_dim=16, sample_every=1000,
+                     checkpoint_every=1000, progress=False)
+TINY_CONFIG = StyleGANConfig(32, num_classes=3, z_dim=16, w_dim=16, channel_base=256, channel_max=32)
+
+
+def inputs(config: StyleGANConfig, batch: int, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(batch, config.z_dim, generator=g), torch.randint(config.num_classes, (batch,), generator=g),
+            torch.randn(batch, config.noise_size, generator=g))
+
+
+def test_config_counts_style_slots_and_noise():
+    assert TINY_CONFIG.resolutions == [4, 8, 16, 32]
+    assert TINY_CONFIG.num_ws == 11  # 4x4: conv + rgb; 8, 16, 32: two convs + rgb each
+    assert TINY_CONFIG.noise_size == 16 + 2 * (64 + 256 + 1024)
+    with pytest.raises(ValueError, match="16, 32, 64 or 128"):
+        StyleGANConfig(48)
+
+
+def test_demodulation_makes_a_layer_blind_to_the_style_scale():
+    torch.manual_seed(0)
+    demodulated, plain = ModulatedConv2d(8, 4, 6, 3), ModulatedConv2d(8, 3, 6, 1, demodulate=False)
+    x, w = torch.randn(2, 8, 5, 5), torch.randn(2, 6)
+    before = demodulated(x, w), plain(x, w)
+    with torch.no_grad():
+        for layer in (demodulated, plain):  # styles x2
+            layer.affine.weight.mul_(2)
+            layer.affine.bias.mul_(2)
+    assert torch.allclose(demodulated(x, w), before[0], atol=1e-5)
+    assert torch.allclose(plain(x, w), before[1] * 2, atol=1e-5)
+
+
+def test_truncation_mixing_and_explicit_noise():
+    torch.manual_seed(0)
+    G = Generator(TINY_CONFIG).eval()
+    with torch.no_grad():
+        for layer in G.synthesis.layers:
+            layer.noise_strength.fill_(0.5)
+        z, labels, noise = inputs(TINY_CONFIG, 4, 1)
+        labels = torch.zeros(4, dtype=torch.long)
+        G.mapping.w_avg.normal_()
+        same_noise = noise[:1].expand(4, -1)
+        at_centre = G(z, labels, same_noise, torch.zeros(4))
+        assert torch.allclose(at_centre[0], at_centre[1], atol=1e-5)  # psi 0: the style's centre for any z
+        untruncated = G(z, labels, same_noise, torch.ones(4))
+        assert not torch.allclose(untruncated[0], untruncated[1])
+        assert torch.equal(G(z, labels, noise), G(z, labels, noise))  # fixed noise, fixed image
+        assert not torch.allclose(G(z, labels, noise), G(z, labels, noise.flip(1)))
+        z2 = torch.randn(4, TINY_CONFIG.z_dim)
+        none, every = torch.full((4,), TINY_CONFIG.num_ws), torch.zeros(4, dtype=torch.long)
+        assert torch.equal(G(z, labels, noise, None, z2, none), G(z, labels, noise))
+        assert torch.equal(G(z, labels, noise, None, z2, every), G(z2, labels, noise))
+        mixed = G(z, labels, noise, None, z2, torch.full((4,), 5))
+        assert not torch.allclose(mixed, G(z, labels, noise)) and not torch.allclose(mixed, G(z2, labels, noise))
+
+
+def test_diff_augment_is_seeded_differentiable_and_does_what_it_says():
+    x = torch.rand(4, 3, 16, 16, requires_grad=True)
+    a = diff_augment(x, "color,translation,cutout", torch.Generator().manual_seed(3))
+    b = diff_augment(x, "color,translation,cutout", torch.Generator().manual_seed(3))
+    assert torch.equal(a, b) and a.shape == x.shape
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    ramp = torch.arange(1.0, 17.0).repeat(1, 3, 16, 1)  # value = column + 1
+    shifted = translate(ramp, torch.Generator().manual_seed(0))
+    row = shifted[0, 0, 8]
+    inside = row[row > 0]
+    assert torch.all(inside[1:] - inside[:-1] == 1) and (row == 0).sum() <= 2  # a shift of at most 2 px
+    holes = (cutout(torch.ones(8, 3, 16, 16), torch.Generator().manual_seed(0))[:, 0] == 0).sum(dim=(1, 2))
+    assert torch.all(holes <= 64) and holes.max() == 64  # an 8x8 square, clipped where it hangs over
+    assert torch.equal(diff_augment(x, "none", torch.Generator()), x)
+
+
+@pytest.fixture(scope="module")
+def stylegan_run(art32, tmp_path_factory):
+    from artforge.families.stylegan.train import train_stylegan
+
+    run = tmp_path_factory.mktemp("stylegan") / "run"
+    train_stylegan(data=str(art32), out=str(run), steps=4, **TINY_STYLEGAN)
+    return run
+
+
+def test_training_resumes_exactly_and_sets_the_style_centres(stylegan_run, art32, tmp_path):
+    from artforge.checkpoint import load_checkpoint
+    from artforge.families.stylegan.train import train_stylegan
+
+    records = [json.loads(line) for line in (stylegan_run / "log.jsonl").read_text().splitlines()]
+    assert "r1" in records[0] and all(np.isfinite(r["loss_d"]) for r in records)
+    options = json.loads((stylegan_run / "train_options.json").read_text())
+    assert options["r1_gamma"] == pytest.approx(0.0002 * 32 ** 2 / 8)  # the heuristic, saved filled in
+    checkpoint = load_checkpoint(stylegan_run)
+    assert checkpoint.meta["classes"] == ["circles", "grid", "splatter", "stripes", "waves"]
+    centres = checkpoint.weights["mapping.w_avg"]
+    assert centres.shape == (5, 16) and centres.abs().sum() > 0 and not torch.equal(centres[0], centres[1])
+    split = tmp_path / "split"
+    train_stylegan(data=str(art32), out=str(split), steps=2, **TINY_STYLEGAN)
+    train_stylegan(out=str(split), steps=4, resume=True)
+    resumed = load_checkpoint(split)
+    assert all(torch.equal(checkpoint.weights[k], resumed.weights[k]) for k in checkpoint.weights)
+
+
+def test_without_augmentation_the_run_differs(art32, stylegan_run, tmp_path):
+    from artforge.checkpoint import load_checkpoint
+    from artforge.families.stylegan.train import train_stylegan
+
+    plain = load_checkpoint(train_stylegan(data=str(art32), out=str(tmp_path / "plain"), steps=4, augment="none",
+                                           **TINY_STYLEGAN))
+    augmented = load_checkpoint(stylegan_run)
+    assert not torch.equal(plain.weights["synthesis.const"], augmented.weights["synthesis.const"])
+
+
+def test_export_serve_and_generate_with_truncation_and_a_latent_walk(stylegan_run, art32, tmp_path, capsys):
+    from artforge.cli import main
+    from artforge.errors import ArtforgeError
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.generate import generate, local_generator, remote_generator
+    from artforge.imaging import read_image
+    from artforge.serving.client import Client
+    from artforge.serving.server import Server
+
+    result = export_checkpoint(stylegan_run, tmp_path / "repo", max_batch=4)
+    assert result.name == "stylegan" and all(r.ok for r in result.parity)
+    local = local_generator(stylegan_run)
+    with Server(tmp_path / "repo", grpc_port=0, http_port=0, metrics_port=0) as server:
+        with Client(server.grpc_url) as client:
+            remote = remote_generator(client, "stylegan")
+            for options in ({}, {"truncation": 0.5}, {"mix_from": 3}):
+                served = generate(remote, 6, seed=4, style="waves", controls=options)  # 6 > max batch 4
+                mine = generate(local, 6, seed=4, style="waves", controls=options)
+                assert served.shape == (6, 32, 32, 3) and np.abs(served.astype(int) - mine.astype(int)).max() <= 1
+            assert not np.array_equal(generate(remote, 6, seed=4, style="waves", controls={"truncation": 0.0}),
+                                      served)
+            with pytest.raises(ArtforgeError, match="truncation"):
+                client.infer("stylegan", {**local_request(local), "truncation": np.full((1, 1), 3.0, np.float32)})
+        url = ["--url", server.grpc_url, "--model", "stylegan"]
+        assert main(["generate", *url, "--truncation", "0.7", "--style", "1", "--count", "4",
+                     "--out", str(tmp_path / "grid.png")]) == 0
+        assert read_image(tmp_path / "grid.png").shape[1] > 4 * 32
+        assert main(["generate", *url, "--interpolate", "8", "--walk-points", "4", "--out",
+                     str(tmp_path / "walk.gif")]) == 0
+        with Image.open(tmp_path / "walk.gif") as gif:
+            assert gif.n_frames == 8 and gif.size == (128, 128)  # 32 px shown 4x
+        capsys.readouterr()
+        assert main(["generate", *url, "--interpolate", "8", "--out", str(tmp_path / "walk.png")]) != 0
+        assert "must end in .gif" in capsys.readouterr().err
+        assert main(["evaluate", "stylegan", "--url", server.grpc_url, "--data", str(art32), "--count", "16",
+                     "--out", str(tmp_path / "eval")]) == 0  # the controls at their defaults, not drawn as noise
+    assert json.loads((tmp_path / "eval" / "evaluate.json").read_text())["quality"]["generated"] == 16
+
+
+def local_request(generator) -> dict:
+    from artforge.generation import generation_request
+
+    return generation_request(generator.inputs, generator.metadata, generator.limits, 1, 0)
+
+
+@pytest.mark.slow
+def test_two_process_torchrun_keeps_the_processes_in_step(art32, tmp_path):
+    """Gradients averaged by hand (R1 rules out DDP); before writing, the trainer checks that both
+    processes hold the same weights and fails if they drifted apart."""
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "artforge", "train", "stylegan", "--data", str(art32), "--out", str(run), "--steps", "2",
+           "--batch-size", "8", "--channel-base", "256", "--channel-max", "32", "--z-dim", "16", "--w-dim", "16",
+           "--quiet", "--device", "cpu"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len((run / "log.jsonl").read_text().splitlines()) == 2

@@ -1,0 +1,76 @@
+"""What the class-conditional image generators (DCGAN, StyleGAN2) share in training: a folder with one
+subfolder of images per style, a generator, its weight average (EMA), a discriminator and their two
+optimisers. A family's trainer subclasses StyleFolderGANTrainer and adds its networks and its step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from artforge.errors import ArtforgeError
+from artforge.imaging import parse_colour
+from artforge.options import RunControl, option
+from artforge.training.common import Distributed
+from artforge.training.dataset import ImageFolder, load_image_folder
+from artforge.training.loop import FamilyTrainer
+
+
+@dataclass(kw_only=True)
+class StyleFolderOptions(RunControl):
+    """Options every style-folder GAN run has: its data, how images become squares, quality logging."""
+
+    data: str = option("", help="image folder, one subfolder per style (required unless --resume)")
+    fit: str = option("crop", help="how an image becomes a square sample: crop (centre) or pad (the whole "
+                                   "picture, letterboxed on --background)", choices=["crop", "pad"])
+    background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
+    bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
+    eval_every: int = option(0, help="every N steps (and at 0 and the end), measure FD/KID/precision/recall "
+                                     "of --eval-count images against the data into log.jsonl and quality.png")
+    eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
+
+
+def load_style_folder(opts: Any, ctx: Distributed) -> ImageFolder:
+    """The run's images (opts: data, size, fit, background, batch_size, progress), checked before any work."""
+    if not opts.data:
+        raise ArtforgeError("--data is required: a folder with one subfolder of images per style")
+    ctx.check_batch(opts.batch_size)
+    return load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main, fit=opts.fit,
+                             background=parse_colour(opts.background))
+
+
+class StyleFolderGANTrainer(FamilyTrainer):
+    """A GAN on a style folder: set self.data, self.opts, self.ctx, self.G, self.G_ema, self.D, self.opt_G
+    and self.opt_D; the generator's average is what inference uses."""
+
+    data: ImageFolder
+    G: nn.Module
+    G_ema: nn.Module
+    D: nn.Module
+    opt_G: torch.optim.Optimizer
+    opt_D: torch.optim.Optimizer
+
+    def state(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
+        return {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_G": self.opt_G, "opt_D": self.opt_D}
+
+    def check_resumable(self, checkpoint) -> None:
+        super().check_resumable(checkpoint)
+        if checkpoint.meta.get("classes") != self.data.classes:
+            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} was trained on styles "
+                                f"{checkpoint.meta.get('classes')}, the data folder has {self.data.classes}")
+
+    def inference_weights(self) -> dict[str, torch.Tensor]:
+        return self.G_ema.state_dict()
+
+    def real_images(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Up to `count` training images, (N, H, W, 3) uint8, drawn without replacement (for --eval-every)."""
+        return self.data.images[torch.from_numpy(rng.permutation(len(self.data))[:count])].permute(0, 2, 3, 1).numpy()
+
+    def checkpoint_facts(self) -> dict[str, Any]:
+        return {"classes": self.data.classes, "dataset": self.data.describe(), "seed": self.opts.seed,
+                "training": dataclasses.asdict(self.opts), "normalization": {"range": [-1, 1], "layout": "NCHW"}}
