@@ -116,6 +116,15 @@ def test_training_resumes_exactly_and_sets_the_style_centres(stylegan_run, art32
     assert all(torch.equal(checkpoint.weights[k], resumed.weights[k]) for k in checkpoint.weights)
 
 
+def test_eval_every_measures_the_average_generator_from_the_untrained_start(art32, tmp_path):
+    from artforge.families.stylegan.train import train_stylegan
+
+    run = tmp_path / "run"
+    train_stylegan(data=str(art32), out=str(run), steps=2, eval_every=2, eval_count=8, **TINY_STYLEGAN)
+    measured = [r for r in map(json.loads, (run / "log.jsonl").read_text().splitlines()) if "fd" in r]
+    assert [r["step"] for r in measured] == [0, 2] and all(r["fd"] > 0 for r in measured)
+
+
 def test_without_augmentation_the_run_differs(art32, stylegan_run, tmp_path):
     from artforge.checkpoint import load_checkpoint
     from artforge.families.stylegan.train import train_stylegan
