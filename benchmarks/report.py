@@ -87,7 +87,7 @@ def markdown(document: dict[str, Any]) -> str:
                   "| size | PyTorch b1 | ORT b1 | Triton b1 | PyTorch b4 | ORT b4 | Triton b4 |",
                   "|---|---|---|---|---|---|---|"]
         for size, row in document["sizes"].items():
-            cells = [f"{row[f'{r}_b{b}']['fps']:.1f}" for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
+            cells = [fps_cell(row[f"{r}_b{b}"]) for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
             lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
     if document.get("variants"):
         lines += variant_lines(document["variants"])
@@ -98,6 +98,13 @@ def markdown(document: dict[str, Any]) -> str:
         bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
         lines.append(f"| {meaning} | {value:.3f} | {bound} | {met} |")
     return "\n".join(lines) + "\n"
+
+
+def fps_cell(measured: dict[str, Any]) -> str:
+    """Frames/s, '—' where not measured (a batch over the server's maximum), 'failed' where requests failed."""
+    if measured.get("fps") is None:
+        return "—"
+    return "failed" if measured.get("errors") else f"{measured['fps']:.1f}"
 
 
 def variant_lines(variants: list[dict[str, Any]]) -> list[str]:

@@ -166,6 +166,9 @@ def measure_size(url: str, model: str, spec, network, onnx_path: Path, size: int
         for name, times in time_runtimes(serving, session, spec, inputs, 2, 5, opts.baseline_seconds).items():
             row[f"{name}_b{batch}"] = {"p50_ms": latency_summary(times)["p50"],
                                        "fps": batch / float(np.median(times))}
+        if batch > opts.max_batch:  # the server refuses it: no figure rather than a 0
+            row[f"triton_b{batch}"] = {"fps": None, "skipped": f"batch {batch} > --max-batch {opts.max_batch}"}
+            continue
         point = measure_point(url, model, lambda b, i: inputs, 1, batch, max(10, opts.requests // 10), 2,
                               timeout_s=120)
         row[f"triton_b{batch}"] = {"p50_ms": point.latency_ms.get("p50", float("nan")),

@@ -189,3 +189,18 @@ def test_a_generators_int8_variant_also_reports_fd_and_kid_against_fp32(dcgan_ru
     assert "EfficientNet-Lite0" in cost["feature_space"]
     text = "\n".join(variant_lines(rows))
     assert f"{cost['fd_vs_fp32']:.1f} ({cost['fd_floor']:.1f})" in text and "not Inception" in text
+
+
+@pytest.mark.slow
+def test_frames_per_second_by_size_leaves_batches_over_the_server_maximum_blank(style_run, tmp_path):
+    out = tmp_path / "bench"
+    run, _ = style_run
+    assert main(["bench", str(run), "--out", str(out), "--sizes", "32,48", "--concurrency", "1",
+                 "--batch-sizes", "1", "--requests", "10", "--warmup", "2", "--baseline-seconds", "0.2",
+                 "--max-batch", "2", "--quiet"]) == 0
+    sizes = json.loads((out / "bench.json").read_text())["sizes"]
+    assert set(sizes) == {"32", "48"}
+    assert sizes["48"]["triton_b1"]["fps"] > 0 and sizes["48"]["onnxruntime_b4"]["fps"] > 0
+    assert sizes["48"]["triton_b4"]["fps"] is None  # batch 4 > --max-batch 2: refused, so not measured
+    row = next(line for line in (out / "bench.md").read_text().splitlines() if line.startswith("| 48x48 |"))
+    assert row.rstrip(" |").endswith("—") and "0.0" not in row
