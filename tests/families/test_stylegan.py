@@ -34,6 +34,21 @@ def test_config_counts_style_slots_and_noise():
         StyleGANConfig(48)
 
 
+def test_reflect_padding_changes_only_the_border_and_old_configs_keep_zeros():
+    from artforge.checkpoint import config_from_dict
+    from artforge.families.stylegan.network import padded_conv2d
+
+    x, weight = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    zeros, mirrored = padded_conv2d(x, weight, None, "zeros"), padded_conv2d(x, weight, None, "reflect")
+    assert zeros.shape == mirrored.shape == (1, 3, 6, 6)
+    assert torch.allclose(zeros[..., 1:-1, 1:-1], mirrored[..., 1:-1, 1:-1])
+    assert not torch.allclose(zeros[..., 0, :], mirrored[..., 0, :])
+    saved = {k: v for k, v in vars(TINY_CONFIG).items() if k != "padding"}  # a checkpoint from before the field
+    assert config_from_dict(StyleGANConfig, saved, "old").padding == "zeros"
+    with pytest.raises(ValueError, match="padding must be one of zeros, reflect"):
+        StyleGANConfig(32, padding="circular")
+
+
 def test_demodulation_makes_a_layer_blind_to_the_style_scale():
     torch.manual_seed(0)
     demodulated, plain = ModulatedConv2d(8, 4, 6, 3), ModulatedConv2d(8, 3, 6, 1, demodulate=False)

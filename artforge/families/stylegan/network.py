@@ -15,7 +15,12 @@ Differences from the paper's code, each for export or CPU training:
   same picture in PyTorch, ONNX Runtime and Triton;
 - each layer, toRGB included, has its own w slot (num_ws), so style mixing and truncation address
   every layer;
-- the truncation centre is the mean w of each class (per-class truncation keeps the class).
+- the truncation centre is the mean w of each class (per-class truncation keeps the class);
+- `padding="reflect"` (an option; zeros by default, as in the paper) pads the 3x3 convolutions of
+  both networks by mirroring: zeros tell every layer where the border is, and at small budgets the
+  generator painted a frame around its images. Mirroring removes the frame and gives more variety
+  within a style, but also the positional cue that places a layout (measured in the README).
+  Checkpoints without the field were trained with zeros and keep them.
 """
 from __future__ import annotations
 
@@ -27,6 +32,15 @@ import torch.nn.functional as F
 from torch import nn
 
 SQRT2 = math.sqrt(2.0)
+PADDINGS = ("zeros", "reflect")
+
+
+def padded_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, padding: str) -> torch.Tensor:
+    """A 'same' convolution whose border is filled with zeros or by mirroring the image."""
+    pad = weight.shape[-1] // 2
+    if pad and padding == "reflect":
+        return F.conv2d(F.pad(x, (pad, pad, pad, pad), mode="reflect"), weight, bias)
+    return F.conv2d(x, weight, bias, padding=pad)
 
 
 @dataclass(frozen=True)
@@ -40,6 +54,7 @@ class StyleGANConfig:
     mapping_layers: int = 4  # the paper has 8; 4 is enough at 32-64 px and trains faster
     channel_base: int = 1024  # channels at resolution r: min(channel_max, channel_base // r)
     channel_max: int = 128
+    padding: str = "zeros"  # of the 3x3 convolutions: "zeros" (the paper's, and older checkpoints') or "reflect"
 
     def __post_init__(self) -> None:
         if self.image_size not in (16, 32, 64, 128):
@@ -48,6 +63,8 @@ class StyleGANConfig:
             raise ValueError("stylegan needs at least one class and 1..8 mapping layers")
         if min(self.z_dim, self.w_dim) < 8 or self.channels(self.image_size) < 8:
             raise ValueError("stylegan z_dim, w_dim and channels at full resolution must be at least 8")
+        if self.padding not in PADDINGS:
+            raise ValueError(f"stylegan padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
 
     def channels(self, resolution: int) -> int:
         return min(self.channel_max, self.channel_base // resolution)
@@ -89,14 +106,15 @@ class EqualConv2d(nn.Module):
     """Convolution with the equalised learning rate; `down` averages 2x2 after it."""
 
     def __init__(self, c_in: int, c_out: int, kernel: int, bias: bool = True, activate: bool = True,
-                 down: bool = False):
+                 down: bool = False, padding: str = "zeros"):
         super().__init__()
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
         self.bias = nn.Parameter(torch.zeros(c_out)) if bias else None
         self.scale, self.activate, self.down = 1 / math.sqrt(c_in * kernel * kernel), activate, down
+        self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.conv2d(x, self.weight * self.scale, self.bias, padding=self.weight.shape[-1] // 2)
+        x = padded_conv2d(x, self.weight * self.scale, self.bias, self.padding)
         if self.down:
             x = F.avg_pool2d(x, 2)
         return F.leaky_relu(x, 0.2) * SQRT2 if self.activate else x
@@ -133,18 +151,20 @@ class ModulatedConv2d(nn.Module):
     """A convolution whose input channels are scaled per image by an affine map of w (the style), and
     (demodulate) whose output is rescaled so each output channel has unit expected variance again."""
 
-    def __init__(self, c_in: int, c_out: int, w_dim: int, kernel: int, demodulate: bool = True, up: bool = False):
+    def __init__(self, c_in: int, c_out: int, w_dim: int, kernel: int, demodulate: bool = True, up: bool = False,
+                 padding: str = "zeros"):
         super().__init__()
         self.affine = EqualLinear(w_dim, c_in, bias_init=1.0)
         self.weight = nn.Parameter(torch.randn(c_out, c_in, kernel, kernel))
         self.scale, self.demodulate, self.up = 1 / math.sqrt(c_in * kernel * kernel), demodulate, up
+        self.padding = padding
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         styles = self.affine(w)  # (B, c_in)
         weight = self.weight * self.scale
         if self.up:
             x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        x = F.conv2d(x * styles[:, :, None, None], weight, padding=weight.shape[-1] // 2)
+        x = padded_conv2d(x * styles[:, :, None, None], weight, None, self.padding)
         if self.demodulate:  # 1/sqrt(sum over inputs and taps of (weight * style)^2), per image and output
             energy = styles.square() @ weight.square().sum(dim=(2, 3)).t()  # (B, c_out)
             x = x * torch.rsqrt(energy + 1e-8)[:, :, None, None]
@@ -154,9 +174,9 @@ class ModulatedConv2d(nn.Module):
 class StyleLayer(nn.Module):
     """Modulated 3x3 convolution, plus its noise map times a learned strength, bias, leaky ReLU."""
 
-    def __init__(self, c_in: int, c_out: int, w_dim: int, up: bool = False):
+    def __init__(self, c_in: int, c_out: int, w_dim: int, up: bool = False, padding: str = "zeros"):
         super().__init__()
-        self.conv = ModulatedConv2d(c_in, c_out, w_dim, 3, up=up)
+        self.conv = ModulatedConv2d(c_in, c_out, w_dim, 3, up=up, padding=padding)
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(c_out))
 
@@ -183,11 +203,13 @@ class SynthesisNetwork(nn.Module):
         self.config = config
         c4 = config.channels(4)
         self.const = nn.Parameter(torch.randn(c4, 4, 4))
-        self.layers = nn.ModuleList([StyleLayer(c4, c4, config.w_dim)])
+        pad = config.padding
+        self.layers = nn.ModuleList([StyleLayer(c4, c4, config.w_dim, padding=pad)])
         self.to_rgb = nn.ModuleList([ToRGB(c4, config.w_dim)])
         for r in config.resolutions[1:]:
             c_prev, c = config.channels(r // 2), config.channels(r)
-            self.layers.extend([StyleLayer(c_prev, c, config.w_dim, up=True), StyleLayer(c, c, config.w_dim)])
+            self.layers.extend([StyleLayer(c_prev, c, config.w_dim, up=True, padding=pad),
+                                StyleLayer(c, c, config.w_dim, padding=pad)])
             self.to_rgb.append(ToRGB(c, config.w_dim))
 
     def forward(self, ws: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -255,10 +277,10 @@ class MinibatchStd(nn.Module):
 class DiscriminatorBlock(nn.Module):
     """Two 3x3 convolutions, the second halving the resolution, plus a 1x1 skip; summed / sqrt(2)."""
 
-    def __init__(self, c_in: int, c_out: int):
+    def __init__(self, c_in: int, c_out: int, padding: str = "zeros"):
         super().__init__()
-        self.conv0 = EqualConv2d(c_in, c_in, 3)
-        self.conv1 = EqualConv2d(c_in, c_out, 3, down=True)
+        self.conv0 = EqualConv2d(c_in, c_in, 3, padding=padding)
+        self.conv1 = EqualConv2d(c_in, c_out, 3, down=True, padding=padding)
         self.skip = EqualConv2d(c_in, c_out, 1, bias=False, activate=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -274,9 +296,10 @@ class Discriminator(nn.Module):
         super().__init__()
         size, c = config.image_size, config.channels
         self.from_rgb = EqualConv2d(3, c(size), 1)
-        self.blocks = nn.Sequential(*(DiscriminatorBlock(c(r), c(r // 2)) for r in config.resolutions[:0:-1]))
+        self.blocks = nn.Sequential(*(DiscriminatorBlock(c(r), c(r // 2), config.padding)
+                                      for r in config.resolutions[:0:-1]))
         c4 = c(4)
-        self.epilogue = nn.Sequential(MinibatchStd(), EqualConv2d(c4 + 1, c4, 3), nn.Flatten(),
+        self.epilogue = nn.Sequential(MinibatchStd(), EqualConv2d(c4 + 1, c4, 3, padding=config.padding), nn.Flatten(),
                                       EqualLinear(c4 * 16, c4, activate=True))
         self.project = nn.Embedding(config.num_classes, c4) if config.num_classes > 1 else None
         self.out = EqualLinear(c4, 1 if self.project is None else c4)

@@ -25,7 +25,7 @@ from torch import nn
 from artforge.families.stylegan import NAME as FAMILY
 from artforge.families.stylegan import generate_images
 from artforge.families.stylegan.augment import POLICIES, diff_augment
-from artforge.families.stylegan.network import Discriminator, Generator, StyleGANConfig
+from artforge.families.stylegan.network import PADDINGS, Discriminator, Generator, StyleGANConfig
 from artforge.imaging import make_grid, save_png, uint8_to_unit
 from artforge.options import option
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator, update_ema
@@ -59,6 +59,10 @@ class StyleGANTrainOptions(StyleFolderOptions):
     channel_base: int = option(1024, help="channels at resolution r: min(channel-max, channel-base / r); the "
                                           "default fits a laptop CPU, a GPU takes 4096 / 256")
     channel_max: int = option(128, help="most channels at any resolution")
+    padding: str = option("zeros", help="how the 3x3 convolutions fill the border: zeros (the paper's), or reflect "
+                                        "(mirror the image): no frame around samples and more variety within a "
+                                        "style, but weaker layouts; better without --augment, worse with it "
+                                        "(README)", choices=list(PADDINGS))
     sample_every: int = option(250, help="write a sample grid every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
@@ -93,7 +97,7 @@ class StyleGANTrainer(StyleFolderGANTrainer):
     def __init__(self, opts: StyleGANTrainOptions, ctx: Distributed):
         self.data = load_style_folder(opts, ctx)
         super().__init__(StyleGANConfig(opts.size, len(self.data.classes), opts.z_dim, opts.w_dim, opts.mapping_layers,
-                                        opts.channel_base, opts.channel_max), opts.batch_size)
+                                        opts.channel_base, opts.channel_max, opts.padding), opts.batch_size)
         self.opts, self.ctx = opts, ctx
         torch.manual_seed(opts.seed)
         self.G, self.D = Generator(self.config).to(ctx.device), Discriminator(self.config).to(ctx.device)
