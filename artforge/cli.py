@@ -63,6 +63,35 @@ def add_data_parser(commands) -> None:
     synth.add_argument("--styles", nargs="+", choices=list(STYLES), help="subset of styles (default: all)")
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=run_data_synth)
+    add_data_poems_parser(sub)
+
+
+def run_data_poems(args: argparse.Namespace) -> None:
+    from artforge.families.poem.corpus import write_poems
+
+    described = write_poems(args.source, args.out, args.path, args.limit)
+    print(f"wrote {described['poems']} poems ({described['characters']} characters, {described['distinct_characters']} "
+          f"distinct) from {described['path']} to {Path(args.out) / 'poems.txt'}")
+
+
+def add_data_poems_parser(sub) -> None:
+    from artforge.families.poem.corpus import SOURCES
+
+    sources = "\n".join(f"  {s.name:9} {s.description}\n            install: {s.install}" for s in SOURCES.values())
+    poems = sub.add_parser(
+        "poems", formatter_class=HelpFormatter,
+        help="gather poems from a corpus installed on this machine into the poem family's training format",
+        description="Write OUT/poems.txt (UTF-8, one verse line per line, a blank line between poems) and "
+                    "OUT/source.json from a corpus that a package manager installed (nothing is downloaded).\n\n"
+                    f"sources:\n{sources}",
+        epilog="examples:\n  artforge data poems --source tang300 --out data/tang300\n"
+               "  artforge data poems --source tang --path node_modules/chinese-poetry --out data/tang\n"
+               "  artforge data poems --source english --out data/english")
+    poems.add_argument("--source", required=True, choices=list(SOURCES), help="which corpus")
+    poems.add_argument("--out", required=True, help="folder to write poems.txt and source.json into")
+    poems.add_argument("--path", help="where the corpus is, if not where its install puts it")
+    poems.add_argument("--limit", type=int, default=0, help="keep the first N poems (0: all)")
+    poems.set_defaults(handler=run_data_poems)
 
 
 def add_train_parser(commands, with_families: bool = True) -> None:
@@ -228,7 +257,7 @@ def run_stream(args: argparse.Namespace) -> None:
     with Client(args.url, timeout_s=args.timeout) as client:
         print(args.prompt, end="", flush=True)
         for piece in client.stream_text(args.model, args.prompt, args.max_tokens, args.temperature, args.top_k,
-                                        args.seed):
+                                        args.seed, args.top_p):
             print(piece, end="", flush=True)
     print()
 
@@ -248,6 +277,8 @@ def add_stream_parser(commands) -> None:
     p.add_argument("--max-tokens", type=int, default=100, help="tokens to generate")
     p.add_argument("--temperature", type=float, default=1.0, help="0: greedy; higher: more surprising")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0: all)")
+    p.add_argument("--top-p", type=float, default=1.0, help="sample among the likeliest tokens whose probability "
+                                                             "reaches p (1: all)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any one token")

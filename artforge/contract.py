@@ -127,6 +127,13 @@ class TokenStream:
     max_context: int = 256  # the step network sees at most the last this many tokens
     max_new_tokens: int = 1024  # the most tokens one request may ask for
     tokenizer: str = "char"  # how clients turn text into ids: 'char' = one vocab entry per character
+    bos: int | None = None  # a token clients put before every prompt (the start of a poem, a piece)
+    # A step network with a key/value cache: its cache input and output and the cache's per-item
+    # shape with the length axis named, e.g. (layers, 2, heads, "past_length", head_dim). Without
+    # them the loop reruns the latest window every token.
+    cache_input: str | None = None
+    cache_output: str | None = None
+    cache_shape: tuple = ()
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -138,6 +145,8 @@ class TokenStream:
                            min_value=0, max_value=10),
                 TensorSpec("top_k", "int32", (1,), "sample among the k likeliest (0: all)", min_value=0,
                            max_value=len(self.vocab)),
+                TensorSpec("top_p", "float32", (1,), "sample among the likeliest tokens whose probability "
+                           "reaches p (1: all)", min_value=0, max_value=1),
                 TensorSpec("seed", "int64", (1,), "same seed, same tokens", min_value=0))
 
     @property
@@ -160,12 +169,14 @@ class TokenStream:
         prompt = np.random.default_rng(seed).integers(0, len(self.vocab), (batch, length), dtype=np.int64)
         return {"prompt": prompt, "max_tokens": np.full((batch, 1), 2, np.int32),
                 "temperature": np.ones((batch, 1), np.float32), "top_k": np.zeros((batch, 1), np.int32),
-                "seed": np.full((batch, 1), seed, np.int64)}
+                "top_p": np.ones((batch, 1), np.float32), "seed": np.full((batch, 1), seed, np.int64)}
 
     def to_json(self) -> dict[str, Any]:
         """What the served model.py needs to run the loop (config.pbtxt's artforge.stream)."""
         return {"tokens_input": self.tokens_input, "logits_output": self.logits_output, "vocab": list(self.vocab),
-                "eos": self.eos, "max_context": self.max_context, "tokenizer": self.tokenizer}
+                "eos": self.eos, "max_context": self.max_context, "tokenizer": self.tokenizer, "bos": self.bos,
+                "cache_input": self.cache_input, "cache_output": self.cache_output,
+                "cache_shape": list(self.cache_shape), "max_new_tokens": self.max_new_tokens}
 
     def encode(self, text: str) -> np.ndarray:
         """Text -> prompt ids for a 'char' tokenizer; a character the model never saw is an error."""
@@ -175,9 +186,15 @@ class TokenStream:
         unknown = sorted({c for c in text if c not in index})
         if unknown:
             raise ArtforgeError(f"the prompt has characters the model does not know: {''.join(unknown)!r}")
-        return np.array([[index[c] for c in text]], np.int64)
+        start = [] if self.bos is None else [self.bos]
+        if not text and not start:
+            raise ArtforgeError("the prompt is empty and this model has no start token to begin from")
+        return np.array([start + [index[c] for c in text]], np.int64)
 
 
 def stream_from_json(data: dict[str, Any]) -> TokenStream:
     return TokenStream(data["tokens_input"], data["logits_output"], tuple(data["vocab"]), data.get("eos"),
-                       int(data.get("max_context", 256)), tokenizer=data.get("tokenizer", "char"))
+                       int(data.get("max_context", 256)), int(data.get("max_new_tokens", 1024)),
+                       tokenizer=data.get("tokenizer", "char"), bos=data.get("bos"),
+                       cache_input=data.get("cache_input"), cache_output=data.get("cache_output"),
+                       cache_shape=tuple(data.get("cache_shape", ())))

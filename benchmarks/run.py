@@ -64,7 +64,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
         from artforge.benchmarks.stream import run_stream_benchmark
 
-        return run_stream_benchmark(opts, ckpt, spec.stream, out)
+        return run_stream_benchmark(opts, ckpt, network, spec, out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = build_bench_repository(opts, Path(work))

@@ -1,5 +1,6 @@
-"""Benchmarks of models served as a loop (token streams): time to the first token and tokens per second
-through Triton's gRPC stream, next to the same loop (serving/decoding.py) run in-process on ONNX Runtime.
+"""Benchmarks of models served as a loop (token streams): time to the first token, time per output
+token and tokens per second through Triton's gRPC stream, next to the same loop (serving/decoding.py)
+run in-process on ONNX Runtime and on PyTorch (the checkpoint's network, same cache).
 
 A request asks for a fixed number of tokens from a random prompt (temperature 1, each its own seed);
 the eos token, if the model has one, is never sampled away, so streams may end early: tokens/s
@@ -20,7 +21,7 @@ import numpy as np
 
 from artforge.benchmarks.measure import latency_summary
 from artforge.contract import TokenStream
-from artforge.serving.decoding import decode
+from artforge.serving.decoding import decode, stepper
 
 
 @dataclass
@@ -37,6 +38,7 @@ class StreamPoint:
     client_cpu_s: float = 0.0
     first_token_ms: dict[str, float] = field(default_factory=dict)
     token_gap_ms: dict[str, float] = field(default_factory=dict)  # between tokens of one stream
+    stream_tokens_per_s: float = 0.0  # median over streams of (tokens after the first) / (their time)
 
     @property
     def tokens_per_s(self) -> float:
@@ -46,11 +48,16 @@ class StreamPoint:
         return {**asdict(self), "batch": 1, "tokens_per_s": self.tokens_per_s}
 
 
+def stream_rate(times: list[float]) -> list[float]:
+    """A stream's decoding rate: tokens after the first per second between the first and the last."""
+    return [(len(times) - 1) / (times[-1] - times[0])] if len(times) > 1 and times[-1] > times[0] else []
+
+
 def stream_request(stream: TokenStream, index: int, prompt_length: int, max_tokens: int) -> dict[str, np.ndarray]:
     prompt = np.random.default_rng(index).integers(0, len(stream.vocab), (1, prompt_length), dtype=np.int64)
     return {"prompt": prompt, "max_tokens": np.array([[max_tokens]], np.int32),
             "temperature": np.ones((1, 1), np.float32), "top_k": np.zeros((1, 1), np.int32),
-            "seed": np.array([[index]], np.int64)}
+            "top_p": np.ones((1, 1), np.float32), "seed": np.array([[index]], np.int64)}
 
 
 def measure_stream_point(url: str, model: str, concurrency: int, requests: int, prompt_length: int,
@@ -59,7 +66,7 @@ def measure_stream_point(url: str, model: str, concurrency: int, requests: int, 
     from artforge.serving.client import Client
 
     point, lock, counter = StreamPoint(model, concurrency), threading.Lock(), itertools.count()
-    first, gaps = [], []  # seconds
+    first, gaps, rates = [], [], []  # seconds, seconds, tokens/s
 
     def worker() -> None:
         with Client(url, timeout_s=timeout_s) as client:
@@ -79,6 +86,7 @@ def measure_stream_point(url: str, model: str, concurrency: int, requests: int, 
                     point.tokens += len(times)
                     first.extend([times[0] - start] if times else [])
                     gaps.extend(np.diff(times))
+                    rates.extend(stream_rate(times))
 
     cpu, wall = time.process_time(), time.perf_counter()
     threads = [threading.Thread(target=worker) for _ in range(concurrency)]
@@ -88,47 +96,82 @@ def measure_stream_point(url: str, model: str, concurrency: int, requests: int, 
         thread.join(timeout=timeout_s * (requests + 1))  # bounded: a wedged stream cannot hang the benchmark
     point.seconds, point.client_cpu_s = time.perf_counter() - wall, time.process_time() - cpu
     point.first_token_ms, point.token_gap_ms = latency_summary(first), latency_summary(gaps)
+    point.stream_tokens_per_s = float(np.median(rates)) if rates else 0.0
     return point
 
 
-def measure_inprocess_stream(onnx_path: Path, stream: TokenStream, prompt_length: int, max_tokens: int,
-                             requests: int, threads: int = 0) -> dict[str, Any]:
-    """The served loop run here on ONNX Runtime: first-token latency and tokens per second, one stream."""
-    from artforge.export.parity import onnx_session
-
-    session = onnx_session(onnx_path, threads=threads)
-    step = lambda window: session.run([stream.logits_output], {stream.tokens_input: window})[0][0]  # noqa: E731
-    first, tokens, start = [], 0, time.perf_counter()
+def measure_inprocess_stream(run, stream: TokenStream, prompt_length: int, max_tokens: int,
+                             requests: int) -> dict[str, Any]:
+    """The served loop run here, one stream at a time; run(output names, feed) -> outputs (an ONNX Runtime
+    session's run, or the PyTorch network behind the same signature)."""
+    steps = stepper(run, stream.to_json())
+    first, gaps, rates, tokens, start = [], [], [], 0, time.perf_counter()
     for index in range(requests):
         request = stream_request(stream, index, prompt_length, max_tokens)
-        began = time.perf_counter()
-        for i, _ in enumerate(decode(step, request["prompt"][0], max_tokens, 1.0, 0, index, stream.max_context,
-                                     stream.eos)):
-            first.extend([time.perf_counter() - began] if i == 0 else [])
-            tokens += 1
+        began, times = time.perf_counter(), []
+        for _ in decode(steps, request["prompt"][0], max_tokens, 1.0, 0, index, stream.eos):
+            times.append(time.perf_counter())
+        first.extend([times[0] - began] if times else [])
+        gaps.extend(np.diff(times))
+        rates.extend(stream_rate(times))
+        tokens += len(times)
     seconds = time.perf_counter() - start
-    return {"first_token_ms": latency_summary(first), "tokens": tokens, "tokens_per_s": tokens / seconds}
+    return {"first_token_ms": latency_summary(first), "token_gap_ms": latency_summary(gaps), "tokens": tokens,
+            "tokens_per_s": tokens / seconds, "stream_tokens_per_s": float(np.median(rates)) if rates else 0.0}
+
+
+def onnx_runner(onnx_path: Path, threads: int):
+    from artforge.export.parity import onnx_session
+
+    return onnx_session(onnx_path, threads=threads).run
+
+
+def torch_runner(network, spec, threads: int):
+    """run(output names, feed) over the family's serving network in PyTorch (eval, no grad)."""
+    import torch
+
+    serving = spec.serving_network(network).eval()
+    torch.set_num_threads(max(1, threads))
+    names = [t.name for t in spec.outputs]
+
+    @torch.no_grad()
+    def run(wanted, feed):
+        outputs = serving(*(torch.from_numpy(feed[t.name]) for t in spec.inputs))
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        by_name = dict(zip(names, outputs))
+        return [by_name[name].numpy() for name in wanted]
+    return run
 
 
 def stream_markdown(document: dict[str, Any]) -> str:
-    inprocess, options = document["inprocess"], document["options"]
+    options = document["options"]
     lines = [f"# {document['model']['family']}: token stream benchmark", "",
-             f"{options['requests']} streams a point, prompts of {options['prompt_length']} tokens, "
-             f"{options['max_tokens']} tokens asked each; machine: {document['machine'].get('cpu', '?')}", "",
-             "| where | streams at once | first token p50 ms | p90 ms | gap between tokens p50 ms | tokens/s | "
-             "client CPU s | errors |", "|---|---|---|---|---|---|---|---|",
-             f"| in-process ONNX Runtime | 1 | {inprocess['first_token_ms']['p50']:.2f} | "
-             f"{inprocess['first_token_ms']['p90']:.2f} | | {inprocess['tokens_per_s']:.0f} | | 0 |"]
+             f"{options['requests']} streams a point (in-process: a tenth of them, one at a time), prompts of "
+             f"{options['prompt_length']} tokens, {options['max_tokens']} tokens asked each (temperature 1: a stream "
+             f"may end sooner); machine: {document['machine'].get('cpu', '?')}. Time per output token: the gap "
+             "between consecutive tokens of one stream.", "",
+             "| where | streams at once | first token p50 ms | p99 ms | per output token p50 ms | p99 ms | "
+             "tokens/s per stream | tokens/s in all | client CPU s | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, label in (("pytorch", "in-process PyTorch"), ("onnxruntime", "in-process ONNX Runtime")):
+        if name in document["inprocess"]:
+            r = document["inprocess"][name]
+            lines.append(f"| {label} | 1 | {cell(r['first_token_ms'], 'p50')} | {cell(r['first_token_ms'], 'p99')} | "
+                         f"{cell(r['token_gap_ms'], 'p50')} | {cell(r['token_gap_ms'], 'p99')} | "
+                         f"{r['stream_tokens_per_s']:.0f} | {r['tokens_per_s']:.0f} | | 0 |")
     for p in document["triton"]:
-        lines.append(f"| Triton gRPC stream | {p['concurrency']} | "
-                     f"{p['first_token_ms'].get('p50', float('nan')):.2f} | "
-                     f"{p['first_token_ms'].get('p90', float('nan')):.2f} | "
-                     f"{p['token_gap_ms'].get('p50', float('nan')):.2f} | {p['tokens_per_s']:.0f} | "
+        lines.append(f"| Triton gRPC stream | {p['concurrency']} | {cell(p['first_token_ms'], 'p50')} | "
+                     f"{cell(p['first_token_ms'], 'p99')} | {cell(p['token_gap_ms'], 'p50')} | "
+                     f"{cell(p['token_gap_ms'], 'p99')} | {p['stream_tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
                      f"{p['client_cpu_s']:.2f} | {p['errors']} |")
     return "\n".join(lines) + "\n"
 
 
-def run_stream_benchmark(opts, ckpt, stream: TokenStream, out: Path) -> dict[str, Any]:
+def cell(summary: dict[str, float], key: str) -> str:
+    value = summary.get(key, float("nan"))
+    return "—" if value != value else f"{value:.2f}"
+
+
+def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]:
     """Export the checkpoint, serve it, and measure streams at each concurrency next to in-process."""
     import os
     import tempfile
@@ -138,22 +181,26 @@ def run_stream_benchmark(opts, ckpt, stream: TokenStream, out: Path) -> dict[str
     from artforge.files import atomic_write_text
     from artforge.serving.server import Server
 
+    stream = spec.stream
     # execute() runs one stream at a time in an instance: one instance per concurrent stream, up to the cores
     instances = max(1, min(max(opts.concurrency), os.cpu_count() or 1))
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         result = export_checkpoint(opts.checkpoint, Path(work) / "repo", max_batch=opts.max_batch,
                                    intra_op_threads=opts.threads or 1, instances=instances)
-        onnx_path = result.version_dir / "model.onnx"
         requests = max(1, opts.requests // 10)
-        inprocess = measure_inprocess_stream(onnx_path, stream, opts.prompt_length, opts.max_tokens, requests,
-                                             opts.threads or 1)
+        threads = opts.threads or 1
+        inprocess = {
+            "pytorch": measure_inprocess_stream(torch_runner(network, spec, threads), stream, opts.prompt_length,
+                                                opts.max_tokens, requests),
+            "onnxruntime": measure_inprocess_stream(onnx_runner(result.version_dir / "model.onnx", threads), stream,
+                                                    opts.prompt_length, opts.max_tokens, requests)}
         points = []
         with Server(Path(work) / "repo", grpc_port=0, http_port=0, metrics_port=0) as server:
             for concurrency in opts.concurrency:
                 points.append(measure_stream_point(server.grpc_url, result.name, concurrency, opts.requests,
                                                    opts.prompt_length, opts.max_tokens).to_json())
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
-                          "unit": "token", "instances": instances},
+                          "unit": "token", "instances": instances, "key_value_cache": bool(stream.cache_input)},
                 "machine": machine_facts(), "options": dict(opts.__dict__), "inprocess": inprocess, "triton": points,
                 "ratios": {}}  # no ratios are checked against a baseline for streams yet
     out.mkdir(parents=True, exist_ok=True)

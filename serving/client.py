@@ -197,14 +197,16 @@ class Client:
             self._client.stop_stream(cancel_requests=True)
 
     def stream_text(self, name: str, prompt: str, max_tokens: int = 200, temperature: float = 1.0,
-                    top_k: int = 0, seed: int = 0) -> Iterator[str]:
+                    top_k: int = 0, seed: int = 0, top_p: float = 1.0) -> Iterator[str]:
         """Continue `prompt` on a token model, yielding each piece of text as the server makes it."""
         info = self.model(name)
         if not info.stream:
             raise ArtforgeError(f"model '{name}' is not a token model (it answers each request once)")
         inputs = {"prompt": info.stream.encode(prompt), "max_tokens": np.array([[max_tokens]], np.int32),
                   "temperature": np.array([[temperature]], np.float32), "top_k": np.array([[top_k]], np.int32),
-                  "seed": np.array([[seed]], np.int64)}
+                  "top_p": np.array([[top_p]], np.float32), "seed": np.array([[seed]], np.int64)}
+        if "top_p" not in {t.name for t in info.inputs}:  # a repository exported before top_p existed
+            inputs.pop("top_p")
         for outputs in self.stream(name, inputs):
             yield outputs["text"].reshape(-1)[0].decode("utf-8")
 

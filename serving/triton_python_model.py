@@ -16,7 +16,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py, decoding.py: copied beside
-from decoding import decode  # noqa: E402
+from decoding import decode, stepper  # noqa: E402
 from request_limits import shape_problem, value_problem  # noqa: E402
 
 # ONNX Runtime keeps the memory of its largest run in its arena (11 GB after one 4096x4096 photo);
@@ -141,13 +141,11 @@ class TritonPythonModel:
             return
         given = {name: array[0] for name, array in zip(self.input_names, arrays)}
         stream = self.stream
-
-        def step(window):
-            return self.session.run([stream["logits_output"]], {stream["tokens_input"]: window})[0][0]
-
         cancelled = getattr(request, "is_cancelled", lambda: False)  # the client went away: stop working for it
-        tokens = decode(step, given["prompt"], given["max_tokens"][0], float(given["temperature"][0]),
-                        int(given["top_k"][0]), given["seed"][0], stream["max_context"], stream["eos"], cancelled)
+        top_p = float(given["top_p"][0]) if "top_p" in given else 1.0  # repositories exported before top_p
+        tokens = decode(stepper(self.session.run, stream), given["prompt"], given["max_tokens"][0],
+                        float(given["temperature"][0]), int(given["top_k"][0]), given["seed"][0], stream["eos"],
+                        cancelled, top_p)
         try:
             for token in tokens:
                 text = np.array([[stream["vocab"][token].encode("utf-8")]], dtype=np.object_)

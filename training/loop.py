@@ -72,6 +72,11 @@ class FamilyTrainer(abc.ABC):
         """(generated, real) uint8 (N, H, W, 3) images for --eval-every; None: the family makes no images."""
         return None
 
+    def quality_measures(self) -> dict[str, float]:
+        """--eval-every for a family judged otherwise than by images (held-out perplexity): the measures
+        to log. A family that does not override it is measured by quality_images."""
+        raise NotImplementedError
+
     def checkpoint_facts(self) -> dict[str, Any]:
         """Extra metadata for checkpoint.json (class names, data set, seed, ...)."""
         return {}
@@ -183,13 +188,14 @@ class QualityLog:
     def __init__(self, trainer: FamilyTrainer, opts: Any, run: Path):
         from artforge.evaluation.features import ArtFeatures
 
-        if opts.eval_every < 1 or opts.eval_count < 8:
+        if opts.eval_every < 1 or getattr(opts, "eval_count", 8) < 8:
             raise ArtforgeError(f"--eval-every {opts.eval_every} must be at least 1 and --eval-count "
                                 f"{opts.eval_count} at least 8")
-        if trainer.quality_images(8, opts.seed) is None:
-            raise ArtforgeError(f"--eval-every: the {trainer.family} family makes no images to measure")
         self.trainer, self.opts, self.run = trainer, opts, run
-        self.extractor = ArtFeatures()
+        self.own = type(trainer).quality_measures is not FamilyTrainer.quality_measures
+        if not self.own and trainer.quality_images(8, opts.seed) is None:
+            raise ArtforgeError(f"--eval-every: the {trainer.family} family makes no images to measure")
+        self.extractor = None if self.own else ArtFeatures()
         self.real = None
 
     def measure(self, step: int) -> dict[str, float]:
@@ -197,6 +203,10 @@ class QualityLog:
 
         trainer = self.trainer
         trainer.before_outputs()  # e.g. the EMA generator's batch-norm statistics, as samples see them
+        if self.own:
+            values = trainer.quality_measures()
+            self.draw(step, values)
+            return values
         generated, real = trainer.quality_images(self.opts.eval_count, self.opts.seed)
         if self.real is None:
             self.real = image_features(real, self.extractor)
@@ -210,11 +220,13 @@ class QualityLog:
         from artforge.evaluation.features import FEATURE_SPACE_SHORT
         from artforge.evaluation.plots import curves_png
 
-        records = [r for r in read_log(self.run / "log.jsonl") if "fd" in r and r["step"] < step]
+        names = list(values) if self.own else ["fd", "kid"]
+        records = [r for r in read_log(self.run / "log.jsonl") if names[0] in r and r["step"] < step]
         records.append({"step": step, **values})
-        curves_png([r["step"] for r in records], {"FD": [r["fd"] for r in records], "KID": [r["kid"] for r in records]},
-                   self.run / "quality.png", f"{self.trainer.family}: {self.opts.eval_count} images vs real, "
-                                             f"{FEATURE_SPACE_SHORT} (not Inception FID)")
+        title = (f"{self.trainer.family}: measured on held-out data" if self.own else
+                 f"{self.trainer.family}: {self.opts.eval_count} images vs real, {FEATURE_SPACE_SHORT} (not Inception FID)")
+        curves_png([r["step"] for r in records], {n if self.own else n.upper(): [r[n] for r in records] for n in names},
+                   self.run / "quality.png", title)
 
 
 def read_log(path: Path) -> list[dict]:

@@ -191,7 +191,7 @@ def test_bad_stream_requests_are_refused_and_infer_is_pointed_to_stream(served):
         client.model(NAME).check_limits = lambda inputs: None
         bad = {"prompt": np.full((1, 2), 99, np.int64), "max_tokens": np.array([[2]], np.int32),
                "temperature": np.ones((1, 1), np.float32), "top_k": np.zeros((1, 1), np.int32),
-               "seed": np.zeros((1, 1), np.int64)}
+               "top_p": np.ones((1, 1), np.float32), "seed": np.zeros((1, 1), np.int64)}
         with pytest.raises(ArtforgeError, match="prompt.*above its maximum"):
             list(client.stream(NAME, bad))
         assert "".join(client.stream_text(NAME, "a", max_tokens=3, temperature=0)) == "bcd"  # still serving
@@ -215,7 +215,8 @@ def test_benchmark_measures_first_token_and_tokens_per_s_through_the_generic_sta
     run, _ = served
     document = run_benchmark(checkpoint=str(run), out=str(tmp_path / "bench"), concurrency=[1, 2], requests=6,
                              prompt_length=4, max_tokens=10, progress=False)
-    assert document["model"]["unit"] == "token" and document["inprocess"]["tokens"] == 10
+    assert document["model"]["unit"] == "token"
+    assert document["inprocess"]["onnxruntime"]["tokens"] == document["inprocess"]["pytorch"]["tokens"] == 10
     for point in document["triton"]:
         assert point["errors"] == 0 and point["requests"] == 6 and point["tokens"] == 60
         assert point["first_token_ms"]["p50"] > 0 and point["tokens_per_s"] > 0

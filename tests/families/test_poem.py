@@ -1,0 +1,217 @@
+"""The poem family: corpora, form measures, the cached transformer, training with held-out
+perplexity, export with the key/value cache, and poems streamed from a real Triton server."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from artforge.errors import ArtforgeError
+from artforge.families.poem import END, PoemConfig, PoemSpec, build_network, encode
+from artforge.families.poem.corpus import heldout, read_chinese_poetry, read_fortunes, read_text_poems
+from artforge.families.poem.form import form_of, form_report, verse_lengths
+from artforge.serving.decoding import CachedSteps, decode, sample_token
+
+VERSE_CHARACTERS = "春风花月夜山水云天江"  # a tiny classical vocabulary for a corpus a model learns in seconds
+
+
+def jueju(rng: np.random.Generator, length: int) -> str:
+    """A four-verse poem of `length`-character verses, two verses a line, as the corpora write them."""
+    verse = lambda: "".join(rng.choice(list(VERSE_CHARACTERS), length))  # noqa: E731
+    return f"{verse()}，{verse()}。\n{verse()}，{verse()}。"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    """300 regular poems (jueju of 5- and 7-character verses) in the training format."""
+    rng = np.random.default_rng(0)
+    folder = tmp_path_factory.mktemp("poems")
+    poems = [jueju(rng, 5 if i % 2 else 7) for i in range(300)]
+    (folder / "poems.txt").write_text("\n\n".join(poems) + "\n", encoding="utf-8")
+    return folder
+
+
+TINY = dict(context=48, layers=2, heads=2, width=64, batch_size=16, dropout=0.0, lr=3e-3, sample_every=1000,
+            checkpoint_every=1000, progress=False, heldout=0.1)
+
+
+@pytest.fixture(scope="module")
+def poem_run(corpus, tmp_path_factory) -> Path:
+    from artforge.families.poem.train import train_poem
+
+    run = tmp_path_factory.mktemp("poem-run")
+    train_poem(data=str(corpus), out=str(run), steps=800, eval_every=400, **TINY)
+    return run
+
+
+# ---- corpora ----
+def test_fortunes_files_lose_titles_authors_and_part_headings(tmp_path):
+    colour = "\x1b[32m《送别》\x1b[m\n\x1b[33m作者：王维\x1b[m\n"
+    (tmp_path / "tang").write_text(colour + "下马饮君酒，问君何所之。\n%\n\x1b[32m题目:《二首》\x1b[m\n其一\n春云如兽复如禽。\n"
+                                   "其二\n日照风吹浅又深。\n%\n", encoding="utf-8")
+    assert list(read_fortunes(tmp_path / "tang")) == ["下马饮君酒，问君何所之。", "春云如兽复如禽。\n日照风吹浅又深。"]
+
+
+def test_chinese_poetry_json_keeps_verses_and_drops_poems_with_lost_characters(tmp_path):
+    folder = tmp_path / "dist" / "quantangshi"
+    folder.mkdir(parents=True)
+    poems = [{"title": "a", "paragraphs": ["秦川雄帝宅，函谷壯皇居。", " 綺殿千尋起，離宮百雉餘。 "]},
+             {"title": "b", "paragraphs": ["□□雄帝宅，函谷壯皇居。"]}, {"title": "c", "paragraphs": []}]
+    (folder / "poet.tang.0.json").write_text(json.dumps(poems, ensure_ascii=False), encoding="utf-8")
+    (folder / "poet.song.0.json").write_text("[]", encoding="utf-8")
+    assert list(read_chinese_poetry("poet.tang.*.json")(tmp_path)) == ["秦川雄帝宅，函谷壯皇居。\n綺殿千尋起，離宮百雉餘。"]
+    with pytest.raises(ArtforgeError, match="no poet.tang.*.json files"):
+        list(read_chinese_poetry("poet.tang.*.json")(tmp_path / "elsewhere"))
+
+
+def test_text_poems_split_on_blank_lines_and_refuse_other_encodings(tmp_path):
+    (tmp_path / "a.txt").write_text("Shall I compare thee\r\nto a summer's day?\r\n\r\n \r\nSecond poem\n", encoding="utf-8")
+    assert list(read_text_poems(tmp_path)) == ["Shall I compare thee\nto a summer's day?", "Second poem"]
+    (tmp_path / "b.txt").write_bytes("déjà".encode("latin-1"))
+    with pytest.raises(ArtforgeError, match="b.txt is not UTF-8 text"):
+        list(read_text_poems(tmp_path))
+
+
+def test_data_poems_writes_the_training_format_or_says_how_to_install(tmp_path, monkeypatch, capsys):
+    from artforge.cli import main
+    from artforge.families.poem import corpus
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "x.txt").write_text("one\ntwo\n\nthree\n", encoding="utf-8")
+    assert main(["data", "poems", "--source", "english", "--path", str(tmp_path / "src"), "--out",
+                 str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "poems.txt").read_text(encoding="utf-8") == "one\ntwo\n\nthree\n"
+    assert json.loads((tmp_path / "out" / "source.json").read_text())["poems"] == 2
+    monkeypatch.setattr(corpus, "FORTUNES", tmp_path / "nowhere")
+    capsys.readouterr()
+    assert main(["data", "poems", "--source", "tang300", "--out", str(tmp_path / "t")]) == 1
+    assert "install it with 'sudo apt-get install fortunes-zh'" in capsys.readouterr().err
+
+
+def test_heldout_split_depends_on_the_poem_only():
+    poems = [f"poem {i}" for i in range(2000)]
+    chosen = {p for p in poems if heldout(p, 0.05)}
+    assert chosen == {p for p in reversed(poems) if heldout(p, 0.05)}
+    assert 60 < len(chosen) < 140
+
+
+# ---- form ----
+def test_form_counts_han_characters_per_verse():
+    assert verse_lengths("床前明月光，疑是地上霜。\n举头望明月，低头思故乡。") == [5, 5, 5, 5]
+    assert form_of("床前明月光，疑是地上霜。\n举头望明月，低头思故乡。") == "jueju5"
+    assert form_of("床前明月光，疑是地上霜。") is None  # two verses: no regular form
+    report = form_report(["床前明月光，疑是地上霜。\n举头望明月，低头思故乡。", "春眠不觉晓，处处闻啼鸟鸟。"])
+    assert report["regular"] == 0.5 and report["verses_matching_first"] == 3 / 4
+
+
+# ---- the network and the decoding loop ----
+def test_cached_steps_give_the_logits_of_the_full_forward():
+    torch.manual_seed(0)
+    config = PoemConfig("".join(VERSE_CHARACTERS) + "，。\n", context=16, layers=2, heads=2, width=32)
+    lm = build_network(config).eval()
+    tokens = torch.randint(0, len(config.vocab), (1, 12))
+    with torch.no_grad():
+        full = lm(tokens)[0]
+        logits, past = lm.step(tokens[:, :5], lm.empty_cache())
+        assert torch.allclose(logits[0], full[4], atol=1e-5)
+        for i in range(5, 12):
+            logits, past = lm.step(tokens[:, i:i + 1], past)
+            assert torch.allclose(logits[0], full[i], atol=1e-5)
+    assert past.shape == (1, 2, 2, 2, 12, 16)
+
+
+def test_cached_stepper_prefills_once_then_feeds_one_token_and_restarts_when_full():
+    fed = []
+
+    def step(new, past):
+        fed.append(new.shape[1])
+        return np.zeros((1, 4)), np.zeros((1, past.shape[1] + new.shape[1]))
+
+    steps = CachedSteps(step, np.zeros((1, 0)), max_context=8)
+    list(decode(steps, [1, 2, 3], max_tokens=10, temperature=0, top_k=0, seed=0))
+    # prompt 3, then one at a time up to 8 in the cache; the 9th restarts from the latest 4
+    assert fed == [3, 1, 1, 1, 1, 1, 4, 1, 1, 1]
+
+
+def test_top_p_samples_only_the_nucleus():
+    logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
+    rng = np.random.default_rng(0)
+    drawn = {sample_token(logits, 1.0, 0, rng, top_p=0.7) for _ in range(300)}
+    assert drawn == {0, 1}  # 0.5 + 0.3 reaches 0.7: the two likeliest
+    assert {sample_token(logits, 1.0, 0, rng, top_p=0.0) for _ in range(20)} == {0}
+    assert len({sample_token(logits, 1.0, 0, rng) for _ in range(300)}) == 4
+
+
+def test_spec_traces_prefill_and_decode_cases_within_the_context():
+    spec = PoemSpec(PoemConfig("ab", context=16, layers=1, heads=1, width=8))
+    prefill = spec.sample_inputs(2, 0, {"length": 16, "past_length": 0})
+    decode_one = spec.sample_inputs(1, 0, {"length": 8, "past_length": 15})
+    assert prefill["past"].shape == (2, 1, 2, 1, 0, 8) and prefill["tokens"].shape == (2, 16)
+    assert decode_one["tokens"].shape == (1, 1)  # cut so positions stay inside the context
+    assert spec.stream.bos == END and spec.stream.encode("ab").tolist() == [[END, 2, 3]]
+
+
+# ---- training, export, serving ----
+def test_training_learns_the_form_and_logs_heldout_perplexity(poem_run):
+    from artforge.families import load_network
+    from artforge.families.poem.train import write_poems
+
+    records = [json.loads(line) for line in (poem_run / "log.jsonl").read_text().splitlines()]
+    curve = [r["heldout_perplexity"] for r in records if "heldout_perplexity" in r]
+    # from about the vocabulary size (15) to near the corpus's own entropy (random verses of 10 characters: ~6.5)
+    assert len(curve) == 3 and curve[0] > 12 and curve[-1] < 8
+    lm, checkpoint = load_network(poem_run)
+    config = PoemConfig(**checkpoint.meta["config"])
+    poems = write_poems(lm, config, count=8, seed=0, temperature=0.8)
+    assert form_report(poems)["verses_matching_first"] > 0.8 and form_report(poems)["regular"] >= 0.75
+    assert checkpoint.meta["training"]["heldout_poems"] > 0
+
+
+def test_export_serves_a_stream_identical_to_pytorch(poem_run, tmp_path, capsys):
+    from artforge.cli import main
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.families import load_network
+    from artforge.families.poem.train import write_poems
+    from artforge.serving.client import Client
+    from artforge.serving.server import Server
+
+    result = export_checkpoint(poem_run, tmp_path / "repo", max_batch=4)
+    cases = {(r.batch, tuple(sorted(r.sizes.items()))) for r in result.parity}
+    assert any(dict(sizes)["past_length"] == 0 for _, sizes in cases)  # prefill from an empty cache
+    assert all(r.ok for r in result.parity)
+    lm, checkpoint = load_network(poem_run)
+    config = PoemConfig(**checkpoint.meta["config"])
+    greedy = write_poems(lm, config, 1, 0, prompt="春风", max_tokens=60, temperature=0)[0]
+    with torch.no_grad():  # the full forward, no cache: what the cache must reproduce
+        ids = [END] + encode(config, "春风")
+        for _ in range(60):
+            ids.append(int(lm(torch.tensor([ids[-config.context:]]))[0, -1].argmax()))
+            if ids[-1] == END:
+                break
+    assert greedy == "春风" + "".join(config.vocab[i] for i in ids[3:])
+    with Server(tmp_path / "repo", grpc_port=0, http_port=0, metrics_port=0) as server:
+        with Client(server.grpc_url, timeout_s=30) as client:
+            pieces = list(client.stream_text("poem", "春风", max_tokens=60, temperature=0))
+            sampled = "".join(client.stream_text("poem", "", max_tokens=60, temperature=0.8, top_p=0.9, seed=5))
+        assert "春风" + "".join(pieces) == greedy and len(pieces) > 10  # one response per character
+        assert sampled == write_poems(lm, config, 1, 5, max_tokens=60, temperature=0.8, top_p=0.9)[0]
+        capsys.readouterr()
+        assert main(["write", "--model", "poem", "--prompt", "春风", "--max-tokens", "60", "--temperature", "0",
+                     "--url", server.grpc_url]) == 0
+        assert capsys.readouterr().out == greedy + "\n"
+        assert main(["write", "--model", "poem", "--prompt", "xyz", "--url", server.grpc_url]) == 1
+        assert "characters the model does not know: 'xyz'" in capsys.readouterr().err
+
+
+def test_evaluate_reports_perplexity_form_and_copied_verses(poem_run, tmp_path):
+    from artforge.cli import main
+
+    assert main(["evaluate", str(poem_run), "--count", "6", "--out", str(tmp_path / "eval")]) == 0
+    document = json.loads((tmp_path / "eval" / "evaluate.json").read_text())
+    assert 1 < document["heldout_perplexity"] < 8
+    assert document["written"]["poems"] == 6 and document["real"]["form"]["regular"] == 1.0
+    assert 0 <= document["written"]["verses_copied"] <= 1
+    assert "Held-out perplexity per character" in (tmp_path / "eval" / "evaluate.md").read_text()
