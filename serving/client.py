@@ -175,6 +175,20 @@ class Client:
         if not info.stream:
             raise ArtforgeError(f"model '{name}' answers each request once: use Client.infer")
         tensors, requested, wanted = self.build_request(name, inputs, None)
+        try:
+            first = True
+            for outputs in self._stream_once(name, tensors, requested, wanted):
+                first = False
+                yield outputs
+        except ServerUnavailable:
+            # The connection dropped before the first response (seen once in a while right after a
+            # cancelled stream): the request did nothing yet and generation has no side effects, so it
+            # is sent again once on a fresh stream. A stream that had begun is not resumed.
+            if not first:
+                raise
+            yield from self._stream_once(name, tensors, requested, wanted)
+
+    def _stream_once(self, name, tensors, requested, wanted) -> Iterator[dict[str, np.ndarray]]:
         arrived: queue.Queue = queue.Queue()
         self._client.start_stream(callback=lambda result, error: arrived.put((result, error)))
         try:

@@ -232,3 +232,29 @@ def test_artforge_stream_prints_the_continuation(served, capsys):
     assert capsys.readouterr().out == "abcdefg\n"
     assert main(["stream", "--model", NAME, "--prompt", "a!", "--url", server.grpc_url]) == 1
     assert "characters the model does not know: '!'" in capsys.readouterr().err
+
+
+def test_a_stream_dropped_before_its_first_token_is_sent_again_once(served):
+    from artforge.errors import ServerUnavailable
+    from artforge.serving.client import Client
+
+    run, server = served
+    with Client(server.grpc_url, timeout_s=30) as client:
+        real, calls = client._stream_once, []
+
+        def drops_first(*args):
+            calls.append(1)
+            if len(calls) == 1:
+                raise ServerUnavailable("streaming from abc failed on Triton: Socket closed")
+            yield from real(*args)
+
+        client._stream_once = drops_first
+        assert "".join(client.stream_text(NAME, "a", max_tokens=3, temperature=0)) == "bcd" and len(calls) == 2
+
+        def drops_after_a_token(*args):
+            yield from list(real(*args))[:1]
+            raise ServerUnavailable("streaming from abc failed on Triton: Socket closed")
+
+        client._stream_once = drops_after_a_token  # a stream that had begun is not sent again
+        with pytest.raises(ServerUnavailable):
+            list(client.stream_text(NAME, "a", max_tokens=3, temperature=0))
