@@ -64,6 +64,7 @@ def add_data_parser(commands) -> None:
     synth.add_argument("--quiet", action="store_true", help="no progress bar")
     synth.set_defaults(handler=run_data_synth)
     add_data_poems_parser(sub)
+    add_data_music_parser(sub)
 
 
 def run_data_poems(args: argparse.Namespace) -> None:
@@ -72,6 +73,29 @@ def run_data_poems(args: argparse.Namespace) -> None:
     described = write_poems(args.source, args.out, args.path, args.limit)
     print(f"wrote {described['poems']} poems ({described['characters']} characters, {described['distinct_characters']} "
           f"distinct) from {described['path']} to {Path(args.out) / 'poems.txt'}")
+
+
+def run_data_music(args: argparse.Namespace) -> None:
+    from artforge.families.music.corpus import write_bach_chorales
+
+    files = write_bach_chorales(args.out, args.limit, progress=not args.quiet)
+    print(f"wrote {len(files)} chorales as MIDI files to {args.out}")
+
+
+def add_data_music_parser(sub) -> None:
+    music = sub.add_parser(
+        "music", formatter_class=HelpFormatter,
+        help="write the Bach chorales inside music21 as MIDI files (any MIDI folder trains as it is)",
+        description="Convert the Bach chorales that ship inside the music21 wheel (MusicXML, about 400) into "
+                    "MIDI files, the music family's training format. Needs music21: pip install "
+                    "'artforge[music]'. Files already there are kept.",
+        epilog="examples:\n  artforge data music --source bach --out data/bach\n"
+               "  artforge train music --data data/bach --out runs/music")
+    music.add_argument("--source", required=True, choices=["bach"], help="which corpus")
+    music.add_argument("--out", required=True, help="folder to write the .mid files into")
+    music.add_argument("--limit", type=int, default=0, help="convert the first N chorales (0: all)")
+    music.add_argument("--quiet", action="store_true", help="no progress bar")
+    music.set_defaults(handler=run_data_music)
 
 
 def add_data_poems_parser(sub) -> None:

@@ -8,6 +8,6 @@ Importing this package registers the built-in families; a new family is a new mo
 from artforge.families.registry import (Family, build_from_checkpoint, families, get_family, load_network,
                                         register, spec_for)
 
-from artforge.families import critic, dcgan, poem, restore, style, stylegan, translate  # noqa: E402,F401  (importing them registers the built-ins)
+from artforge.families import critic, dcgan, music, poem, restore, style, stylegan, translate  # noqa: E402,F401  (importing them registers the built-ins)
 
 __all__ = ["Family", "build_from_checkpoint", "families", "get_family", "load_network", "register", "spec_for"]

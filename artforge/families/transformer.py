@@ -15,9 +15,15 @@ The output layer is the token embedding transposed (tied weights, and no second 
 """
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from artforge.contract import DynamicDim, TensorSpec, TokenStream
+from artforge.spec import ModelSpec
 
 
 class Block(nn.Module):
@@ -118,3 +124,115 @@ def causal_lm_loss(lm: DecoderLM, windows: torch.Tensor, ignore_index: int = -10
     logits = lm(windows[:, :-1])
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), windows[:, 1:].reshape(-1),
                            ignore_index=ignore_index)
+
+
+@torch.no_grad()
+def sequence_perplexity(lm: DecoderLM, sequences: list[list[int]], batch: int = 32) -> float:
+    """exp(mean negative log-likelihood per predicted token) of whole sequences (each with its start and
+    end tokens), read in windows of the context; longer ones in overlapping windows, each token scored
+    once with at least half a context before it."""
+    was_training = lm.training
+    lm.eval()
+    device = lm.embed.weight.device
+    windows = [w for ids in sequences for w in scoring_windows(ids, lm.context + 1)]
+    total, count = 0.0, 0
+    for i in range(0, len(windows), batch):
+        chunk = windows[i:i + batch]
+        padded = torch.full((len(chunk), max(len(w) for w, _ in chunk)), -100, dtype=torch.long)
+        for row, (w, _) in enumerate(chunk):
+            padded[row, :len(w)] = torch.tensor(w)
+        targets = padded[:, 1:].clone()
+        for row, (_, first_new) in enumerate(chunk):
+            targets[row, :first_new] = -100  # scored by the window before
+        logits = lm(padded[:, :-1].clamp(min=0).to(device)).float().cpu()
+        total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100,
+                                 reduction="sum").item()
+        count += int((targets != -100).sum())
+    lm.train(was_training)
+    return math.exp(total / max(count, 1))
+
+
+def scoring_windows(ids: list[int], span: int) -> list[tuple[list[int], int]]:
+    """Windows of at most `span` tokens covering a sequence: (window, index of its first new target).
+    Each later window starts half a span on and scores only the tokens the one before did not."""
+    if len(ids) <= span:
+        return [(ids, 0)]
+    step, windows, scored = span // 2, [], 1
+    for start in range(0, len(ids) - 1, step):
+        window = ids[start:start + span]
+        windows.append((window, scored - start - 1))
+        scored = start + len(window)
+        if scored >= len(ids):
+            break
+    return windows
+
+
+@torch.no_grad()
+def sample_sequences(lm: DecoderLM, prompt: list[int], count: int, seed: int, max_tokens: int,
+                     temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos: int | None = 0,
+                     stop=None) -> list[list[int]]:
+    """Continuations of `prompt` written in-process by the served loop (serving/decoding.py) with the
+    key/value cache: sequence i with seed `seed + i`, each until `eos` (included) or max_tokens.
+    `stop(tokens so far)` true ends a sequence early (e.g. enough bars of music)."""
+    from artforge.serving.decoding import CachedSteps, decode
+
+    was_training = lm.training
+    lm.eval()
+    device = lm.embed.weight.device
+
+    def step(new, past):
+        logits, present = lm.step(torch.from_numpy(new).to(device), torch.from_numpy(past).to(device))
+        return logits.float().cpu().numpy(), present.float().cpu().numpy()
+
+    steps = CachedSteps(step, lm.empty_cache().numpy(), lm.context)
+    written = []
+    for i in range(count):
+        ids: list[int] = []
+        for token in decode(steps, prompt, max_tokens, temperature, top_k, seed + i, eos=eos, top_p=top_p):
+            ids.append(token)
+            if stop is not None and stop(ids):
+                break
+        written.append(ids)
+    lm.train(was_training)
+    return written
+
+
+class CachedLMSpec(ModelSpec):
+    """The serving contract of a token family: the exported network is one cached decoding step
+    (tokens, past) -> (logits, present); clients see a stream of tokens (TokenStream) with END (0)
+    both ending a sequence and starting every prompt."""
+
+    def __init__(self, family: str, vocab: tuple[str, ...], context: int, layers: int, heads: int, width: int,
+                 metadata: dict, tokenizer: str = "char", max_new_tokens: int = 1024):
+        head_dim = width // heads
+        cache = (layers, 2, heads, "past_length", head_dim)
+        super().__init__(
+            family=family,
+            inputs=(TensorSpec("tokens", "int64", ("length",), "new token ids (the prompt, then one at a time)",
+                               min_value=0, max_value=len(vocab) - 1),
+                    TensorSpec("past", "float32", cache, "keys and values of the tokens before (length 0 at "
+                               "first)")),
+            outputs=(TensorSpec("logits", "float32", (len(vocab),), "next-token logits"),
+                     TensorSpec("present", "float32", (layers, 2, heads, "total_length", head_dim),
+                                "past with the new tokens' keys and values appended")),
+            dynamic_dims={"length": DynamicDim(1, 8, context), "past_length": DynamicDim(0, 16, context - 1)},
+            metadata={"context": context, "end_token": 0, **metadata},
+            unit="token",
+            stream=TokenStream("tokens", "logits", vocab, eos=0, max_context=context, max_new_tokens=max_new_tokens,
+                               tokenizer=tokenizer, bos=0, cache_input="past", cache_output="present",
+                               cache_shape=cache),
+        )
+        self.cache_item_shape = (layers, 2, heads, head_dim)
+        self.context, self.vocab_size = context, len(vocab)
+
+    def serving_network(self, network: nn.Module) -> nn.Module:
+        return CachedStep(network).eval()
+
+    def sample_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        sizes = sizes or self.optimal_sizes()
+        cached = sizes["past_length"]
+        length = min(sizes["length"], self.context - cached)  # positions stop at the context
+        layers, two, heads, head_dim = self.cache_item_shape
+        rng = np.random.default_rng(seed)
+        return {"tokens": rng.integers(0, self.vocab_size, (batch, length), dtype=np.int64),
+                "past": rng.standard_normal((batch, layers, two, heads, cached, head_dim), np.float32)}

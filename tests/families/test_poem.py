@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from artforge.errors import ArtforgeError
-from artforge.families.poem import END, PoemConfig, PoemSpec, build_network, encode
+from artforge.families.poem import END, PoemConfig, build_network, encode, make_spec
 from artforge.families.poem.corpus import heldout, read_chinese_poetry, read_fortunes, read_text_poems
 from artforge.families.poem.form import form_of, form_report, verse_lengths
 from artforge.serving.decoding import CachedSteps, decode, sample_token
@@ -146,7 +146,7 @@ def test_top_p_samples_only_the_nucleus():
 
 
 def test_spec_traces_prefill_and_decode_cases_within_the_context():
-    spec = PoemSpec(PoemConfig("ab", context=16, layers=1, heads=1, width=8))
+    spec = make_spec(PoemConfig("ab", context=16, layers=1, heads=1, width=8))
     prefill = spec.sample_inputs(2, 0, {"length": 16, "past_length": 0})
     decode_one = spec.sample_inputs(1, 0, {"length": 8, "past_length": 15})
     assert prefill["past"].shape == (2, 1, 2, 1, 0, 8) and prefill["tokens"].shape == (2, 16)
