@@ -123,6 +123,17 @@ def test_cached_steps_give_the_logits_of_the_full_forward():
     assert past.shape == (1, 2, 2, 2, 12, 16)
 
 
+def test_long_sequences_are_scored_in_overlapping_windows_each_token_once():
+    from artforge.families.transformer import scoring_windows
+
+    ids = list(range(23))
+    windows = scoring_windows(ids, span=8)
+    scored = [w[1 + j] for w, first in windows for j in range(first, len(w) - 1)]
+    assert scored == ids[1:]  # every token but the first is a target exactly once, in order
+    assert all(len(w) <= 8 for w, _ in windows) and all(first <= 4 for w, first in windows[1:])
+    assert scoring_windows(ids[:5], span=8) == [(ids[:5], 0)]
+
+
 def test_cached_stepper_prefills_once_then_feeds_one_token_and_restarts_when_full():
     fed = []
 
