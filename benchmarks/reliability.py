@@ -2,8 +2,10 @@
 
     run_reliability(out="runs/reliability", kills=30, fuzz_rounds=20, soak_seconds=0)
 
-- kills: real `artforge train dcgan` processes SIGKILLed at random moments (a checkpoint is written
-  every step, so many kills land mid-write); after each, the newest checkpoint must load in full;
+- kills: real `artforge train dcgan` processes SIGKILLed at random moments, 0-4 s after their first
+  logged step (a checkpoint is written every step, so many kills land mid-write; waiting for the
+  first step keeps a slow or busy machine from killing a process that never started training);
+  after each, the newest checkpoint must load in full;
   at the end the run resumes and must equal an uninterrupted run bit for bit.
 - fuzz: every malformed request of serving/fuzz.py against a live Triton server, `rounds` times.
 - images: a folder of messy files (alpha, palettes, 16-bit, CMYK, EXIF, bombs, truncated) loaded the
@@ -86,7 +88,7 @@ def kill_suite(work: Path, kills: int, seed: int, progress: bool) -> dict[str, A
     command = [sys.executable, "-m", "artforge", "train", "dcgan", "--out", str(run), "--resume",
                "--steps", str(NEVER_ENDS), "--checkpoint-every", "1", "--keep", "2", "--quiet"]
     for _ in tqdm(range(kills), desc="kills", unit="kill", disable=not progress):
-        kill_after(command, rng.uniform(1.0, 6.0))
+        kill_after(command, run / "log.jsonl", rng.uniform(0.0, 4.0))
         figures["kills"] += 1
         figures["killed_mid_write"] += any(".tmp-" in p.name for p in (run / "checkpoints").iterdir())
         figures["newest_checkpoint_loaded"] += newest_checkpoint_loads(run)
@@ -105,10 +107,20 @@ def tiny_options(data: Path, run: Path, steps: int, checkpoint_every: int = 1) -
                 sample_every=100000, checkpoint_every=checkpoint_every, keep=2, seed=0, progress=False)
 
 
-def kill_after(command: list[str], seconds: float) -> None:
+def kill_after(command: list[str], log: Path, seconds: float, start_timeout_s: float = 300.0) -> None:
+    """Start training, wait until it has logged a new step (however slow the machine is: starting
+    Python and torch can take longer than the whole kill window), then SIGKILL it `seconds` later."""
     # same thread count as the uninterrupted run in this process: float sums must add up in the same order
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    logged = log.stat().st_size if log.exists() else 0
+    deadline = time.monotonic() + start_timeout_s
+    while (not log.exists() or log.stat().st_size == logged) and process.poll() is None:
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise ArtforgeError(f"training logged no step within {start_timeout_s:g} s of starting")
+        time.sleep(0.02)
     try:
         process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
