@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
@@ -119,10 +118,3 @@ def compose_pieces(lm, config: MusicConfig, count: int, seed: int, bars: int, be
             sample_sequences(lm, [END], count, seed, max_tokens=64 * steps, temperature=temperature, top_p=top_p,
                              top_k=top_k, eos=END, stop=enough)]
 
-
-def note_statistics(pieces: list[list[Note]], steps_per_beat: int) -> dict[str, Any]:
-    from artforge.families.music.events import notes_per_beat, pitch_class_histogram
-
-    histograms = [pitch_class_histogram(p) for p in pieces if p]
-    return {"pieces": len(pieces), "pitch_classes": np.mean(histograms, axis=0).tolist() if histograms else [],
-            "notes_per_beat": [notes_per_beat(p, steps_per_beat) for p in pieces]}
