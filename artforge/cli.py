@@ -68,9 +68,9 @@ def add_data_parser(commands) -> None:
 
 
 def run_data_poems(args: argparse.Namespace) -> None:
-    from artforge.families.poem.corpus import write_poems
+    from artforge.families.poem.corpus import gather_poems
 
-    described = write_poems(args.source, args.out, args.path, args.limit)
+    described = gather_poems(args.source, args.out, args.path, args.limit)
     print(f"wrote {described['poems']} poems ({described['characters']} characters, {described['distinct_characters']} "
           f"distinct) from {described['path']} to {Path(args.out) / 'poems.txt'}")
 

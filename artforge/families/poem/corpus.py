@@ -130,7 +130,7 @@ def heldout(poem: str, share: float) -> bool:
     return zlib.crc32(poem.encode("utf-8")) % 10_000 < share * 10_000
 
 
-def write_poems(source_name: str, out: str | Path, path: str | None = None, limit: int = 0) -> dict:
+def gather_poems(source_name: str, out: str | Path, path: str | None = None, limit: int = 0) -> dict:
     """`artforge data poems`: OUT/poems.txt in the training format plus OUT/source.json; returns the latter."""
     if source_name not in SOURCES:
         raise ArtforgeError(f"unknown poem source '{source_name}'; choose one of {', '.join(SOURCES)}")
