@@ -134,6 +134,9 @@ class TokenStream:
     cache_input: str | None = None
     cache_output: str | None = None
     cache_shape: tuple = ()
+    # With it, concurrent streams decode as one batch (continuous batching): the step network's
+    # (batch, 1) int64 input saying how many of the last cache entries are each row's own.
+    cache_length_input: str | None = None
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -151,8 +154,9 @@ class TokenStream:
 
     @property
     def outputs(self) -> tuple[TensorSpec, ...]:
-        return (TensorSpec("token", "int64", (1,), "the next token id"),
-                TensorSpec("text", "object", (1,), "its text, UTF-8"))
+        # one token per response, or the few that queued while the server was busy sending
+        return (TensorSpec("token", "int64", ("tokens",), "the next token ids"),
+                TensorSpec("text", "object", ("tokens",), "their texts, UTF-8"))
 
     @property
     def dynamic_dims(self) -> dict[str, DynamicDim]:
@@ -176,7 +180,8 @@ class TokenStream:
         return {"tokens_input": self.tokens_input, "logits_output": self.logits_output, "vocab": list(self.vocab),
                 "eos": self.eos, "max_context": self.max_context, "tokenizer": self.tokenizer, "bos": self.bos,
                 "cache_input": self.cache_input, "cache_output": self.cache_output,
-                "cache_shape": list(self.cache_shape), "max_new_tokens": self.max_new_tokens}
+                "cache_shape": list(self.cache_shape), "max_new_tokens": self.max_new_tokens,
+                "cache_length_input": self.cache_length_input}
 
     def encode(self, text: str) -> np.ndarray:
         """Text -> prompt ids for a 'char' tokenizer; a character the model never saw is an error."""
@@ -197,4 +202,5 @@ def stream_from_json(data: dict[str, Any]) -> TokenStream:
                        int(data.get("max_context", 256)), int(data.get("max_new_tokens", 1024)),
                        tokenizer=data.get("tokenizer", "char"), bos=data.get("bos"),
                        cache_input=data.get("cache_input"), cache_output=data.get("cache_output"),
-                       cache_shape=tuple(data.get("cache_shape", ())))
+                       cache_shape=tuple(data.get("cache_shape", ())),
+                       cache_length_input=data.get("cache_length_input"))

@@ -21,7 +21,7 @@ import numpy as np
 
 from artforge.benchmarks.measure import latency_summary
 from artforge.contract import TokenStream
-from artforge.serving.decoding import decode, stepper
+from artforge.serving.decoding import batches_streams, decode, stepper
 
 
 @dataclass
@@ -74,8 +74,8 @@ def measure_stream_point(url: str, model: str, concurrency: int, requests: int, 
             while (index := next(counter)) < requests:
                 start, times = time.perf_counter(), []
                 try:
-                    for _ in client.stream(model, stream_request(stream, index, prompt_length, max_tokens)):
-                        times.append(time.perf_counter())
+                    for outputs in client.stream(model, stream_request(stream, index, prompt_length, max_tokens)):
+                        times.extend([time.perf_counter()] * outputs["token"].size)  # tokens sent together
                 except Exception as e:  # counted, reported, and the sweep goes on
                     with lock:
                         point.errors += 1
@@ -143,15 +143,37 @@ def torch_runner(network, spec, threads: int):
     return run
 
 
+# the two ways the server can run concurrent streams, measured side by side
+ONE_PER_INSTANCE, BATCHED = "one stream per instance", "continuous batching"
+
+
+def serving_variants(opts, stream: TokenStream) -> dict[str, dict[str, int]]:
+    """Export options per way of serving: without batching, execute() decodes one stream at a time in
+    an instance (one instance per concurrent stream, up to the cores, one ONNX Runtime thread each);
+    with it (cached models whose step takes each row's cache length), one instance decodes every
+    open stream in one batched step with all the cores' threads."""
+    import os
+
+    cores = os.cpu_count() or 1
+    variants = {ONE_PER_INSTANCE: dict(instances=max(1, min(max(opts.concurrency), cores)), max_batch=1,
+                                       intra_op_threads=opts.threads or 1)}
+    if batches_streams(stream.to_json()):
+        variants[BATCHED] = dict(instances=1, max_batch=opts.max_batch, intra_op_threads=opts.threads or cores)
+    return variants
+
+
 def stream_markdown(document: dict[str, Any]) -> str:
     options = document["options"]
     lines = [f"# {document['model']['family']}: token stream benchmark", "",
              f"{options['requests']} streams a point (in-process: a tenth of them, one at a time), prompts of "
              f"{options['prompt_length']} tokens, {options['max_tokens']} tokens asked each (temperature 1: a stream "
              f"may end sooner); machine: {document['machine'].get('cpu', '?')}. Time per output token: the gap "
-             "between consecutive tokens of one stream.", "",
-             "| where | streams at once | first token p50 ms | p99 ms | per output token p50 ms | p99 ms | "
-             "tokens/s per stream | tokens/s in all | client CPU s | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "between consecutive tokens of one stream (0 between tokens that arrived in one response).", ""]
+    for name, variant in document["variants"].items():
+        lines.append(f"- Triton, {name}: {variant['instances']} instance(s), {variant['intra_op_threads']} ONNX "
+                     f"Runtime thread(s) each, up to {variant['max_batch']} stream(s) per decoding step")
+    lines += ["", "| where | streams at once | first token p50 ms | p99 ms | per output token p50 ms | p99 ms | "
+              "tokens/s per stream | tokens/s in all | client CPU s | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, label in (("pytorch", "in-process PyTorch"), ("onnxruntime", "in-process ONNX Runtime")):
         if name in document["inprocess"]:
             r = document["inprocess"][name]
@@ -159,10 +181,12 @@ def stream_markdown(document: dict[str, Any]) -> str:
                          f"{cell(r['token_gap_ms'], 'p50')} | {cell(r['token_gap_ms'], 'p99')} | "
                          f"{r['stream_tokens_per_s']:.0f} | {r['tokens_per_s']:.0f} | | 0 |")
     for p in document["triton"]:
-        lines.append(f"| Triton gRPC stream | {p['concurrency']} | {cell(p['first_token_ms'], 'p50')} | "
+        lines.append(f"| Triton gRPC, {p['variant']} | {p['concurrency']} | {cell(p['first_token_ms'], 'p50')} | "
                      f"{cell(p['first_token_ms'], 'p99')} | {cell(p['token_gap_ms'], 'p50')} | "
                      f"{cell(p['token_gap_ms'], 'p99')} | {p['stream_tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
                      f"{p['client_cpu_s']:.2f} | {p['errors']} |")
+    for name, value in document["ratios"].items():
+        lines.append(f"\n{name}: {value:.2f}")
     return "\n".join(lines) + "\n"
 
 
@@ -171,9 +195,17 @@ def cell(summary: dict[str, float], key: str) -> str:
     return "—" if value != value else f"{value:.2f}"
 
 
+def batching_ratios(points: list[dict[str, Any]]) -> dict[str, float]:
+    """Tokens/s in all with continuous batching over one stream per instance, at the most streams."""
+    by = {(p["variant"], p["concurrency"]): p["tokens_per_s"] for p in points}
+    most = max(p["concurrency"] for p in points)
+    plain, batched = by.get((ONE_PER_INSTANCE, most), 0.0), by.get((BATCHED, most), 0.0)
+    return {f"continuous_batching_speedup_at_{most}_streams": batched / plain} if plain and batched else {}
+
+
 def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]:
-    """Export the checkpoint, serve it, and measure streams at each concurrency next to in-process."""
-    import os
+    """Export the checkpoint once per way of serving, serve both, and measure streams at each
+    concurrency next to the same loop in-process."""
     import tempfile
 
     from artforge.benchmarks.measure import machine_facts
@@ -181,28 +213,29 @@ def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]
     from artforge.files import atomic_write_text
     from artforge.serving.server import Server
 
-    stream = spec.stream
-    # execute() runs one stream at a time in an instance: one instance per concurrent stream, up to the cores
-    instances = max(1, min(max(opts.concurrency), os.cpu_count() or 1))
+    stream, variants = spec.stream, serving_variants(opts, spec.stream)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
-        result = export_checkpoint(opts.checkpoint, Path(work) / "repo", max_batch=opts.max_batch,
-                                   intra_op_threads=opts.threads or 1, instances=instances)
-        requests = max(1, opts.requests // 10)
-        threads = opts.threads or 1
+        repo = Path(work) / "repo"
+        names = {variant: export_checkpoint(opts.checkpoint, repo, name=f"{ckpt.family}-{i}", **options)
+                 for i, (variant, options) in enumerate(variants.items())}
+        requests, threads = max(1, opts.requests // 10), opts.threads or 1
+        onnx_path = next(iter(names.values())).version_dir / "model.onnx"
         inprocess = {
             "pytorch": measure_inprocess_stream(torch_runner(network, spec, threads), stream, opts.prompt_length,
                                                 opts.max_tokens, requests),
-            "onnxruntime": measure_inprocess_stream(onnx_runner(result.version_dir / "model.onnx", threads), stream,
-                                                    opts.prompt_length, opts.max_tokens, requests)}
+            "onnxruntime": measure_inprocess_stream(onnx_runner(onnx_path, threads), stream, opts.prompt_length,
+                                                    opts.max_tokens, requests)}
         points = []
-        with Server(Path(work) / "repo", grpc_port=0, http_port=0, metrics_port=0) as server:
-            for concurrency in opts.concurrency:
-                points.append(measure_stream_point(server.grpc_url, result.name, concurrency, opts.requests,
-                                                   opts.prompt_length, opts.max_tokens).to_json())
+        with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
+            for variant, result in names.items():
+                for concurrency in opts.concurrency:
+                    point = measure_stream_point(server.grpc_url, result.name, concurrency, opts.requests,
+                                                 opts.prompt_length, opts.max_tokens)
+                    points.append({**point.to_json(), "variant": variant})
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
-                          "unit": "token", "instances": instances, "key_value_cache": bool(stream.cache_input)},
-                "machine": machine_facts(), "options": dict(opts.__dict__), "inprocess": inprocess, "triton": points,
-                "ratios": {}}  # no ratios are checked against a baseline for streams yet
+                          "unit": "token", "key_value_cache": bool(stream.cache_input)},
+                "machine": machine_facts(), "options": dict(opts.__dict__), "variants": variants,
+                "inprocess": inprocess, "triton": points, "ratios": batching_ratios(points)}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench.json", json.dumps(document, indent=2, default=float) + "\n")
     atomic_write_text(out / "bench.md", stream_markdown(document))

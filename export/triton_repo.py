@@ -112,6 +112,8 @@ def artforge_parameters(spec: ModelSpec, options: TritonOptions) -> dict[str, st
             raise ArtforgeError(f"a '{spec.family}' model is served as a loop, which runs in Triton's Python "
                                 "backend: export it with --runtime embedded")
         parameters["artforge.stream"] = json.dumps(spec.stream.to_json())
+        if spec.stream.cache_length_input:  # the most streams one instance decodes as one batch
+            parameters["artforge.max_streams"] = str(options.max_batch)
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
     return parameters

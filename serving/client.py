@@ -210,6 +210,11 @@ class Client:
         finally:
             self._client.stop_stream(cancel_requests=True)
 
+    def stream_tokens(self, name: str, inputs: dict[str, np.ndarray]) -> Iterator[int]:
+        """The token ids of a loop model's stream, one at a time as they arrive (a response may hold several)."""
+        for outputs in self.stream(name, inputs):
+            yield from (int(t) for t in outputs["token"].reshape(-1))
+
     def stream_text(self, name: str, prompt: str, max_tokens: int = 200, temperature: float = 1.0,
                     top_k: int = 0, seed: int = 0, top_p: float = 1.0) -> Iterator[str]:
         """Continue `prompt` on a token model, yielding each piece of text as the server makes it."""
@@ -222,7 +227,7 @@ class Client:
         if "top_p" not in {t.name for t in info.inputs}:  # a repository exported before top_p existed
             inputs.pop("top_p")
         for outputs in self.stream(name, inputs):
-            yield outputs["text"].reshape(-1)[0].decode("utf-8")
+            yield b"".join(outputs["text"].reshape(-1)).decode("utf-8")
 
     def statistics(self, name: str) -> dict[str, Any]:
         stats = self.call("statistics", self._client.get_inference_statistics, name, as_json=True)

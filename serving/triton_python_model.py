@@ -16,7 +16,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py, decoding.py: copied beside
-from decoding import decode, stepper  # noqa: E402
+from decoding import Outbox, Sequence, StreamScheduler, batches_streams, continuous_batch, decode, stepper  # noqa: E402
 from request_limits import shape_problem, value_problem  # noqa: E402
 
 # ONNX Runtime keeps the memory of its largest run in its arena (11 GB after one 4096x4096 photo);
@@ -77,12 +77,18 @@ class TritonPythonModel:
         self.session = ort.InferenceSession(path, options, providers=providers)
         self.ort = ort
         self.stream = json.loads(params["artforge.stream"]) if params.get("artforge.stream") else None
+        self.scheduler = self.outbox = None
+        if self.stream and batches_streams(self.stream):  # concurrent streams decode as one batch, on a thread
+            self.scheduler = StreamScheduler(continuous_batch(self.session.run, self.stream),
+                                             int(params.get("artforge.max_streams", "") or 1))
+            self.outbox = Outbox(lambda sender, tokens: sender.send(self.token_response(tokens)), self.end_stream)
 
     def execute(self, requests):
         if self.stream:
             for request in requests:
-                self.stream_tokens(request, request.get_response_sender())
-            return None  # a decoupled model answers through the response senders
+                serve = self.submit_stream if self.scheduler else self.stream_tokens
+                serve(request, request.get_response_sender())
+            return None  # a decoupled model answers through the response senders (here or from the thread)
         # The dynamic batcher hands over several requests at once: run those whose item shapes
         # agree as one batch (image-to-image requests of different sizes cannot be stacked).
         responses = [None] * len(requests)
@@ -131,30 +137,59 @@ class TritonPythonModel:
             responses[i] = pb_utils.InferenceResponse(output_tensors=tensors)
             offset += size
 
-    def stream_tokens(self, request, sender):
-        """Run the decoding loop for one request, one response per token, then the final flag."""
-        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+    def read_stream_request(self, request, sender):
+        """The request's settings by input name, or None after refusing it on its stream."""
         arrays, problem = self.read_request(request)
         if problem:
             refusal = pb_utils.TritonError(problem, pb_utils.TritonError.INVALID_ARG)
-            sender.send(pb_utils.InferenceResponse(error=refusal), flags=final)
-            return
+            sender.send(pb_utils.InferenceResponse(error=refusal), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            return None
         given = {name: array[0] for name, array in zip(self.input_names, arrays)}
-        stream = self.stream
+        given.setdefault("top_p", np.ones(1, np.float32))  # repositories exported before top_p
+        return given
+
+    def stream_tokens(self, request, sender):
+        """Run the decoding loop for one request here, one response per token, then the final flag."""
+        given = self.read_stream_request(request, sender)
+        if given is None:
+            return
         cancelled = getattr(request, "is_cancelled", lambda: False)  # the client went away: stop working for it
-        top_p = float(given["top_p"][0]) if "top_p" in given else 1.0  # repositories exported before top_p
-        tokens = decode(stepper(self.session.run, stream), given["prompt"], given["max_tokens"][0],
-                        float(given["temperature"][0]), int(given["top_k"][0]), given["seed"][0], stream["eos"],
-                        cancelled, top_p)
+        tokens = decode(stepper(self.session.run, self.stream), given["prompt"], given["max_tokens"][0],
+                        float(given["temperature"][0]), int(given["top_k"][0]), given["seed"][0], self.stream["eos"],
+                        cancelled, float(given["top_p"][0]))
         try:
             for token in tokens:
-                text = np.array([[stream["vocab"][token].encode("utf-8")]], dtype=np.object_)
-                sender.send(pb_utils.InferenceResponse(output_tensors=[
-                    pb_utils.Tensor("token", np.array([[token]], np.int64)), pb_utils.Tensor("text", text)]))
+                sender.send(self.token_response([token]))
         except Exception as e:  # ONNX Runtime's own error types
-            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(f"inference failed: {e}")), flags=final)
+            self.end_stream(sender, f"inference failed: {e}")
             return
-        sender.send(flags=final)
+        self.end_stream(sender, None)
+
+    def submit_stream(self, request, sender):
+        """Hand a request to the decoding thread, which batches it with the other open streams."""
+        given = self.read_stream_request(request, sender)
+        if given is None:
+            return
+        sequence = Sequence(given["prompt"], given["max_tokens"][0], given["temperature"][0], given["top_k"][0],
+                            given["seed"][0], self.stream["eos"], given["top_p"][0])
+        client_gone = getattr(sender, "is_cancelled", None) or getattr(request, "is_cancelled", lambda: False)
+        self.scheduler.submit(sequence, lambda token: self.outbox.token(sender, token),
+                              lambda error: self.outbox.end(sender, error),
+                              lambda: sender in self.outbox.broken or client_gone())
+
+    def token_response(self, tokens):
+        """One response with these tokens (several when they queued while the last response went out)."""
+        text = np.array([[self.stream["vocab"][t].encode("utf-8") for t in tokens]], dtype=np.object_)
+        return pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("token", np.array([tokens], np.int64)), pb_utils.Tensor("text", text)])
+
+    def end_stream(self, sender, error):
+        """The final flag; with the error when the stream failed (a cancelled one just ends)."""
+        final = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+        if error and error != "cancelled":
+            sender.send(pb_utils.InferenceResponse(error=pb_utils.TritonError(error)), flags=final)
+        else:
+            sender.send(flags=final)
 
     def run_options(self, feed):
         options = self.ort.RunOptions()
@@ -163,6 +198,9 @@ class TritonPythonModel:
         return options
 
     def finalize(self):
+        if self.scheduler:
+            self.scheduler.close()
+            self.outbox.close()
         self.session = None
 
 

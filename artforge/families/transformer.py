@@ -3,11 +3,13 @@ key/value cache.
 
 One network, two ways to call it:
 - training: `lm(tokens)` -> logits at every position (causal attention, no cache);
-- serving: `lm.step(tokens, past)` -> (logits of the last position, present), where `past` holds the
-  keys and values of every earlier token, (batch, layers, 2, heads, past_length, head_dim), and
-  `present` the same with these tokens appended. Prefill is a step with an empty past (length 0),
+- serving: `lm.step(tokens, past, cached)` -> (logits of the last position, present), where `past`
+  holds the keys and values of every earlier token, (batch, layers, 2, heads, past_length, head_dim),
+  and `present` the same with these tokens appended. Prefill is a step with an empty past (length 0),
   decoding a step with one token: the exported graph is that one function, so the two cannot drift
-  apart, and decoding one token costs one token's work instead of the whole window's.
+  apart, and decoding one token costs one token's work instead of the whole window's. `cached`
+  (batch, 1) is how many of the last cache entries are each row's own: streams of different lengths
+  decode in one batch with their caches padded at the front (continuous batching, serving/decoding.py).
 
 Positions are learnt (GPT-2): a sequence holds at most `context` tokens, cache included; the
 decoding loop (serving/decoding.py) starts a fresh cache from the latest tokens when it is full.
@@ -75,17 +77,27 @@ class DecoderLM(nn.Module):
             x, _ = block(x, None, None)
         return self.logits(x)
 
-    def step(self, tokens: torch.Tensor, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """tokens (B, L) following a cache `past` (B, layers, 2, heads, P, head_dim), P + L <= context
-        -> (logits of the token after the last (B, vocab), present (B, layers, 2, heads, P + L, head_dim))."""
-        length, cached = tokens.shape[1], past.shape[4]
-        positions = torch.arange(length, device=tokens.device) + cached
-        # new token i sees every cached token and the new ones up to itself
-        mask = positions[:, None] >= torch.arange(cached + length, device=tokens.device)[None, :]
+    def step(self, tokens: torch.Tensor, past: torch.Tensor, cached: torch.Tensor | None = None
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """tokens (B, L) following a cache `past` (B, layers, 2, heads, P, head_dim)
+        -> (logits of the token after the last (B, vocab), present (B, layers, 2, heads, P + L, head_dim)).
+
+        `cached` (B, 1) says how many of the last P cache entries hold each row's tokens (None: all P).
+        Streams decoded together in one batch have caches of different lengths: each row's cache is
+        padded at the front to the longest, and the padding is masked out of attention.
+        """
+        batch, length, slots = tokens.shape[0], tokens.shape[1], past.shape[4]
+        if cached is None:
+            cached = torch.full((batch, 1), slots, dtype=torch.long, device=tokens.device)
+        positions = cached + torch.arange(length, device=tokens.device)  # (B, L): row i's tokens so far, on
+        real = torch.arange(slots, device=tokens.device) >= slots - cached  # (B, P): not padding
+        # new token j sees its row's cached tokens and the new ones up to itself: (B, 1, L, P + L)
+        causal = torch.arange(length, device=tokens.device)[:, None] >= torch.arange(length, device=tokens.device)
+        mask = torch.cat([real[:, None, :].expand(batch, length, slots), causal.expand(batch, length, length)], dim=2)
         x = self.embed(tokens) + self.position(positions)
         present = []
         for i, block in enumerate(self.blocks):
-            x, kv = block(x, past[:, i], mask)
+            x, kv = block(x, past[:, i], mask[:, None])
             present.append(kv)
         return self.logits(x[:, -1]), torch.stack(present, dim=1)
 
@@ -109,14 +121,15 @@ def init_weights(module: nn.Module) -> None:
 
 
 class CachedStep(nn.Module):
-    """The exported step: (tokens, past) -> (logits, present)."""
+    """The exported step: (tokens, past, cached) -> (logits, present)."""
 
     def __init__(self, lm: DecoderLM):
         super().__init__()
         self.lm = lm
 
-    def forward(self, tokens: torch.Tensor, past: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.lm.step(tokens, past)
+    def forward(self, tokens: torch.Tensor, past: torch.Tensor, cached: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lm.step(tokens, past, cached)
 
 
 def causal_lm_loss(lm: DecoderLM, windows: torch.Tensor, ignore_index: int = -100) -> torch.Tensor:
@@ -211,7 +224,9 @@ class CachedLMSpec(ModelSpec):
             inputs=(TensorSpec("tokens", "int64", ("length",), "new token ids (the prompt, then one at a time)",
                                min_value=0, max_value=len(vocab) - 1),
                     TensorSpec("past", "float32", cache, "keys and values of the tokens before (length 0 at "
-                               "first)")),
+                               "first)"),
+                    TensorSpec("cached", "int64", (1,), "how many of past's last entries are this row's tokens; "
+                               "the ones before pad a batch of shorter caches", min_value=0, max_value=context - 1)),
             outputs=(TensorSpec("logits", "float32", (len(vocab),), "next-token logits"),
                      TensorSpec("present", "float32", (layers, 2, heads, "total_length", head_dim),
                                 "past with the new tokens' keys and values appended")),
@@ -220,7 +235,7 @@ class CachedLMSpec(ModelSpec):
             unit="token",
             stream=TokenStream("tokens", "logits", vocab, eos=0, max_context=context, max_new_tokens=max_new_tokens,
                                tokenizer=tokenizer, bos=0, cache_input="past", cache_output="present",
-                               cache_shape=cache),
+                               cache_shape=cache, cache_length_input="cached"),
         )
         self.cache_item_shape = (layers, 2, heads, head_dim)
         self.context, self.vocab_size = context, len(vocab)
@@ -234,5 +249,8 @@ class CachedLMSpec(ModelSpec):
         length = min(sizes["length"], self.context - cached)  # positions stop at the context
         layers, two, heads, head_dim = self.cache_item_shape
         rng = np.random.default_rng(seed)
+        own = rng.integers(0, cached + 1, (batch, 1), dtype=np.int64)  # rows padded at the front, as batched
+        own[0] = cached  # the longest row fills the cache
         return {"tokens": rng.integers(0, self.vocab_size, (batch, length), dtype=np.int64),
-                "past": rng.standard_normal((batch, layers, two, heads, cached, head_dim), np.float32)}
+                "past": rng.standard_normal((batch, layers, two, heads, cached, head_dim), np.float32),
+                "cached": own}

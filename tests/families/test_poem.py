@@ -13,7 +13,7 @@ from artforge.errors import ArtforgeError
 from artforge.families.poem import END, PoemConfig, build_network, encode, make_spec
 from artforge.families.poem.corpus import heldout, read_chinese_poetry, read_fortunes, read_text_poems
 from artforge.families.poem.form import form_of, form_report, verse_lengths
-from artforge.serving.decoding import CachedSteps, decode, sample_token
+from artforge.serving.decoding import CachedSteps, ContinuousBatch, Sequence, StreamScheduler, decode, sample_token
 
 VERSE_CHARACTERS = "春风花月夜山水云天江"  # a tiny classical vocabulary for a corpus a model learns in seconds
 
@@ -147,6 +147,160 @@ def test_cached_stepper_prefills_once_then_feeds_one_token_and_restarts_when_ful
     assert fed == [3, 1, 1, 1, 1, 1, 4, 1, 1, 1]
 
 
+def tiny_lm() -> tuple[torch.nn.Module, PoemConfig]:
+    torch.manual_seed(0)
+    config = PoemConfig("".join(VERSE_CHARACTERS) + "，。\n", context=16, layers=2, heads=2, width=32)
+    return build_network(config).eval(), config
+
+
+def numpy_step(lm, sizes: list[int] | None = None):
+    """lm.step over numpy (tokens, past, cached), recording each call's batch size in `sizes`."""
+    def step(tokens, past, cached):
+        if sizes is not None:
+            sizes.append(tokens.shape[0])
+        with torch.no_grad():
+            logits, present = lm.step(*(torch.from_numpy(a) for a in (tokens, past, cached)))
+        return logits.numpy(), present.numpy()
+    return step
+
+
+def test_a_row_padded_at_the_front_gets_the_logits_it_gets_alone():
+    lm, config = tiny_lm()
+    tokens = torch.randint(0, len(config.vocab), (2, 9))
+    with torch.no_grad():
+        _, long_past = lm.step(tokens[:1, :8], lm.empty_cache())  # 8 cached tokens
+        _, short_past = lm.step(tokens[1:, :3], lm.empty_cache())  # 3 cached tokens
+        alone = [lm.step(tokens[:1, 8:], long_past)[0], lm.step(tokens[1:, 3:4], short_past)[0]]
+        padded = torch.cat([long_past, torch.cat([torch.randn(1, 2, 2, 2, 5, 16), short_past], dim=4)])
+        together, present = lm.step(torch.stack([tokens[0, 8:], tokens[1, 3:4]]), padded, torch.tensor([[8], [3]]))
+    # the padding is random on purpose: masked out, it cannot matter
+    assert torch.allclose(together[0], alone[0][0], atol=1e-5) and torch.allclose(together[1], alone[1][0], atol=1e-5)
+    assert present.shape == (2, 2, 2, 2, 9, 16)
+
+
+def alone_tokens(lm, prompt, seed, max_tokens, eos=None):
+    steps = CachedSteps(lambda new, past: numpy_step(lm)(new, past, np.full((1, 1), past.shape[4], np.int64)),
+                        lm.empty_cache().numpy(), lm.context)
+    return list(decode(steps, prompt, max_tokens, 1.0, 0, seed, eos=eos))
+
+
+def test_streams_decoded_as_one_batch_write_what_each_writes_alone():
+    lm, config = tiny_lm()
+    prompts = [[END, 3, 4], [END], [END, 5, 6, 7, 8, 9, 2, 4, 5]]
+    sequences = [Sequence(p, 40, 1.0, 0, seed=10 + i) for i, p in enumerate(prompts)]
+    sizes = []
+    batch = ContinuousBatch(numpy_step(lm, sizes), lm.empty_cache().numpy(), lm.context, axis=4)
+    written = {id(s): [] for s in sequences}
+    written[id(sequences[0])].append(batch.join(sequences[0]))
+    for step in range(60):  # the others join later, at different lengths; 40 tokens pass the context twice
+        if step in (3, 7):
+            sequence = sequences[1 if step == 3 else 2]
+            written[id(sequence)].append(batch.join(sequence))
+        for sequence, token in batch.advance():
+            written[id(sequence)].append(token)
+    for i, sequence in enumerate(sequences):
+        assert written[id(sequence)] == alone_tokens(lm, prompts[i], 10 + i, 40)
+    assert max(sizes) == 3 and not batch.rows and batch.past is None  # finished streams left the batch
+
+
+def test_scheduler_batches_concurrent_streams_and_lets_a_cancelled_one_go():
+    import threading
+
+    lm, config = tiny_lm()
+    sizes = []
+    scheduler = StreamScheduler(ContinuousBatch(numpy_step(lm, sizes), lm.empty_cache().numpy(), lm.context, 4),
+                                max_streams=3)
+    results, done = {}, threading.Event()
+
+    def start(key, prompt, seed, cancel_after=None):
+        tokens = results.setdefault(key, [])
+
+        def end(error):
+            results[key + "-end"] = error
+            if sum(k.endswith("-end") for k in results) == 5:
+                done.set()
+        scheduler.submit(Sequence(prompt, 30, 1.0, 0, seed), tokens.append, end,
+                         lambda: cancel_after is not None and len(tokens) >= cancel_after)
+
+    try:
+        for i in range(4):
+            start(f"s{i}", [END, 2 + i], seed=i)
+        start("cancelled", [END], seed=9, cancel_after=5)
+        assert done.wait(60), "the decoding thread did not finish the streams"
+    finally:
+        scheduler.close()
+    for i in range(4):
+        assert results[f"s{i}"] == alone_tokens(lm, [END, 2 + i], i, 30) and results[f"s{i}-end"] is None
+    assert results["cancelled-end"] == "cancelled" and 5 <= len(results["cancelled"]) < 30
+    assert max(sizes) == 3  # never more than max_streams at once; the 4th and 5th waited their turn
+
+
+def test_a_failed_batched_step_ends_every_stream_in_it_with_the_reason():
+    import threading
+
+    lm, _ = tiny_lm()
+    good = numpy_step(lm)
+
+    def fails_when_batched(tokens, past, cached):
+        if tokens.shape[0] > 1:
+            raise RuntimeError("out of memory")
+        return good(tokens, past, cached)
+
+    scheduler = StreamScheduler(ContinuousBatch(fails_when_batched, lm.empty_cache().numpy(), lm.context, 4), 4)
+    ends, both = [], threading.Event()
+
+    def end(error):
+        ends.append(error)
+        if len(ends) == 2:
+            both.set()
+    try:
+        for seed in (1, 2):  # many tokens each: the two are certainly decoded together at some step
+            scheduler.submit(Sequence([END], 500, 1.0, 0, seed), lambda token: None, end)
+        assert both.wait(60)
+        assert ends == ["inference failed: out of memory"] * 2
+        last, over = [], threading.Event()
+        scheduler.submit(Sequence([END], 3, 0.0, 0, 0), last.append, lambda error: (last.append(error), over.set()))
+        assert over.wait(60) and len(last) == 4 and last[-1] is None  # the thread goes on serving
+    finally:
+        scheduler.close()
+
+
+def test_outbox_sends_queued_tokens_of_a_stream_together_and_marks_a_gone_client():
+    import threading
+
+    from artforge.serving.decoding import Outbox, coalesce
+
+    assert coalesce([("a", 1, None), ("b", 7, None), ("a", 2, None), ("a", None, ""), ("b", 8, None)]) == [
+        ("a", [1, 2], ""), ("b", [7, 8], None)]
+    sent, entered, gate, ended = [], threading.Event(), threading.Event(), threading.Event()
+
+    def send_tokens(key, tokens):
+        entered.set()
+        gate.wait(10)  # the first response is slow: what comes meanwhile queues up
+        if key == "gone":
+            raise ConnectionError("client went away")
+        sent.append((key, tokens))
+
+    outbox = Outbox(send_tokens, lambda key, error: (sent.append((key, "end", error)), ended.set()))
+    try:
+        outbox.token("a", 1)
+        assert entered.wait(10)
+        for token in (2, 3, 4):
+            outbox.token("a", token)
+        outbox.token("gone", 9)
+        outbox.end("a", None)
+        gate.set()
+        assert ended.wait(10)
+        for _ in range(100):
+            if "gone" in outbox.broken:
+                break
+            threading.Event().wait(0.01)
+    finally:
+        outbox.close()
+    assert sent[0] == ("a", [1]) and sent[1:] == [("a", [2, 3, 4]), ("a", "end", None)]
+    assert outbox.broken == {"gone"}  # the decoder drops that stream at its next step
+
+
 def test_top_p_samples_only_the_nucleus():
     logits = np.log(np.array([0.5, 0.3, 0.15, 0.05]))
     rng = np.random.default_rng(0)
@@ -207,14 +361,77 @@ def test_export_serves_a_stream_identical_to_pytorch(poem_run, tmp_path, capsys)
         with Client(server.grpc_url, timeout_s=30) as client:
             pieces = list(client.stream_text("poem", "春风", max_tokens=60, temperature=0))
             sampled = "".join(client.stream_text("poem", "", max_tokens=60, temperature=0.8, top_p=0.9, seed=5))
-        assert "春风" + "".join(pieces) == greedy and len(pieces) > 10  # one response per character
+        # streamed as made: the first character alone, then one response per character or the few made
+        # while the last response went out
+        assert "春风" + "".join(pieces) == greedy and len(pieces[0]) == 1 and len(pieces) > 1
         assert sampled == write_poems(lm, config, 1, 5, max_tokens=60, temperature=0.8, top_p=0.9)[0]
+        # concurrent streams decode as one batch on the server (padded caches): each writes what it writes alone
+        assert concurrent_poems(server.grpc_url, seeds=range(6)) == write_poems(lm, config, 6, 0, max_tokens=60)
+        with Client(server.grpc_url, timeout_s=30) as client:  # a stream left early leaves the batch
+            for i, _ in enumerate(client.stream_text("poem", "", max_tokens=1000, temperature=1.0)):
+                if i == 3:
+                    break
+        assert server.check_health() == {}
         capsys.readouterr()
         assert main(["write", "--model", "poem", "--prompt", "春风", "--max-tokens", "60", "--temperature", "0",
                      "--url", server.grpc_url]) == 0
         assert capsys.readouterr().out == greedy + "\n"
         assert main(["write", "--model", "poem", "--prompt", "xyz", "--url", server.grpc_url]) == 1
         assert "characters the model does not know: 'xyz'" in capsys.readouterr().err
+
+
+def concurrent_poems(url: str, seeds) -> list[str]:
+    """One poem per seed (60 characters at most, temperature 0.8, top-p 0.9), each from its own client
+    thread, all streaming at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from artforge.serving.client import Client
+
+    def poem(seed: int) -> str:
+        with Client(url, timeout_s=30) as client:
+            return "".join(client.stream_text("poem", "", max_tokens=60, temperature=0.8, top_p=0.9, seed=seed))
+    with ThreadPoolExecutor(len(seeds)) as pool:
+        return list(pool.map(poem, seeds))
+
+
+def test_onnx_step_decodes_padded_batches_like_pytorch_one_stream_at_a_time(poem_run, tmp_path):
+    from artforge.export.parity import onnx_session
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.families import load_network
+    from artforge.serving.decoding import continuous_batch
+
+    result = export_checkpoint(poem_run, tmp_path / "repo", max_batch=4)
+    config_text = (result.version_dir.parent / "config.pbtxt").read_text()
+    assert 'key: "artforge.max_streams"' in config_text and 'string_value: "4"' in config_text
+    lm, checkpoint = load_network(poem_run)
+    stream = make_spec(PoemConfig(**checkpoint.meta["config"])).stream.to_json()
+    batch = continuous_batch(onnx_session(result.version_dir / "model.onnx").run, stream)
+    prompts = [[END], [END, 5, 6, 7], [END, 9]]
+    sequences = [Sequence(p, 70, 1.0, 0, seed=i) for i, p in enumerate(prompts)]  # no eos: past the context
+    written = {id(s): [batch.join(s)] for s in sequences[:2]}
+    for step in range(200):
+        if step == 4:
+            written[id(sequences[2])] = [batch.join(sequences[2])]
+        for sequence, token in batch.advance():
+            written[id(sequence)].append(token)
+    for i, sequence in enumerate(sequences):  # 70 tokens pass the context (48): restarts included
+        assert written[id(sequence)] == alone_tokens(lm, prompts[i], i, 70) and len(written[id(sequence)]) == 70
+
+
+def test_benchmark_serves_streams_with_and_without_continuous_batching(poem_run, tmp_path):
+    from artforge.benchmarks.run import run_benchmark
+
+    document = run_benchmark(checkpoint=str(poem_run), out=str(tmp_path / "bench"), concurrency=[1, 4], requests=8,
+                             prompt_length=4, max_tokens=12, max_batch=4, progress=False)
+    variants = {p["variant"] for p in document["triton"]}
+    assert variants == {"one stream per instance", "continuous batching"}
+    batched = document["variants"]["continuous batching"]
+    assert batched["instances"] == 1 and batched["max_batch"] == 4  # one instance decodes up to 4 streams a step
+    assert document["variants"]["one stream per instance"]["max_batch"] == 1
+    for point in document["triton"]:
+        assert point["errors"] == 0 and point["requests"] == 8 and 8 <= point["tokens"] <= 96
+    assert document["ratios"]["continuous_batching_speedup_at_4_streams"] > 0
+    assert "Triton gRPC, continuous batching | 4 |" in (tmp_path / "bench" / "bench.md").read_text()
 
 
 def test_evaluate_reports_perplexity_form_and_copied_verses(poem_run, tmp_path):

@@ -74,8 +74,7 @@ def served_piece(args: argparse.Namespace):
                    "temperature": np.array([[args.temperature]], np.float32),
                    "top_k": np.array([[args.top_k]], np.int32), "top_p": np.array([[args.top_p]], np.float32),
                    "seed": np.array([[args.seed]], np.int64)}
-        for outputs in client.stream(args.model, request):  # leaving the loop cancels the rest on the server
-            token = int(outputs["token"].reshape(-1)[0])
+        for token in client.stream_tokens(args.model, request):  # leaving the loop cancels the rest on the server
             if token == 0:
                 break
             tokens.append(token)
