@@ -209,7 +209,7 @@ def test_scheduler_batches_concurrent_streams_and_lets_a_cancelled_one_go():
     lm, config = tiny_lm()
     sizes = []
     scheduler = StreamScheduler(ContinuousBatch(numpy_step(lm, sizes), lm.empty_cache().numpy(), lm.context, 4),
-                                max_streams=3)
+                                max_streams=3, cancel_check_s=0)  # asked every step
     results, done = {}, threading.Event()
 
     def start(key, prompt, seed, cancel_after=None):
