@@ -181,32 +181,59 @@ def add_export_parser(commands) -> None:
 def run_serve(args: argparse.Namespace) -> None:
     import signal
     import time
+    from contextlib import ExitStack
 
-    from artforge.serving.server import Server
+    from artforge.serving.server import replica_servers
 
     stop = {"requested": False}
 
     def request_stop(signum, frame):
         stop["requested"] = True
 
-    server = Server(args.repository, grpc_port=args.grpc_port, http_port=args.http_port,
-                    metrics_port=args.metrics_port, host=args.host, log_file=args.log_file)
+    servers = replica_servers(args.repository, args.replicas, grpc_port=args.grpc_port, http_port=args.http_port,
+                              metrics_port=args.metrics_port, host=args.host, log_file=args.log_file)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    with server:
-        print(f"Triton is serving {', '.join(server.models)} from {server.repository}\n"
-              f"  gRPC    {server.grpc_url}\n  HTTP    {server.http_url}\n  metrics {server.metrics_url}\n"
-              f"  log     {server.log_file}\nCtrl-C stops it.", flush=True)
+    with ExitStack() as running:
+        for server in servers:
+            running.enter_context(server)
+        print_endpoints(servers)
         next_check = time.monotonic() + args.health_interval
         while not stop["requested"]:
-            if not server.alive():
-                raise ArtforgeError(f"Triton exited with status {server.process.returncode}: {server.last_error()} "
-                                    f"(log: {server.log_file})")
+            for server in servers:
+                keep_running(server, len(servers))
             if args.health_interval and time.monotonic() >= next_check:
-                revive_broken_models(server)
+                for server in servers:
+                    revive_broken_models(server)
                 next_check = time.monotonic() + args.health_interval
             time.sleep(0.2)
-    print("Triton stopped.")
+    print("Triton stopped." if len(servers) == 1 else f"{len(servers)} Triton replicas stopped.")
+
+
+def print_endpoints(servers) -> None:
+    first = servers[0]
+    print(f"Triton is serving {', '.join(first.models)} from {first.repository}", flush=True)
+    for i, server in enumerate(servers):
+        label = f"replica {i}: " if len(servers) > 1 else ""
+        print(f"  {label}gRPC {server.grpc_url}   HTTP {server.http_url}   metrics {server.metrics_url}\n"
+              f"  {' ' * len(label)}log  {server.log_file}")
+    if len(servers) > 1:
+        print(f"  clients: --url {','.join(s.grpc_url for s in servers)}")
+    print("Ctrl-C stops it." if len(servers) == 1 else "Ctrl-C stops them all.", flush=True)
+
+
+def keep_running(server, replicas: int) -> None:
+    """A lone server that exits is an error; a replica that exits is started again (its clients use the others
+    meanwhile)."""
+    if server.alive():
+        return
+    problem = f"Triton exited with status {server.process.returncode}: {server.last_error()} (log: {server.log_file})"
+    if replicas == 1:
+        raise ArtforgeError(problem)
+    print(f"artforge: warning: replica {server.grpc_url}: {problem}; starting it again", file=sys.stderr, flush=True)
+    server.stop()
+    server.start()
+    print(f"artforge: replica {server.grpc_url} serves again", file=sys.stderr, flush=True)
 
 
 def revive_broken_models(server) -> None:
@@ -233,6 +260,7 @@ def add_serve_parser(commands) -> None:
                "  artforge serve --repository repo\n"
                "  artforge serve --repository repo --grpc-port 9001 --http-port 9000 --metrics-port 9002\n"
                "  artforge serve --repository repo --host 0.0.0.0      # reachable from other machines\n"
+               "  artforge serve --repository repo --replicas 2        # gRPC on 8001 and 8004\n"
                "GPU servers: run the --runtime native repository in NVIDIA's container ('artforge gpu-compose', "
                "docs/gpu.md).")
     p.add_argument("--repository", required=True, help="Triton model repository (from 'artforge export')")
@@ -244,6 +272,10 @@ def add_serve_parser(commands) -> None:
     p.add_argument("--health-interval", type=float, default=5.0,
                    help="seconds between health checks: each model gets its warm-up request and is reloaded "
                         "if its backend died (0: no checks)")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="Triton servers on the same repository; replica i listens on the given ports + 3*i "
+                        "(8000-8002, 8003-8005, ...; port 0: free ports) and a replica that exits is started "
+                        "again. Clients take them all: --url 127.0.0.1:8001,127.0.0.1:8004")
     p.set_defaults(handler=run_serve)
 
 

@@ -188,9 +188,15 @@ def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], t
 
 
 def errors_seen(document: dict[str, Any]) -> list[str]:
-    return [f"{p['model']} c{p['concurrency']} b{p['batch']}: {p['errors']} errors ({p['first_error']})"
-            + (f"; stopped early: {p['stopped']}" if p.get("stopped") else "")
-            for p in document["triton"] if p["errors"]]
+    problems = [f"{p['model']} c{p['concurrency']} b{p['batch']}: {p['errors']} errors ({p['first_error']})"
+                + (f"; stopped early: {p['stopped']}" if p.get("stopped") else "")
+                for p in document.get("triton", []) if p["errors"]]
+    problems += [f"{p['replicas']} replica(s): {p['failed']} failed requests" for p in document.get("sweep", [])
+                 if p["failed"]]
+    kill = document.get("kill") or {}
+    if kill.get("failed"):
+        problems.append(f"{kill['failed']} requests failed when a replica was killed ({kill['first_failure']})")
+    return problems
 
 
 def require_baseline_file(path: Path) -> dict[str, Any]:

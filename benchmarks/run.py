@@ -50,6 +50,12 @@ class BenchOptions:
     max_tokens: int = option(64, help="token models: tokens asked for per stream")
     variants: bool = option(False, help="also measure an int8 ONNX Runtime variant: latency and quality cost "
                                         "in grey levels")
+    replicas: int = option(0, help="start this many Triton replicas and measure 1, 2 .. N of them behind one "
+                                   "client, then kill one mid-run (--concurrency's largest, --baseline-seconds "
+                                   "a point)")
+    url: str = option("", help="with --model: measure replicas already running at these gRPC addresses "
+                               "(a,b,...) instead: 1, 2 .. N of them, no kill")
+    model: str = option("", help="the model's name on the --url servers (default: the checkpoint's family)")
     progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
@@ -61,6 +67,10 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
     out = Path(opts.out)
+    if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
+        from artforge.benchmarks.replicas import run_replica_benchmark
+
+        return run_replica_benchmark(opts, ckpt, spec, out)
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
         from artforge.benchmarks.stream import run_stream_benchmark
 

@@ -1,4 +1,4 @@
-"""gRPC client for artforge models on Triton: one connection, input checks, retries, sync and asyncio.
+"""gRPC client for artforge models on Triton: input checks, retries, failover between replicas, sync and asyncio.
 
     client = Client("127.0.0.1:8001")
     outputs = client.infer("MODEL", {"input_name": array, ...})   # {"output_name": array}
@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from artforge.errors import ArtforgeError, ServerUnavailable
+from artforge.serving.replicas import GRPC_SCHEMES, Replica, ReplicaSet, split_targets
 from artforge.serving.request_limits import shape_problem, value_problem
 from artforge.contract import WIRE_DTYPES, TensorSpec, TokenStream, check_inputs, stream_from_json
 
@@ -97,7 +98,9 @@ def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries:
 
 
 class Client:
-    """Synchronous gRPC client; retries with backoff only when the server is UNAVAILABLE."""
+    """Synchronous gRPC client of one Triton server or several replicas (url 'a:8001,b:8001'; see
+    serving/replicas.py): a call that finds a replica UNAVAILABLE goes to another, and with none left
+    waits for one with backoff; any other failure is final."""
 
     def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
                  backoff_s: float = 0.2):
@@ -108,11 +111,16 @@ class Client:
         self.retries = retries
         self.backoff_s = backoff_s
         self._grpc = grpcclient
-        self._client = grpcclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+        self.replicas = ReplicaSet(split_targets(url), self.connect, first_wait_s=backoff_s)
         self._models: dict[str, ModelInfo] = {}
 
+    def connect(self, target: str):
+        """A connection to one target; a gRPC-scheme target (dns:///..., ipv4:...) is balanced by gRPC."""
+        balanced = [("grpc.lb_policy_name", "round_robin")] if target.startswith(GRPC_SCHEMES) else []
+        return self._grpc.InferenceServerClient(target, channel_args=CHANNEL_ARGS + balanced)
+
     def close(self) -> None:
-        self._client.close()
+        self.replicas.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -120,18 +128,35 @@ class Client:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def call(self, what: str, fn: Callable, *args, **kwargs):
-        """Run one RPC; UNAVAILABLE is retried with exponential backoff, anything else is final."""
+    def replica(self) -> Replica:
+        """A replica in service; when none is, wait for one to pass its readiness check (bounded)."""
+        for attempt in range(self.retries + 1):
+            replica = self.replicas.pick()
+            if replica is not None:
+                return replica
+            if attempt < self.retries:
+                time.sleep(self.replicas.next_return_s())
+        raise ServerUnavailable(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
+                                "is 'artforge serve' running there?")
+
+    def call(self, what: str, method: str, *args, **kwargs):
+        """Run one RPC (a tritonclient method by name) on a replica in service."""
         from tritonclient.utils import InferenceServerException
 
-        for attempt in range(self.retries + 1):
+        for _ in range(self.retries + len(self.replicas.replicas)):
+            replica = self.replica()
             try:
-                return fn(*args, **kwargs)
+                with self.replicas.calling(replica):
+                    return getattr(replica.client, method)(*args, **kwargs)
             except InferenceServerException as e:
-                time.sleep(retry_or_raise(e, what, self.url, attempt, self.retries, self.backoff_s))
+                if not is_unavailable(e):
+                    raise ArtforgeError(f"{what} failed on Triton at {replica.url}: {e.message()}") from None
+                self.replicas.take_out(replica)  # and send it to another (inference has no side effects)
+        raise ServerUnavailable(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
+                                "is 'artforge serve' running there?")
 
     def models(self) -> list[str]:
-        index = self.call("listing models", self._client.get_model_repository_index, as_json=True)
+        index = self.call("listing models", "get_model_repository_index", as_json=True)
         return sorted(m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY")
 
     def model(self, name: str) -> ModelInfo:
@@ -139,8 +164,8 @@ class Client:
         if name not in self._models:
             if name not in self.models():
                 raise ArtforgeError(f"Triton at {self.url} has no ready model '{name}'; it serves {self.models()}")
-            metadata = self.call(f"metadata of {name}", self._client.get_model_metadata, name, as_json=True)
-            config = self.call(f"config of {name}", self._client.get_model_config, name, as_json=True)["config"]
+            metadata = self.call(f"metadata of {name}", "get_model_metadata", name, as_json=True)
+            config = self.call(f"config of {name}", "get_model_config", name, as_json=True)["config"]
             self._models[name] = model_info_from(metadata, config)
         return self._models[name]
 
@@ -161,7 +186,7 @@ class Client:
         if self.model(name).stream:
             raise ArtforgeError(f"model '{name}' streams its answer token by token: use Client.stream")
         tensors, requested, wanted = self.build_request(name, inputs, outputs)
-        result = self.call(f"inference on {name}", self._client.infer, name, tensors, outputs=requested,
+        result = self.call(f"inference on {name}", "infer", name, tensors, outputs=requested,
                            client_timeout=self.timeout_s)
         return {n: result.as_numpy(n) for n in wanted}
 
@@ -189,26 +214,40 @@ class Client:
             yield from self._stream_once(name, tensors, requested, wanted)
 
     def _stream_once(self, name, tensors, requested, wanted) -> Iterator[dict[str, np.ndarray]]:
+        from tritonclient.utils import InferenceServerException
+
         arrived: queue.Queue = queue.Queue()
-        self._client.start_stream(callback=lambda result, error: arrived.put((result, error)))
+        replica = self.replica()
+        client = replica.client
+        client.start_stream(callback=lambda result, error: arrived.put((result, error)))
         try:
-            self.call(f"streaming from {name}", self._client.async_stream_infer, name, tensors, outputs=requested,
-                      enable_empty_final_response=True)
-            while True:
+            with self.replicas.calling(replica):
                 try:
-                    result, error = arrived.get(timeout=self.timeout_s)
-                except queue.Empty:
-                    raise ArtforgeError(f"model '{name}' on {self.url} sent nothing for {self.timeout_s:g} s") from None
-                if error is not None:
-                    raise (ServerUnavailable if is_unavailable(error) else ArtforgeError)(
-                        f"streaming from {name} failed on Triton at {self.url}: {error.message()}")
-                response = result.get_response()
-                if response.outputs:
-                    yield {n: result.as_numpy(n) for n in wanted}
-                if response.parameters["triton_final_response"].bool_param:
-                    return
+                    client.async_stream_infer(name, tensors, outputs=requested, enable_empty_final_response=True)
+                except InferenceServerException as e:
+                    error = e
+                else:
+                    error = None
+                while error is None:
+                    try:
+                        result, error = arrived.get(timeout=self.timeout_s)
+                    except queue.Empty:
+                        raise ArtforgeError(f"model '{name}' on {replica.url} sent nothing for {self.timeout_s:g} s"
+                                            ) from None
+                    if error is not None:
+                        break
+                    response = result.get_response()
+                    if response.outputs:
+                        yield {n: result.as_numpy(n) for n in wanted}
+                    if response.parameters["triton_final_response"].bool_param:
+                        return
+                if is_unavailable(error):
+                    self.replicas.take_out(replica)
+                    raise ServerUnavailable(f"streaming from {name} failed on Triton at {replica.url}: "
+                                            f"{error.message()}")
+                raise ArtforgeError(f"streaming from {name} failed on Triton at {replica.url}: {error.message()}")
         finally:
-            self._client.stop_stream(cancel_requests=True)
+            client.stop_stream(cancel_requests=True)
 
     def stream_tokens(self, name: str, inputs: dict[str, np.ndarray]) -> Iterator[int]:
         """The token ids of a loop model's stream, one at a time as they arrive (a response may hold several)."""
@@ -230,7 +269,7 @@ class Client:
             yield b"".join(outputs["text"].reshape(-1)).decode("utf-8")
 
     def statistics(self, name: str) -> dict[str, Any]:
-        stats = self.call("statistics", self._client.get_inference_statistics, name, as_json=True)
+        stats = self.call("statistics", "get_inference_statistics", name, as_json=True)
         return stats["model_stats"][0] if stats.get("model_stats") else {}
 
 

@@ -129,17 +129,32 @@ def send_raw(stub, case: FuzzCase, timeout_s: float = 30.0) -> str:
         return e.code().name
 
 
-def process_group_rss_mb(pid: int) -> float:
-    """Resident memory of the server and its backend stubs (its process group), in MB."""
-    total = 0
+def process_group(pid: int):
+    """(stat fields after the name, /proc folder) of each process in group `pid`: a server and its stubs."""
     for status in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = status.read_text().rsplit(")", 1)[1].split()
             if int(fields[2]) == pid:  # field 5 of stat, the process group
-                total += int((status.parent / "statm").read_text().split()[1])
+                yield fields, status.parent
+        except (OSError, IndexError, ValueError):
+            continue
+
+
+def process_group_rss_mb(pid: int) -> float:
+    """Resident memory of the server and its backend stubs (its process group), in MB."""
+    total = 0
+    for _, folder in process_group(pid):
+        try:
+            total += int((folder / "statm").read_text().split()[1])
         except (OSError, IndexError, ValueError):
             continue
     return total * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def process_group_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the server and its backend stubs have used so far."""
+    ticks = sum(int(fields[11]) + int(fields[12]) for fields, _ in process_group(pid))  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def fuzz_server(server: Server, rounds: int = 1, progress: bool = False) -> FuzzReport:

@@ -286,6 +286,24 @@ class Server:
                                     f"(log: {self.log_file})") from None
 
 
+def replica_servers(repository: str | Path, count: int, grpc_port: int = 8001, http_port: int = 8000,
+                    metrics_port: int = 8002, host: str = "127.0.0.1", log_file: str | Path | None = None,
+                    **options) -> list[Server]:
+    """`count` servers (not started) on one repository: replica i on each given port + 3*i (0: a free port),
+    logging to LOG-i.log beside LOG after the first."""
+    if not 1 <= count <= 64:
+        raise ArtforgeError(f"--replicas must be 1..64, got {count}")
+    shifted = lambda port, i: port + 3 * i if port else 0  # noqa: E731
+    servers = []
+    for i in range(count):
+        log = Path(log_file) if log_file else None
+        if log and i:
+            log = log.with_name(f"{log.stem}-{i}{log.suffix}")
+        servers.append(Server(repository, shifted(grpc_port, i), shifted(http_port, i), shifted(metrics_port, i),
+                              host=host, log_file=log, **options))
+    return servers
+
+
 def warmup_request(model_dir: Path) -> list[tuple[str, str, list[int], bytes]]:
     """(name, wire dtype, shape, raw bytes) of each input of the model's warm-up request (batch 1),
     from its config.pbtxt and NAME/warmup/ files: a request the model is known to accept."""
