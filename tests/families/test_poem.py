@@ -254,8 +254,8 @@ def test_a_failed_batched_step_ends_every_stream_in_it_with_the_reason():
         if len(ends) == 2:
             both.set()
     try:
-        for seed in (1, 2):  # many tokens each: the two are certainly decoded together at some step
-            scheduler.submit(Sequence([END], 500, 1.0, 0, seed), lambda token: None, end)
+        for seed in (1, 2):  # endless: the two are certainly decoded together at some step
+            scheduler.submit(Sequence([END], 10**9, 1.0, 0, seed), lambda token: None, end)
         assert both.wait(60)
         assert ends == ["inference failed: out of memory"] * 2
         last, over = [], threading.Event()

@@ -77,7 +77,7 @@ def test_grpc_balances_a_target_with_several_addresses(two_replicas):
         for i in range(20):
             client.infer("dcgan", request(i))
     served = [served_requests(s) - b for s, b in zip(two_replicas, before)]
-    assert sum(served) == 20 and min(served) >= 5  # round_robin over the channel's addresses
+    assert sum(served) == 20 and min(served) >= 1  # round_robin over the channel's addresses (pick_first: 20, 0)
 
 
 def test_a_replica_killed_mid_run_fails_no_request_and_comes_back_when_ready(two_replicas):
@@ -86,8 +86,8 @@ def test_a_replica_killed_mid_run_fails_no_request_and_comes_back_when_ready(two
     failures, done, stop = [], [0], threading.Event()
 
     def load(client: Client) -> None:
-        i = 0
-        while not stop.is_set() and i < 3000:  # bounded whatever happens
+        i, give_up = 0, time.monotonic() + 120
+        while not stop.is_set() and time.monotonic() < give_up:  # bounded whatever happens
             try:
                 client.infer("dcgan", request(i))
                 done[0] += 1
@@ -107,7 +107,9 @@ def test_a_replica_killed_mid_run_fails_no_request_and_comes_back_when_ready(two
         victim.stop()
         victim.start()  # the same ports again
         before = served_requests(victim)
-        time.sleep(3.0)  # longer than the client's first waits (0.2 s doubling) before it asks again
+        deadline = time.monotonic() + 45  # the client's waits double from 0.2 s up to 30 s between checks
+        while served_requests(victim) == before and time.monotonic() < deadline:
+            time.sleep(0.5)
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
@@ -144,7 +146,7 @@ def test_replica_benchmark_sweeps_replicas_and_kills_one_without_failing_a_reque
     from artforge.benchmarks.run import run_benchmark
 
     document = run_benchmark(checkpoint=str(dcgan_run), out=str(tmp_path / "bench"), replicas=2, concurrency=[2],
-                             baseline_seconds=1.0, progress=False)
+                             baseline_seconds=2.0, progress=False)
     assert [p["replicas"] for p in document["sweep"]] == [1, 2]
     assert all(p["failed"] == 0 and p["requests"] > 0 for p in document["sweep"])
     assert len(document["sweep"][1]["replica_cpu_s"]) == 2 and min(document["sweep"][1]["replica_cpu_s"]) > 0
