@@ -217,10 +217,10 @@ def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]
     stream, variants = spec.stream, serving_variants(opts, spec.stream)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = Path(work) / "repo"
-        names = {variant: export_checkpoint(opts.checkpoint, repo, name=f"{ckpt.family}-{i}", **options)
+        exports = {variant: export_checkpoint(opts.checkpoint, repo, name=f"{ckpt.family}-{i}", **options)
                  for i, (variant, options) in enumerate(variants.items())}
         requests, threads = max(1, opts.requests // 10), opts.threads or 1
-        onnx_path = next(iter(names.values())).version_dir / "model.onnx"
+        onnx_path = next(iter(exports.values())).version_dir / "model.onnx"
         inprocess = {
             "pytorch": measure_inprocess_stream(torch_runner(network, spec, threads), stream, opts.prompt_length,
                                                 opts.max_tokens, requests),
@@ -228,7 +228,7 @@ def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]
                                                     opts.max_tokens, requests)}
         points = []
         with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
-            for variant, result in names.items():
+            for variant, result in exports.items():
                 for concurrency in opts.concurrency:
                     point = measure_stream_point(server.grpc_url, result.name, concurrency, opts.requests,
                                                  opts.prompt_length, opts.max_tokens)

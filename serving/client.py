@@ -136,8 +136,11 @@ class Client:
                 return replica
             if attempt < self.retries:
                 time.sleep(self.replicas.next_return_s())
-        raise ServerUnavailable(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
-                                "is 'artforge serve' running there?")
+        raise self.unavailable()
+
+    def unavailable(self) -> ServerUnavailable:
+        return ServerUnavailable(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
+                                 "is 'artforge serve' running there?")
 
     def call(self, what: str, method: str, *args, **kwargs):
         """Run one RPC (a tritonclient method by name) on a replica in service."""
@@ -152,8 +155,7 @@ class Client:
                 if not is_unavailable(e):
                     raise ArtforgeError(f"{what} failed on Triton at {replica.url}: {e.message()}") from None
                 self.replicas.take_out(replica)  # and send it to another (inference has no side effects)
-        raise ServerUnavailable(f"Triton at {self.url} is unavailable after {self.retries + 1} tries; "
-                                "is 'artforge serve' running there?")
+        raise self.unavailable()
 
     def models(self) -> list[str]:
         index = self.call("listing models", "get_model_repository_index", as_json=True)
