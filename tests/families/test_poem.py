@@ -362,8 +362,9 @@ def test_export_serves_a_stream_identical_to_pytorch(poem_run, tmp_path, capsys)
             pieces = list(client.stream_text("poem", "春风", max_tokens=60, temperature=0))
             sampled = "".join(client.stream_text("poem", "", max_tokens=60, temperature=0.8, top_p=0.9, seed=5))
         # streamed as made: one response per character, or the few made while the last response went out
-        # (how many depends on the machine's load; the Outbox test checks the rule itself)
-        assert "春风" + "".join(pieces) == greedy and all(pieces)
+        # (how many depends on the machine's load; the Outbox test checks the rule itself). The end
+        # token's text is empty, so a response holding only it is an empty piece.
+        assert "春风" + "".join(pieces) == greedy
         assert sampled == write_poems(lm, config, 1, 5, max_tokens=60, temperature=0.8, top_p=0.9)[0]
         # concurrent streams decode as one batch on the server (padded caches): each writes what it writes alone
         assert concurrent_poems(server.grpc_url, seeds=range(6)) == write_poems(lm, config, 6, 0, max_tokens=60)
