@@ -20,6 +20,7 @@ from artforge.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 OPTIONS_FILE = "train_options.json"
+TORCHRUN_FILE = "torchrun.json"  # the torchrun job that writes the run, so its restarts resume it
 # options a resumed run may change in every family (its length, cadence, machine and output); a
 # family adds its own (e.g. where its data now lives), every other option must match the run's
 RUN_CONTROL_CHANGES = frozenset({"steps", "sample_every", "checkpoint_every", "keep", "device", "deterministic",
@@ -73,6 +74,18 @@ class Distributed:
         for g in grads:
             g.copy_(flat[offset:offset + g.numel()].view_as(g))
             offset += g.numel()
+
+    def check_same_start(self, step: int, run: Path) -> None:
+        """Fail unless every process starts at the same step: a node that sees no checkpoint where rank 0
+        resumed from one would train other steps and corrupt the run without a word."""
+        if not self.enabled:
+            return
+        everyone = [torch.zeros(1, dtype=torch.long) for _ in range(self.world_size)]
+        dist.all_gather(everyone, torch.tensor([step]))
+        starts = [int(s) for s in everyone]
+        if len(set(starts)) > 1:
+            raise ArtforgeError(f"the {self.world_size} training processes would start at steps {starts}: "
+                                f"every node must see the same run folder {run} (shared storage)")
 
     def check_in_step(self, module: nn.Module, what: str) -> None:
         """Fail if the processes' copies of `module` differ (their gradients were not averaged alike)."""
@@ -191,6 +204,30 @@ def write_run_options(run: Path, opts: Any) -> None:
         log.warning("removed %d incomplete checkpoint folder(s) left in %s by an interrupted run",
                     len(removed), run / "checkpoints")
     atomic_write_text(run / OPTIONS_FILE, json.dumps(dataclasses.asdict(opts), indent=2) + "\n")
+    if job := torchrun_job():
+        atomic_write_text(run / TORCHRUN_FILE, json.dumps({"rdzv_id": job}) + "\n")
+
+
+def torchrun_job() -> str | None:
+    """The rendezvous id of the torchrun job this process is a worker of; None outside torchrun, and for
+    torchrun's default id "none", which names no job in particular."""
+    job = os.environ.get("TORCHELASTIC_RUN_ID")
+    return job if job and job != "none" else None
+
+
+def restarted_by_its_torchrun_job(run: Path) -> bool:
+    """True when `run` has checkpoints written by the torchrun job this process belongs to: torchrun
+    restarted the job's workers (--max-restarts) after one failed, or the job was started again with the
+    same --rdzv-id. torchrun restarts workers with the first command line, which had no --resume, so they
+    must resume by themselves. (TORCHELASTIC_RESTART_COUNT cannot tell: a node whose worker was still
+    healthy restarts it as a "membership change" and keeps counting 0.)"""
+    job = torchrun_job()
+    if job is None or find_latest_checkpoint(run) is None:
+        return False
+    try:
+        return json.loads((run / TORCHRUN_FILE).read_text()).get("rdzv_id") == job
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def read_run_options(run: Path, options_cls: type) -> dict[str, Any]:
@@ -217,10 +254,15 @@ def resolve_options(given: dict[str, Any], options_cls: type, resumable: set[str
     run = Path(given["out"])
     if run.exists() and not run.is_dir():
         raise ArtforgeError(f"--out {run} is a file, not a run folder")
+    if not given.get("resume") and restarted_by_its_torchrun_job(run):
+        log.warning("torchrun job %s started this worker again: resuming %s from its newest checkpoint",
+                    torchrun_job(), run)
+        given = {**given, "resume": True}
     if not given.get("resume"):
         if find_latest_checkpoint(run) is not None:
             raise ArtforgeError(f"run folder {run} already has checkpoints; pass --resume to continue it "
-                                "or choose another --out")
+                                "or choose another --out" + (f" (torchrun job {torchrun_job()} did not write them)"
+                                                             if torchrun_job() else ""))
         return options_cls(**given)
     saved = read_run_options(run, options_cls)
     for key, value in given.items():

@@ -134,6 +134,7 @@ def run_training(trainer: FamilyTrainer, opts: Any, ctx: Distributed) -> Path | 
     (out, steps, sample_every, checkpoint_every, keep, resume, progress are read here)."""
     run = Path(opts.out)
     step = resume(trainer, run) if opts.resume else 0
+    ctx.check_same_start(step, run)
     if ctx.is_main:
         write_run_options(run, opts)
     history = RunLog(run / "log.jsonl", resume_step=step) if ctx.is_main else None
