@@ -33,6 +33,10 @@ class LoadPoint:
     server_ms: dict[str, float] = field(default_factory=dict)  # mean per request, from Triton's statistics
     executed_batch: float = 0.0  # mean batch Triton actually ran: > request batch when the batcher merges
     stopped: str = ""  # why the point ended before all its requests were sent ("" when it did not)
+    # CPU seconds while the timed requests ran: this load generator's (all its threads), the server's
+    # (Triton and its backend stubs); on a small machine both share the same cores
+    client_cpu_s: float = 0.0
+    server_cpu_s: float = 0.0
 
     def record_failure(self, error: Exception) -> None:
         self.errors += 1
@@ -75,7 +79,7 @@ def server_breakdown(before: dict[str, float], after: dict[str, float]) -> tuple
 
 
 async def drive(client, model: str, make_inputs: Callable[[int, int], dict[str, np.ndarray]], point: LoadPoint,
-                total: int, warmup: int) -> list[float]:
+                total: int, warmup: int, server_cpu: Callable[[], float] = lambda: 0.0) -> list[float]:
     """Send `warmup` then `total` requests from `point.concurrency` workers; returns latencies.
 
     Every failure is counted in `point`; once the server is gone (see MAX_FAILURES_IN_A_ROW) no
@@ -107,9 +111,11 @@ async def drive(client, model: str, make_inputs: Callable[[int, int], dict[str, 
     if not point.stopped:
         point.errors, point.first_error = 0, ""  # warm-up failures that did not stop the point don't count
     issued = 0
-    started = time.perf_counter()
+    started, client_cpu, server_cpu_before = time.perf_counter(), time.process_time(), server_cpu()
     await asyncio.gather(*(worker(True, total) for _ in range(point.concurrency)))
     point.seconds = time.perf_counter() - started
+    point.client_cpu_s = time.process_time() - client_cpu
+    point.server_cpu_s = server_cpu() - server_cpu_before
     return latencies
 
 
@@ -120,8 +126,10 @@ def stop_reason(error: Exception, failures_in_a_row: int) -> str:
 
 
 def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: int, requests: int,
-                  warmup: int, timeout_s: float = 10.0) -> LoadPoint:
-    """Run one sweep point and fill in client latencies and the server-side breakdown."""
+                  warmup: int, timeout_s: float = 10.0, server_pid: int | None = None) -> LoadPoint:
+    """Run one sweep point and fill in client latencies, the server-side breakdown and (given the server's
+    process) the CPU both sides used."""
+    from artforge.serving.fuzz import process_group_cpu_s
     from artforge.serving.client import AsyncClient, Client
 
     point = LoadPoint(model, concurrency, batch)
@@ -134,7 +142,8 @@ def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: in
 
         async def run() -> list[float]:
             async with AsyncClient(url, timeout_s=timeout_s, retries=0) as client:
-                return await drive(client, model, make_inputs, point, requests, warmup)
+                return await drive(client, model, make_inputs, point, requests, warmup,
+                                   (lambda: process_group_cpu_s(server_pid)) if server_pid else (lambda: 0.0))
 
         try:
             latencies = asyncio.run(run())

@@ -31,6 +31,47 @@ def time_calls(fn: Callable[[], object], warmup: int, min_calls: int, min_second
     return times
 
 
+def time_interleaved(runners: dict[str, Callable[[], object]], warmup: int, min_calls: int,
+                     min_seconds: float, turn_seconds: float = 0.2) -> tuple[dict[str, list[float]], dict[str, str]]:
+    """Per-call wall times of several ways to do the same work, taking turns of about `turn_seconds`.
+
+    A shared machine runs slow for seconds at a time (seen here: the same ONNX Runtime call took 11 ms
+    for a few seconds, then 18 ms); timing one way after another puts such a stretch on one side of a
+    ratio, turns put it on both. The first call of each turn is not counted: the previous way's thread
+    pools still spin for a while after its last call and would slow it. A runner that raises is dropped:
+    (times, {name: its error})."""
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    failed: dict[str, str] = {}
+    per_turn: dict[str, int] = {}
+    for name, fn in runners.items():
+        try:
+            t0 = time.perf_counter()
+            for _ in range(max(warmup, 1)):
+                fn()
+            per_turn[name] = 1 + max(1, int(turn_seconds / ((time.perf_counter() - t0) / max(warmup, 1))))
+        except Exception as e:  # e.g. a server that refuses the request: the other ways are still timed
+            failed[name] = str(e)[:300]
+    started = time.perf_counter()
+
+    def more() -> bool:
+        live = [n for n in per_turn if n not in failed]
+        return bool(live) and (min(len(times[n]) for n in live) < min_calls or time.perf_counter() - started < min_seconds)
+
+    while more():
+        for name, calls in per_turn.items():
+            if name in failed:
+                continue
+            try:
+                for call in range(calls):
+                    t0 = time.perf_counter()
+                    runners[name]()
+                    if call:
+                        times[name].append(time.perf_counter() - t0)
+            except Exception as e:
+                failed[name] = str(e)[:300]
+    return times, failed
+
+
 def count_flops(network: torch.nn.Module, args: tuple) -> int:
     """Floating-point operations of one forward pass (multiply-add = 2), by PyTorch's counter.
 

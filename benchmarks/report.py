@@ -38,8 +38,11 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     ratios: dict[str, float] = {}
     ort1, torch1 = inproc["onnxruntime_b1"]["latency_ms"]["p50"], inproc["pytorch_b1"]["latency_ms"]["p50"]
     ratios["ort_vs_pytorch_b1_latency"] = ort1 / torch1
+    one = document.get("one_client_b1") or {}
     single = find_point(document, family, 1, 1)
-    if single and single["requests"]:
+    if "p50_ms" in one.get("triton", {}):  # timed in turn with in-process ONNX Runtime: the fair comparison
+        ratios["triton_overhead_b1_ms"] = one["triton"]["p50_ms"] - one["onnxruntime"]["p50_ms"]
+    elif single and single["requests"]:
         ratios["triton_overhead_b1_ms"] = single["latency_ms"]["p50"] - ort1
     batched, plain = find_point(document, family, top, 1), find_point(document, "-nobatch", top, 1)
     if batched and plain and plain["requests_per_s"]:
@@ -48,7 +51,10 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     ratios["ort_gflops_fraction"] = (big[throughput_key(document)] * document["model"]["gflop_per_item"]
                                      / document["machine"]["matmul_fp32_gflops"])
     for size, row in document.get("sizes", {}).items():
-        ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
+        if "p50_ms" in row["triton_b1"]:
+            ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
+        if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("peer_b1", {}):
+            ratios[f"triton_vs_peer_fps_{size}px"] = row["triton_b1"]["fps"] / row["peer_b1"]["fps"]
     return ratios
 
 
@@ -56,7 +62,10 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     """(meaning, better, target) of a ratio, including the per-size ones of image-to-image families."""
     if name.startswith("triton_vs_ort_b1_"):
         size = name.rsplit("_", 1)[1]
-        return (f"Triton gRPC p50 / in-process ONNX Runtime p50, batch 1, {size}", "lower", 1.15)
+        return (f"Triton gRPC p50 / in-process ONNX Runtime p50, batch 1, {size}", "lower", 1.1)
+    if name.startswith("triton_vs_peer_fps_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"Triton frames/s (one client) / the peer's in-process frames/s, batch 1, {size}", "higher", 1.5)
     return RATIOS[name]
 
 
@@ -70,24 +79,41 @@ def markdown(document: dict[str, Any]) -> str:
              f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per {unit}", "",
              "## In-process", "", f"| runtime | batch | p50 ms | p99 ms | {unit}s/s |", "|---|---|---|---|---|"]
     for name, r in inproc.items():
+        if name == "batch_curve":
+            continue
         lines.append(f"| {name.rsplit('_b', 1)[0]} | {r['batch']} | {r['latency_ms']['p50']:.2f} | "
                      f"{r['latency_ms']['p99']:.2f} | {r[throughput_key(document)]:.0f} |")
+    if inproc.get("batch_curve"):
+        lines += ["", f"ONNX Runtime's batch curve in-process: what dynamic batching can gain at most on this "
+                      "machine", "", "| batch | " + " | ".join(str(p["batch"]) for p in inproc["batch_curve"]) + " |",
+                  "|---|" + "---|" * len(inproc["batch_curve"]),
+                  f"| {unit}s/s | " + " | ".join(f"{p['items_per_s']:.0f}" for p in inproc["batch_curve"]) + " |",
+                  "| × batch 1 | " + " | ".join(f"{p['vs_batch_1']:.2f}" for p in inproc["batch_curve"]) + " |"]
+    one = document.get("one_client_b1") or {}
+    if one:
+        lines += ["", "One client, batch 1, every way timed in turn (a slow stretch of the machine falls on all):", "",
+                  "| way | p50 ms | " + f"{unit}s/s |", "|---|---|---|"]
+        lines += [f"| {name} | {r['p50_ms']:.2f} | {r['fps']:.0f} |" for name, r in one.items() if "p50_ms" in r]
     lines += ["", "## Triton over gRPC", "",
               f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
-              "infer ms | executed batch |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "infer ms | executed batch | CPU s: client, server |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in document["triton"]:
         lat, srv = p["latency_ms"] or {k: float("nan") for k in ("p50", "p90", "p95", "p99")}, p["server_ms"]
         lines.append(f"| {p['model']} | {p['concurrency']} | {p['batch']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
                      f"{lat['p95']:.2f} | {lat['p99']:.2f} | {p['requests_per_s']:.0f} | "
                      f"{p[throughput_key(document)]:.0f} | "
                      f"{p['errors']} | {srv.get('queue', float('nan')):.2f} | "
-                     f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} |")
+                     f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} | "
+                     f"{p.get('client_cpu_s', 0):.1f}, {p.get('server_cpu_s', 0):.1f} in {p.get('seconds', 0):.1f} s |")
     if document.get("sizes"):
+        peer = next((row["peer_b1"]["peer"] for row in document["sizes"].values() if "peer_b1" in row), None)
         lines += ["", "## Frames per second by size (one client)", "",
-                  "| size | PyTorch b1 | ORT b1 | Triton b1 | PyTorch b4 | ORT b4 | Triton b4 |",
-                  "|---|---|---|---|---|---|---|"]
+                  "| size | PyTorch b1 | ORT b1 | Triton b1 | PyTorch b4 | ORT b4 | Triton b4 |"
+                  + (f" {peer} (peer, in-process ORT) b1 |" if peer else ""),
+                  "|---|---|---|---|---|---|---|" + ("---|" if peer else "")]
         for size, row in document["sizes"].items():
             cells = [fps_cell(row[f"{r}_b{b}"]) for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
+            cells += [fps_cell(row["peer_b1"])] if peer else []
             lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
     if document.get("variants"):
         lines += variant_lines(document["variants"])

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from artforge.benchmarks.load import measure_point, per_s
 from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
-                                         time_calls)
+                                         time_calls, time_interleaved)
 from artforge.benchmarks.report import compute_ratios, write_reports
 from artforge.export.variants import measure_variants
 from artforge.options import int_list, option
@@ -48,6 +48,8 @@ class BenchOptions:
                               default_factory=list)
     prompt_length: int = option(16, help="token models: prompt tokens per stream")
     max_tokens: int = option(64, help="token models: tokens asked for per stream")
+    peer: str = option("", help="models with dynamic sizes: also time this public peer in-process at each of --sizes "
+                                "(style: magenta, needs the peer extra) and write Triton's frames/s over the peer's")
     variants: bool = option(False, help="also measure an int8 ONNX Runtime variant: latency and quality cost "
                                         "in grey levels")
     replicas: int = option(0, help="start this many Triton replicas and measure 1, 2 .. N of them behind one "
@@ -67,6 +69,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
     out = Path(opts.out)
+    peer = load_peer(ckpt.family, opts.peer) if opts.peer else None  # fails before any work when missing
     if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
         from artforge.benchmarks.replicas import run_replica_benchmark
 
@@ -82,14 +85,15 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         onnx_path = repo / model / "1" / "model.onnx"
         inprocess = measure_inprocess(network, spec, onnx_path, opts)
         gflop_per_item = flops_per_item(network, spec) / 1e9
-        sweep, by_size = measure_triton(repo, model, spec, opts, network, onnx_path)
+        sweep, by_size, one_client = measure_triton(repo, model, spec, opts, network, onnx_path, peer)
         variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
             if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
                           "gflop_per_item": gflop_per_item, "unit": spec.unit, "spec": spec.to_json()},
                 "machine": {**machine_facts(), "matmul_fp32_gflops": matmul_peak_gflops()},
                 "options": opts.__dict__, "inprocess": inprocess,
-                "triton": [p.to_json(spec.unit) for p in sweep], "sizes": by_size, "variants": variants}
+                "triton": [p.to_json(spec.unit) for p in sweep], "one_client_b1": one_client, "sizes": by_size,
+                "variants": variants}
     document["ratios"] = compute_ratios(document)
     write_reports(document, out)
     return document
@@ -112,29 +116,39 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
 
 
 @torch.no_grad()
-def time_runtimes(serving, session, spec, inputs: dict, warmup: int, min_calls: int, seconds: float) -> dict:
-    """Per-call times of PyTorch eager and ONNX Runtime in this process on the same inputs."""
-    args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
-    names = [t.name for t in spec.outputs]
-    runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
-    return {name: time_calls(fn, warmup=warmup, min_calls=min_calls, min_seconds=seconds)
-            for name, fn in runners.items()}
-
-
 def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: BenchOptions) -> dict[str, Any]:
-    """PyTorch eager and ONNX Runtime in this process: batch-1 latency, largest-batch throughput."""
+    """PyTorch eager and ONNX Runtime in this process (timed in turn): batch-1 latency, largest-batch
+    throughput; and ONNX Runtime's batch curve, what batching can gain at all on this machine."""
     from artforge.export.parity import onnx_session
 
     serving = spec.serving_network(network)
     session = onnx_session(onnx_path, threads=opts.threads)
+    names = [t.name for t in spec.outputs]
     results: dict[str, Any] = {}
     big = max(opts.batch_sizes + [opts.max_batch // 4])
     for batch in sorted({1, big}):
         inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
-        for name, times in time_runtimes(serving, session, spec, inputs, 5, 20, opts.baseline_seconds).items():
-            results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(times),
-                                           per_s(spec.unit): batch / float(np.median(times))}
+        args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
+        runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
+        times, _ = time_interleaved(runners, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)
+        for name, t in times.items():
+            results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(t),
+                                           per_s(spec.unit): batch / float(np.median(t))}
+    results["batch_curve"] = batch_curve(session, spec, names, opts)
     return results
+
+
+def batch_curve(session, spec, names: list[str], opts: BenchOptions) -> list[dict[str, float]]:
+    """ONNX Runtime's items/s at batch 1, 2, 4, 8, 16 (up to --max-batch), at the optimal size."""
+    curve = []
+    for batch in [b for b in (1, 2, 4, 8, 16) if b <= max(opts.max_batch, 1)]:
+        inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
+        times = time_calls(lambda: session.run(names, inputs), warmup=2, min_calls=5,
+                           min_seconds=opts.baseline_seconds / 2)
+        curve.append({"batch": batch, "items_per_s": batch / float(np.median(times))})
+    for point in curve:
+        point["vs_batch_1"] = point["items_per_s"] / curve[0]["items_per_s"]
+    return curve
 
 
 def flops_per_item(network: torch.nn.Module, spec) -> int:
@@ -142,8 +156,23 @@ def flops_per_item(network: torch.nn.Module, spec) -> int:
     return count_flops(spec.serving_network(network), tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs))
 
 
-def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path):
-    """The concurrency x batch sweep at the model's optimal size, then (image-to-image) each size."""
+def load_peer(family_name: str, name: str):
+    """The family's public peer NAME (a one-line error when the family has none or lacks that one)."""
+    import importlib
+
+    from artforge.errors import ArtforgeError
+    from artforge.families import get_family
+
+    family = get_family(family_name)
+    if not family.peers:
+        raise ArtforgeError(f"--peer {name}: the {family_name} family has no public peer to compare with")
+    return importlib.import_module(family.peers).get_peer(name)
+
+
+def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path, peer=None):
+    """The concurrency x batch sweep at the model's optimal size, one client's batch-1 latency against
+    in-process ONNX Runtime (interleaved), then (image-to-image) each size."""
+    from artforge.export.parity import onnx_session
     from artforge.serving.server import Server
 
     points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
@@ -153,35 +182,62 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
     results, by_size = [], {}
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         for name, concurrency, batch in tqdm(points, desc="triton sweep", unit="point", disable=not opts.progress):
-            point = measure_point(server.grpc_url, name, make_inputs, concurrency, batch, opts.requests, opts.warmup)
+            point = measure_point(server.grpc_url, name, make_inputs, concurrency, batch, opts.requests, opts.warmup,
+                                  server_pid=server.process.pid)
             results.append(point)
             if point.stopped:
                 log.error("benchmark stopped: %s (%s)", point.stopped, point.first_error)
-                return results, by_size
+                return results, by_size, {}
+        ways = OneClient(server.grpc_url, model, spec, spec.serving_network(network),
+                         onnx_session(onnx_path, threads=opts.threads), opts)
+        one_client = ways.measure(spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes()), 1)
         for size in opts.sizes if spec.dynamic_dims else []:
-            by_size[str(size)] = measure_size(server.grpc_url, model, spec, network, onnx_path, size, opts)
-    return results, by_size
+            by_size[str(size)] = measure_size(ways, spec, size, opts, peer)
+    return results, by_size, one_client
 
 
-def measure_size(url: str, model: str, spec, network, onnx_path: Path, size: int, opts: BenchOptions) -> dict:
-    """Frames per second at one square size: PyTorch, ONNX Runtime and Triton (one client), batch 1 and 4."""
-    from artforge.export.parity import onnx_session
+class OneClient:
+    """One client's latency of the same request in every way it can run: PyTorch and ONNX Runtime in
+    this process, Triton over gRPC (artforge's Client, what `artforge generate` and `stylize` use), the
+    peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a shared machine
+    falls on all of them."""
 
-    serving = spec.serving_network(network)
-    session = onnx_session(onnx_path, threads=opts.threads)
+    def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions):
+        self.url, self.model, self.spec, self.serving, self.session, self.opts = url, model, spec, serving, session, opts
+
+    @torch.no_grad()
+    def measure(self, inputs: dict[str, np.ndarray], batch: int, peer=None, peer_feed=None) -> dict[str, dict]:
+        from artforge.serving.client import Client
+
+        args = tuple(torch.from_numpy(inputs[t.name]) for t in self.spec.inputs)
+        names = [t.name for t in self.spec.outputs]
+        with Client(self.url, timeout_s=120, retries=0) as client:
+            runners = {"pytorch": lambda: self.serving(*args), "onnxruntime": lambda: self.session.run(names, inputs)}
+            if batch <= self.opts.max_batch:  # the server refuses larger batches: no figure rather than a 0
+                runners["triton"] = lambda: client.infer(self.model, inputs)
+            if peer is not None:
+                session = peer.session(threads=self.opts.threads)
+                runners["peer"] = lambda: session.run(None, peer_feed)
+            times, failed = time_interleaved(runners, warmup=2, min_calls=5, min_seconds=self.opts.baseline_seconds)
+        row = {name: {"p50_ms": latency_summary(t)["p50"], "fps": batch / float(np.median(t)), "calls": len(t)}
+               for name, t in times.items() if t}
+        row.update({name: {"fps": 0.0, "errors": 1, "first_error": error} for name, error in failed.items()})
+        if "triton" not in runners:
+            row["triton"] = {"fps": None, "skipped": f"batch {batch} > --max-batch {self.opts.max_batch}"}
+        if peer is not None and "peer" in row:
+            row["peer"]["peer"] = peer.name
+        return row
+
+
+def measure_size(ways: OneClient, spec, size: int, opts: BenchOptions, peer=None) -> dict:
+    """Frames per second at one square size: PyTorch, ONNX Runtime and Triton (one client), batch 1 and 4;
+    the peer in-process at batch 1 (it takes one image a call)."""
     sizes = {name: size for name in spec.dynamic_dims}
     row = {}
     for batch in (1, 4):
         inputs = spec.sample_inputs(batch, seed=size + batch, sizes=sizes)
-        for name, times in time_runtimes(serving, session, spec, inputs, 2, 5, opts.baseline_seconds).items():
-            row[f"{name}_b{batch}"] = {"p50_ms": latency_summary(times)["p50"],
-                                       "fps": batch / float(np.median(times))}
-        if batch > opts.max_batch:  # the server refuses it: no figure rather than a 0
-            row[f"triton_b{batch}"] = {"fps": None, "skipped": f"batch {batch} > --max-batch {opts.max_batch}"}
-            continue
-        point = measure_point(url, model, lambda b, i: inputs, 1, batch, max(10, opts.requests // 10), 2,
-                              timeout_s=120)
-        row[f"triton_b{batch}"] = {"p50_ms": point.latency_ms.get("p50", float("nan")),
-                                   "fps": batch * 1000 / point.latency_ms["p50"] if point.requests else 0.0,
-                                   "errors": point.errors}
+        with_peer = peer if batch == 1 else None
+        feed = peer.feed(inputs[spec.inputs[0].name][:1], 0) if with_peer else None
+        for name, measured in ways.measure(inputs, batch, with_peer, feed).items():
+            row[f"{name}_b{batch}"] = measured
     return row

@@ -38,6 +38,9 @@ class EvaluateOptions:
                                   "served critic's name): per-class accuracy of the generated images")
     run: str = option("", help="with --url: the run or checkpoint the served model came from, for families "
                                "whose held-out set is defined by their run (restoration)")
+    peer: str = option("", help="style models: also score a public peer on the same photos against the same style "
+                                "images, NAME:I,J naming the peer style that stands for each of the model's "
+                                "styles, e.g. magenta:3,17 (needs the peer extra)")
     out: str = option("evaluation", help="folder for evaluate.json and evaluate.md")
 
 

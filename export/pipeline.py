@@ -90,8 +90,9 @@ class ExportOptions:
     tolerance: float | None = option(None, help="max error of float outputs vs PyTorch, |difference| / max(1, |value|) "
                                                "(default: the family's, 1e-4 for most)")
     instances: int = option(1, help="model instances Triton runs")
-    max_queue_delay_us: int = option(100, help="how long the dynamic batcher may hold a request to form a "
-                                               "fuller batch")
+    max_queue_delay_us: int = option(0, help="how long the dynamic batcher may hold a request to form a fuller "
+                                             "batch (0: never; requests that queue while the instance is busy "
+                                             "still run as one batch)")
     keep_versions: int = option(3, help="versions Triton serves (latest N)")
     intra_op_threads: int = option(0, help="ONNX Runtime threads per instance (0: all cores)", flag="--threads")
     max_dim: int = option(0, help="largest size a request may have on a dynamic axis, e.g. 1024 refuses photos "

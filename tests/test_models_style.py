@@ -19,7 +19,7 @@ def distinct_styles(net: StyleTransferNet) -> StyleTransferNet:
     return net.eval()
 
 
-@pytest.mark.parametrize("width", ["full", "lite"])
+@pytest.mark.parametrize("width", ["full", "lite", "fast"])
 @pytest.mark.parametrize("size", [(16, 16), (17, 23), (33, 30)])
 def test_any_size_in_gives_the_same_size_out(width, size):
     net = StyleTransferNet(StyleNetConfig.preset(width, 2)).eval()
@@ -60,3 +60,29 @@ def test_style_family_exports_through_the_same_interface_with_dynamic_sizes(styl
         want = net(x, torch.tensor([[0.5, 0.5]]))
     want = np.round((want.clamp(-1, 1).numpy() + 1) * 127.5).transpose(0, 2, 3, 1)
     assert image.shape == (1, 21, 18, 3) and np.abs(image.astype(int) - want).max() <= 1
+
+
+def test_the_fast_preset_keeps_full_resolution_thin_and_costs_a_quarter_of_lite():
+    from artforge.benchmarks.measure import count_flops
+
+    fast = StyleTransferNet(StyleNetConfig.preset("fast", 2)).eval()
+    lite = StyleTransferNet(StyleNetConfig.preset("lite", 2)).eval()
+    assert fast.down[0].conv.stride == (2, 2) and fast.to_image[1].in_channels == 8  # 16 / 2 at full resolution
+    args = (torch.zeros(1, 3, 256, 256), torch.tensor([[1.0, 0.0]]))
+    assert count_flops(fast, args) < 0.3 * count_flops(lite, args)
+
+
+def test_a_checkpoint_from_before_early_downsampling_loads_as_johnsons_layout(tmp_path):
+    from artforge.checkpoint import save_checkpoint
+    from artforge.families import load_network
+
+    net = StyleTransferNet(StyleNetConfig.preset("lite", 2))
+    save_checkpoint(tmp_path, family="style", config=net.config, step=1, weights=net.state_dict())
+    meta = tmp_path / "checkpoints" / "step_00000001" / "checkpoint.json"
+    import json
+
+    saved = json.loads(meta.read_text())
+    del saved["config"]["early_downsampling"]  # what artforge wrote before the option existed
+    meta.write_text(json.dumps(saved))
+    loaded, _ = load_network(tmp_path)
+    assert loaded.config.early_downsampling is False and loaded.down[0].conv.stride == (1, 1)

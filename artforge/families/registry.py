@@ -32,6 +32,9 @@ class Family:
     # module whose evaluate_model(opts) and markdown_lines(document) are `artforge evaluate` for this family;
     # without one, evaluate measures the model as a generator (noise and labels in, images out)
     evaluator: str = ""
+    # module whose get_peer(name) is a public model of the same task that `artforge bench --peer NAME` times
+    # and `artforge evaluate --peer` scores next to this family's (none: the family has no peer)
+    peers: str = ""
 
 
 _REGISTRY: dict[str, Family] = {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from artforge.benchmarks.load import measure_point
-from artforge.benchmarks.measure import count_flops, latency_summary
+from artforge.benchmarks.measure import count_flops, latency_summary, time_interleaved
 from artforge.benchmarks.report import check_against_baseline, compute_ratios, errors_seen
 from artforge.cli import main
 
@@ -23,6 +23,28 @@ def test_flop_count_of_a_linear_layer():
     import torch
 
     assert count_flops(torch.nn.Linear(10, 4), (torch.zeros(3, 10),)) == 2 * 3 * 10 * 4
+
+
+def test_interleaved_timing_takes_turns_and_drops_a_way_that_fails():
+    order = []
+
+    def broken():
+        order.append("broken")
+        if order.count("broken") > 3:  # the warm-up and one turn pass, then it fails
+            raise RuntimeError("server gone")
+
+    runners = {"a": lambda: order.append("a"), "b": lambda: order.append("b"), "broken": broken}
+    times, failed = time_interleaved(runners, warmup=1, min_calls=6, min_seconds=0, turn_seconds=0)
+    # warm-up (one call each), then turns of 2 calls, the first of each uncounted
+    assert order[3:9] == ["a", "a", "b", "b", "broken", "broken"]
+    assert len(times["a"]) == len(times["b"]) == 6 and len(times["broken"]) == 1
+    assert failed == {"broken": "server gone"}
+
+
+def test_the_single_client_comparison_timed_in_turn_decides_the_overhead():
+    d = document(triton_ms=9.0)  # the sweep's c1 point was slow; the interleaved figures were not
+    d["one_client_b1"] = {"onnxruntime": {"p50_ms": 1.0, "fps": 1000}, "triton": {"p50_ms": 1.8, "fps": 555}}
+    assert compute_ratios(d)["triton_overhead_b1_ms"] == pytest.approx(0.8)
 
 
 def document(ort_ms=1.0, torch_ms=2.0, triton_ms=2.5, batched_rps=400.0, plain_rps=100.0):
@@ -146,6 +168,10 @@ def test_bench_command_writes_reports_and_checks_the_committed_baseline(dcgan_ru
     assert {"ort_vs_pytorch_b1_latency", "triton_overhead_b1_ms", "batching_speedup_c16"} <= set(result["ratios"])
     assert (out / "bench.png").stat().st_size > 5000 and "| ratio |" in (out / "bench.md").read_text()
     assert all(p["errors"] == 0 for p in result["triton"])
+    assert all(p["client_cpu_s"] > 0 and p["server_cpu_s"] > 0 for p in result["triton"])  # both sides' CPU
+    curve = result["inprocess"]["batch_curve"]
+    assert [p["batch"] for p in curve] == [1, 2, 4, 8, 16] and curve[0]["vs_batch_1"] == 1.0
+    assert set(result["one_client_b1"]) == {"pytorch", "onnxruntime", "triton"}
     assert code == 0, f"benchmark regressed against {baseline}: {result['ratios']}"
 
 
@@ -197,10 +223,22 @@ def test_frames_per_second_by_size_leaves_batches_over_the_server_maximum_blank(
     run, _ = style_run
     assert main(["bench", str(run), "--out", str(out), "--sizes", "32,48", "--concurrency", "1",
                  "--batch-sizes", "1", "--requests", "10", "--warmup", "2", "--baseline-seconds", "0.2",
-                 "--max-batch", "2", "--quiet"]) == 0
-    sizes = json.loads((out / "bench.json").read_text())["sizes"]
+                 "--max-batch", "2", "--peer", "magenta", "--quiet"]) == 0
+    document = json.loads((out / "bench.json").read_text())
+    sizes = document["sizes"]
     assert set(sizes) == {"32", "48"}
     assert sizes["48"]["triton_b1"]["fps"] > 0 and sizes["48"]["onnxruntime_b4"]["fps"] > 0
     assert sizes["48"]["triton_b4"]["fps"] is None  # batch 4 > --max-batch 2: refused, so not measured
-    row = next(line for line in (out / "bench.md").read_text().splitlines() if line.startswith("| 48x48 |"))
-    assert row.rstrip(" |").endswith("—") and "0.0" not in row
+    peer = sizes["48"]["peer_b1"]
+    assert peer["peer"] == "magenta" and peer["fps"] > 0
+    assert document["ratios"]["triton_vs_peer_fps_48px"] == pytest.approx(sizes["48"]["triton_b1"]["fps"] / peer["fps"])
+    lines = (out / "bench.md").read_text().splitlines()
+    row = next(line for line in lines if line.startswith("| 48x48 |"))
+    assert "— |" in row and "0.0" not in row and row.endswith(f"| {peer['fps']:.1f} |")
+    assert any("the peer's in-process frames/s, batch 1, 48px" in line and "≥ 1.5" in line for line in lines)
+
+
+def test_bench_peer_of_a_family_without_one_is_refused_before_working(dcgan_run, tmp_path, capsys):
+    assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "b"), "--peer", "magenta", "--quiet"]) == 1
+    assert "the dcgan family has no public peer" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()

@@ -47,3 +47,28 @@ def test_a_style_model_is_measured_on_held_out_photos_against_its_style_images(s
         evaluate(source=str(style_run[0]), data=str(paths[0]), out=str(tmp_path / "one"))
     with pytest.raises(ArtforgeError, match="0 style image"):  # saved without training options: no paths known
         evaluate(source=str(style_run[0]), out=str(tmp_path / "none"))
+
+
+def test_the_peer_is_scored_beside_the_model_with_the_peer_style_named_for_each(style_run, tmp_path):
+    """Style images painted by the peer itself (its styles 3 and 17 on a training photo): the peer scores
+    closer to each when it is asked for the style that painted it than for the other one."""
+    from PIL import Image
+
+    from artforge.families.style.peer import get_peer
+    from artforge.photos import photo_crops
+
+    peer = get_peer("magenta")
+    photo = photo_crops(1, 128, 128, 2, held_out=False)
+    paths = []
+    for k in (3, 17):
+        paths.append(tmp_path / f"magenta{k}.png")
+        Image.fromarray(peer.stylise(peer.session(), photo, k)[0]).save(paths[-1])
+    data = ",".join(map(str, paths))
+    right = evaluate(source=str(style_run[0]), data=data, peer="magenta:3,17", out=str(tmp_path / "right"))
+    wrong = evaluate(source=str(style_run[0]), data=data, peer="magenta:17,3", out=str(tmp_path / "wrong"))
+    assert list(right["peer"]["per_style"]) == ["ink", "mosaic"]
+    for name in ("ink", "mosaic"):
+        assert right["peer"]["per_style"][name]["style_colour_levels"] < wrong["peer"]["per_style"][name]["style_colour_levels"]
+    assert "| ink: magenta style 3 (peer) |" in (tmp_path / "right" / "evaluate.md").read_text()
+    with pytest.raises(ArtforgeError, match="one peer style per model style .2."):
+        evaluate(source=str(style_run[0]), data=data, peer="magenta:3", out=str(tmp_path / "short"))

@@ -46,7 +46,7 @@ def test_config_parses_with_tritons_schema_and_follows_the_spec(dcgan_run, tmp_p
     assert config.name == "art" and config.backend == "python" and config.max_batch_size == 16
     assert [(i.name, list(i.dims)) for i in config.input] == [(t.name, t.dims) for t in spec.inputs]
     assert [(o.name, list(o.dims)) for o in config.output] == [("image", [32, 32, 3])]
-    assert config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 100
+    assert config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 0
     assert config.instance_group[0].count == 2 and config.version_policy.latest.num_versions == 3
     warm = config.model_warmup[0].inputs
     assert warm["style"].input_data_file == "style" and (tmp_path / "repo" / "art" / "warmup" / "style").stat().st_size == 8

@@ -142,7 +142,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(style_images, t
     a = load_file(str(tmp_path / "straight" / "checkpoints" / "step_00000004" / "state.safetensors"))
     b = load_file(str(tmp_path / "split" / "checkpoints" / "step_00000004" / "state.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    with pytest.raises(ArtforgeError, match="started with width='lite'"):
+    with pytest.raises(ArtforgeError, match="started with width='fast'"):
         train_style(out=str(tmp_path / "split"), steps=6, resume=True, width="full")
 
 

@@ -82,5 +82,5 @@ FAMILY = register(Family(
     name=NAME, description="fast neural style transfer, N styles in one network: (photo, style weights) -> image",
     config_cls=StyleNetConfig, build_network=StyleTransferNet,
     client="artforge.families.style.stylize", trainer="artforge.families.style.train",
-    evaluator="artforge.families.style.quality",
+    evaluator="artforge.families.style.quality", peers="artforge.families.style.peer",
     make_spec=lambda config, meta, float_output=False: StyleSpec(config, meta.get("styles"), float_output)))

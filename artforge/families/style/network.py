@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# first-layer channels, residual blocks, kernel of the full-resolution input and output convolutions
-WIDTHS = {"full": (32, 5, 9), "lite": (16, 3, 5)}
+# first-layer channels, residual blocks, kernel of the full-resolution convolutions, early downsampling
+WIDTHS = {"full": (32, 5, 9, False), "lite": (16, 3, 5, False), "fast": (16, 3, 3, True)}
 SIZE_MULTIPLE = 4  # two stride-2 downsamplings
 
 
@@ -25,6 +25,9 @@ class StyleNetConfig:
     channels: int = 32
     residual_blocks: int = 5
     outer_kernel: int = 9  # Johnson's 9x9; the lite preset uses 5x5, the full-resolution convs dominate its cost
+    # the first convolution strides by 2 and the last upsampling ends with channels / 2: no layer but the
+    # output's has more than channels / 2 at full resolution, where Johnson's layout spends most of its work
+    early_downsampling: bool = False
 
     def __post_init__(self) -> None:
         if self.num_styles < 1 or self.channels < 1 or self.residual_blocks < 0:
@@ -34,8 +37,9 @@ class StyleNetConfig:
     def preset(cls, width: str, num_styles: int) -> "StyleNetConfig":
         if width not in WIDTHS:
             raise ValueError(f"width must be one of {sorted(WIDTHS)}, got '{width}'")
-        channels, blocks, kernel = WIDTHS[width]
-        return cls(num_styles=num_styles, channels=channels, residual_blocks=blocks, outer_kernel=kernel)
+        channels, blocks, kernel, early = WIDTHS[width]
+        return cls(num_styles=num_styles, channels=channels, residual_blocks=blocks, outer_kernel=kernel,
+                   early_downsampling=early)
 
 
 class ConditionalInstanceNorm2d(nn.Module):
@@ -91,12 +95,17 @@ class StyleTransferNet(nn.Module):
         self.config = config
         c, n = config.channels, config.num_styles
         k = config.outer_kernel
-        self.down = nn.ModuleList([ConvNormReLU(3, c, k, 1, n), ConvNormReLU(c, 2 * c, 3, 2, n),
-                                   ConvNormReLU(2 * c, 4 * c, 3, 2, n)])
-        self.blocks = nn.ModuleList(ResidualBlock(4 * c, n) for _ in range(config.residual_blocks))
-        self.up = nn.ModuleList([ConvNormReLU(4 * c, 2 * c, 3, 1, n, upsample=True),
-                                 ConvNormReLU(2 * c, c, 3, 1, n, upsample=True)])
-        self.to_image = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(c, 3, k, 1))
+        if config.early_downsampling:  # full -> 1/2 -> 1/4 res, blocks at 2c, then 1/2 (c), full (c / 2)
+            down = [ConvNormReLU(3, c, k, 2, n), ConvNormReLU(c, 2 * c, 3, 2, n)]
+            widths = (2 * c, c, max(c // 2, 1))
+        else:  # Johnson's: full res (c), 1/2 (2c), 1/4 (4c), blocks at 4c, then back up
+            down = [ConvNormReLU(3, c, k, 1, n), ConvNormReLU(c, 2 * c, 3, 2, n), ConvNormReLU(2 * c, 4 * c, 3, 2, n)]
+            widths = (4 * c, 2 * c, c)
+        self.down = nn.ModuleList(down)
+        self.blocks = nn.ModuleList(ResidualBlock(widths[0], n) for _ in range(config.residual_blocks))
+        self.up = nn.ModuleList([ConvNormReLU(widths[0], widths[1], 3, 1, n, upsample=True),
+                                 ConvNormReLU(widths[1], widths[2], 3, 1, n, upsample=True)])
+        self.to_image = nn.Sequential(nn.ReflectionPad2d(k // 2), nn.Conv2d(widths[2], 3, k, 1))
 
     def forward(self, image: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         # image: (B, 3, H, W) in [-1, 1]; weights: (B, num_styles), rows summing to 1

@@ -30,9 +30,36 @@ def evaluate_model(opts) -> dict[str, Any]:
     judge = transfer_judge()
     rows = {name: transfer_quality(results[:, [k]], photos, style_images[[k]], judge) for k, name in enumerate(styles)}
     anchor = transfer_quality(np.repeat(photos[:, None], len(styles), 1), photos, style_images, judge)
-    return {"source": source, "kind": "style transfer", "photos": f"{PHOTOS} crops of the held-out photos "
-            f"({PHOTO_SIZE} px)", "style_images": [str(p) for p in style_paths], "options": vars(opts).copy(),
-            "per_style": rows, "unchanged_photo": anchor}
+    document = {"source": source, "kind": "style transfer", "photos": f"{PHOTOS} crops of the held-out photos "
+                f"({PHOTO_SIZE} px)", "style_images": [str(p) for p in style_paths], "options": vars(opts).copy(),
+                "per_style": rows, "unchanged_photo": anchor}
+    if opts.peer:
+        document["peer"] = score_peer(opts.peer, styles, photos, style_images, judge)
+    return document
+
+
+def score_peer(given: str, styles: list[str], photos: np.ndarray, style_images: np.ndarray, judge) -> dict[str, Any]:
+    """--peer NAME:I,J: the peer's style I stands for the model's first style, J for its second..., scored
+    on the same photos against the same style images as the model."""
+    from artforge.evaluation.transfer import transfer_quality
+    from artforge.families.style.peer import get_peer
+
+    name, _, picks = given.partition(":")
+    try:
+        chosen = [int(k) for k in picks.split(",")]
+    except ValueError:
+        chosen = []
+    if len(chosen) != len(styles):
+        raise ArtforgeError(f"--peer {given}: name one peer style per model style ({len(styles)}), e.g. "
+                            f"{name or 'magenta'}:{','.join(str(k) for k in range(len(styles)))}")
+    peer = get_peer(name)
+    session = peer.session()
+    rows = {}
+    for k, (style, pick) in enumerate(zip(styles, chosen)):
+        results = peer.stylise(session, photos, pick)[:, None]
+        rows[style] = {"peer_style": pick, **transfer_quality(results, photos, style_images[[k]], judge)}
+    return {"name": peer.name, "description": peer.description, "per_style": rows}
+
 
 
 def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str], dict, list[Path]]:
@@ -97,7 +124,12 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
              "| style | content SSIM ↑ | content feature distance ↓ | colour distance, levels ↓ | Gram error ↓ |",
              "|---|---|---|---|---|"]
     rows = {**document["per_style"], "(unchanged photo)": document["unchanged_photo"]}
+    if document.get("peer"):
+        peer = document["peer"]
+        rows.update({f"{name}: {peer['name']} style {r['peer_style']} (peer)": r for name, r in peer["per_style"].items()})
     for name, r in rows.items():
         lines.append(f"| {name} | {r['content_ssim']:.3f} | {r['content_feature_distance']:.3f} | "
                      f"{r['style_colour_levels']:.1f} | {r['style_gram_error']:.3f} |")
+    if document.get("peer"):
+        lines += ["", f"The peer: {document['peer']['description']}, on the same photos, against the same style images."]
     return lines + [""]

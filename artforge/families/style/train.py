@@ -47,8 +47,9 @@ class StyleTrainOptions(RunControl):
     size: int = option(256, help="training crop size")
     steps: int = option(2000, help="total steps")
     batch_size: int = option(4, help="global batch size, split among processes")
-    width: str = option("lite", help="network width: lite for real-time CPU use, full for quality",
-                        choices=["full", "lite"])
+    width: str = option("fast", help="network: fast (early downsampling, 16 channels: real time on a laptop CPU), "
+                                     "lite (Johnson's layout, 16 channels, 5x5), full (Johnson's, 32 channels, 9x9)",
+                        choices=["fast", "lite", "full"])
     lr: float = option(1e-3, help="Adam learning rate")
     # content and style terms are relative errors (scale-free, see relative_error), so these
     # weights mean the same for every loss network and layer choice; style 3 kept more of the
