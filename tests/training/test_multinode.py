@@ -2,6 +2,7 @@
 as two nodes would be; one node's worker is killed mid-run and torchrun's restart resumes the run."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -74,7 +75,11 @@ def wait_for(condition, what: str, seconds: float, agents) -> None:
 
 
 def stop(agents) -> None:
+    """Kill what is left of the agents and their workers (a worker outlives a killed agent)."""
     for agent in agents:
+        for worker in children(agent.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
         if agent.poll() is None:
             os.killpg(agent.pid, signal.SIGKILL)
         agent.wait(10)
