@@ -1,5 +1,7 @@
 import json
 
+import numpy as np
+
 import pytest
 
 from artforge.cli import main
@@ -36,39 +38,38 @@ def test_a_style_model_is_measured_on_held_out_photos_against_its_style_images(s
     for name in ("waves", "splatter"):
         paths.append(tmp_path / f"{name}.png")
         paint(name, 64, seed=0, index=0).save(paths[-1])
-    document = evaluate(source=str(style_run[0]), data=",".join(map(str, paths)), out=str(tmp_path / "style"))
-    assert list(document["per_style"]) == ["ink", "mosaic"]
+    document = evaluate(source=str(style_run[0]), data=",".join(map(str, paths)), peer="magenta:3,17",
+                        out=str(tmp_path / "style"))
+    assert list(document["per_style"]) == ["ink", "mosaic"] == list(document["peer"]["per_style"])
     anchor = document["unchanged_photo"]
     assert anchor["content_ssim"] == pytest.approx(1.0) and anchor["content_feature_distance"] < 1e-9
     for row in document["per_style"].values():  # a stylised photo keeps less of the photo than the photo itself
         assert row["content_ssim"] < 1 and row["content_feature_distance"] > 0
-    assert "| ink |" in (tmp_path / "style" / "evaluate.md").read_text()
+    report = (tmp_path / "style" / "evaluate.md").read_text()
+    assert "| ink |" in report and "| mosaic: magenta style 17 (peer) |" in report
     with pytest.raises(ArtforgeError, match="2 style.s. but 1 style image"):
         evaluate(source=str(style_run[0]), data=str(paths[0]), out=str(tmp_path / "one"))
     with pytest.raises(ArtforgeError, match="0 style image"):  # saved without training options: no paths known
         evaluate(source=str(style_run[0]), out=str(tmp_path / "none"))
 
 
-def test_the_peer_is_scored_beside_the_model_with_the_peer_style_named_for_each(style_run, tmp_path):
-    """Style images painted by the peer itself (its styles 3 and 17 on a training photo): the peer scores
-    closer to each when it is asked for the style that painted it than for the other one."""
-    from PIL import Image
-
+def test_the_peer_is_scored_with_the_peer_style_named_for_each_model_style():
+    """Style images painted by the peer itself (its styles 3 and 17): the peer scores closer to each when
+    asked for the style that painted it than for the other one."""
+    from artforge.evaluation.transfer import transfer_judge
     from artforge.families.style.peer import get_peer
+    from artforge.families.style.quality import score_peer
     from artforge.photos import photo_crops
 
     peer = get_peer("magenta")
-    photo = photo_crops(1, 128, 128, 2, held_out=False)
-    paths = []
-    for k in (3, 17):
-        paths.append(tmp_path / f"magenta{k}.png")
-        Image.fromarray(peer.stylise(peer.session(), photo, k)[0]).save(paths[-1])
-    data = ",".join(map(str, paths))
-    right = evaluate(source=str(style_run[0]), data=data, peer="magenta:3,17", out=str(tmp_path / "right"))
-    wrong = evaluate(source=str(style_run[0]), data=data, peer="magenta:17,3", out=str(tmp_path / "wrong"))
-    assert list(right["peer"]["per_style"]) == ["ink", "mosaic"]
+    styles = np.concatenate([peer.stylise(peer.session(), photo_crops(1, 64, 64, 2), k) for k in (3, 17)])
+    photos, judge = photo_crops(2, 64, 64, 0, held_out=True), transfer_judge()
+    right = score_peer("magenta:3,17", ["ink", "mosaic"], photos, styles, judge)["per_style"]
+    wrong = score_peer("magenta:17,3", ["ink", "mosaic"], photos, styles, judge)["per_style"]
+    assert right["ink"]["peer_style"] == 3 and right["mosaic"]["peer_style"] == 17
     for name in ("ink", "mosaic"):
-        assert right["peer"]["per_style"][name]["style_colour_levels"] < wrong["peer"]["per_style"][name]["style_colour_levels"]
-    assert "| ink: magenta style 3 (peer) |" in (tmp_path / "right" / "evaluate.md").read_text()
+        assert right[name]["style_colour_levels"] < wrong[name]["style_colour_levels"]
     with pytest.raises(ArtforgeError, match="one peer style per model style .2."):
-        evaluate(source=str(style_run[0]), data=data, peer="magenta:3", out=str(tmp_path / "short"))
+        score_peer("magenta:3", ["ink", "mosaic"], photos, styles, judge)
+    with pytest.raises(ArtforgeError, match="unknown style peer 'picasso'"):
+        score_peer("picasso:1,2", ["ink", "mosaic"], photos, styles, judge)
