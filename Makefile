@@ -68,7 +68,7 @@ demo: env
 	echo "  gRPC grid       $(DEMO)/grid.png"; \
 	echo "  benchmark       $(DEMO)/bench/bench.md, bench.json, bench.png"
 
-# Style transfer in about 6 minutes: two procedural paintings as styles, a 1000-step lite model,
+# Style transfer in about 6 minutes: two procedural paintings as styles, a 1000-step fast model,
 # export, and a held-out photo stylised over gRPC in one style and in a half/half blend.
 demo-style: env
 	$(VENV)/bin/artforge data synth --out $(DEMO)/style-art --size 256 --per-style 1 --styles waves splatter --quiet
