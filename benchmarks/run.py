@@ -69,7 +69,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
     out = Path(opts.out)
-    peer = load_peer(ckpt.family, opts.peer) if opts.peer else None  # fails before any work when missing
+    peer = load_peer(ckpt.family, opts.peer, opts.sizes) if opts.peer else None  # fails before any work
     if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
         from artforge.benchmarks.replicas import run_replica_benchmark
 
@@ -156,8 +156,9 @@ def flops_per_item(network: torch.nn.Module, spec) -> int:
     return count_flops(spec.serving_network(network), tuple(torch.from_numpy(sample[t.name]) for t in spec.inputs))
 
 
-def load_peer(family_name: str, name: str):
-    """The family's public peer NAME (a one-line error when the family has none or lacks that one)."""
+def load_peer(family_name: str, name: str, sizes: list[int]):
+    """The family's public peer NAME (a one-line error when the family has none or lacks that one, or
+    when no --sizes say where to time it), its ONNX Runtime session opened once."""
     import importlib
 
     from artforge.errors import ArtforgeError
@@ -166,6 +167,8 @@ def load_peer(family_name: str, name: str):
     family = get_family(family_name)
     if not family.peers:
         raise ArtforgeError(f"--peer {name}: the {family_name} family has no public peer to compare with")
+    if not sizes:
+        raise ArtforgeError(f"--peer {name} is timed at each of --sizes: give them, e.g. --sizes 256,512")
     return importlib.import_module(family.peers).get_peer(name)
 
 
@@ -189,10 +192,10 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
                 log.error("benchmark stopped: %s (%s)", point.stopped, point.first_error)
                 return results, by_size, {}
         ways = OneClient(server.grpc_url, model, spec, spec.serving_network(network),
-                         onnx_session(onnx_path, threads=opts.threads), opts)
+                         onnx_session(onnx_path, threads=opts.threads), opts, peer)
         one_client = ways.measure(spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes()), 1)
         for size in opts.sizes if spec.dynamic_dims else []:
-            by_size[str(size)] = measure_size(ways, spec, size, opts, peer)
+            by_size[str(size)] = measure_size(ways, spec, size)
     return results, by_size, one_client
 
 
@@ -202,11 +205,14 @@ class OneClient:
     peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a shared machine
     falls on all of them."""
 
-    def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions):
+    def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions, peer=None):
         self.url, self.model, self.spec, self.serving, self.session, self.opts = url, model, spec, serving, session, opts
+        self.peer = peer
+        self.peer_session = peer.session(threads=opts.threads) if peer is not None else None
 
     @torch.no_grad()
-    def measure(self, inputs: dict[str, np.ndarray], batch: int, peer=None, peer_feed=None) -> dict[str, dict]:
+    def measure(self, inputs: dict[str, np.ndarray], batch: int, peer_feed=None) -> dict[str, dict]:
+        """The row of every way for these inputs; the peer too when given its feed for the same image."""
         from artforge.serving.client import Client
 
         args = tuple(torch.from_numpy(inputs[t.name]) for t in self.spec.inputs)
@@ -215,29 +221,27 @@ class OneClient:
             runners = {"pytorch": lambda: self.serving(*args), "onnxruntime": lambda: self.session.run(names, inputs)}
             if batch <= self.opts.max_batch:  # the server refuses larger batches: no figure rather than a 0
                 runners["triton"] = lambda: client.infer(self.model, inputs)
-            if peer is not None:
-                session = peer.session(threads=self.opts.threads)
-                runners["peer"] = lambda: session.run(None, peer_feed)
+            if peer_feed is not None:
+                runners["peer"] = lambda: self.peer_session.run(None, peer_feed)
             times, failed = time_interleaved(runners, warmup=2, min_calls=5, min_seconds=self.opts.baseline_seconds)
         row = {name: {"p50_ms": latency_summary(t)["p50"], "fps": batch / float(np.median(t)), "calls": len(t)}
                for name, t in times.items() if t}
         row.update({name: {"fps": 0.0, "errors": 1, "first_error": error} for name, error in failed.items()})
         if "triton" not in runners:
             row["triton"] = {"fps": None, "skipped": f"batch {batch} > --max-batch {self.opts.max_batch}"}
-        if peer is not None and "peer" in row:
-            row["peer"]["peer"] = peer.name
+        if "peer" in row:
+            row["peer"]["peer"] = self.peer.name
         return row
 
 
-def measure_size(ways: OneClient, spec, size: int, opts: BenchOptions, peer=None) -> dict:
+def measure_size(ways: OneClient, spec, size: int) -> dict:
     """Frames per second at one square size: PyTorch, ONNX Runtime and Triton (one client), batch 1 and 4;
     the peer in-process at batch 1 (it takes one image a call)."""
     sizes = {name: size for name in spec.dynamic_dims}
     row = {}
     for batch in (1, 4):
         inputs = spec.sample_inputs(batch, seed=size + batch, sizes=sizes)
-        with_peer = peer if batch == 1 else None
-        feed = peer.feed(inputs[spec.inputs[0].name][:1], 0) if with_peer else None
-        for name, measured in ways.measure(inputs, batch, with_peer, feed).items():
+        feed = ways.peer.feed(inputs[spec.inputs[0].name][:1], 0) if ways.peer and batch == 1 else None
+        for name, measured in ways.measure(inputs, batch, feed).items():
             row[f"{name}_b{batch}"] = measured
     return row

@@ -243,3 +243,10 @@ def test_bench_peer_of_a_family_without_one_is_refused_before_working(dcgan_run,
     assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "b"), "--peer", "magenta", "--quiet"]) == 1
     assert "the dcgan family has no public peer" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_peer_without_sizes_is_refused_before_working(style_run, tmp_path, capsys):
+    run, _ = style_run
+    assert main(["bench", str(run), "--out", str(tmp_path / "b"), "--peer", "magenta", "--quiet"]) == 1
+    assert "--peer magenta is timed at each of --sizes" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
