@@ -12,7 +12,8 @@ from artforge.files import atomic_write_text
 # name -> (what it means, better when "lower"/"higher", target on the 2-core CI machine or None)
 RATIOS = {
     "ort_vs_pytorch_b1_latency": ("ONNX Runtime / PyTorch eager p50 latency, batch 1", "lower", 0.8),
-    "triton_overhead_b1_ms": ("Triton gRPC p50 minus in-process ONNX Runtime p50, batch 1 (ms)", "lower", 2.0),
+    "triton_overhead_b1_ms": ("Triton gRPC p50 minus in-process p50 of the runtime Triton serves with, batch 1 (ms)",
+                              "lower", 2.0),
     "batching_speedup_c16": ("throughput with dynamic batching / without, highest concurrency, batch 1",
                              "higher", 2.0),
     "ort_gflops_fraction": ("ONNX Runtime largest-batch GFLOP/s / fp32 matmul peak", "higher", None),
@@ -40,8 +41,9 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     ratios["ort_vs_pytorch_b1_latency"] = ort1 / torch1
     one = document.get("one_client_b1") or {}
     single = find_point(document, family, 1, 1)
-    if "p50_ms" in one.get("triton", {}):  # timed in turn with in-process ONNX Runtime: the fair comparison
-        ratios["triton_overhead_b1_ms"] = one["triton"]["p50_ms"] - one["onnxruntime"]["p50_ms"]
+    served = served_runtime(document)
+    if "p50_ms" in one.get("triton", {}):  # timed in turn with the same runtime in-process: the fair comparison
+        ratios["triton_overhead_b1_ms"] = one["triton"]["p50_ms"] - one[served]["p50_ms"]
     elif single and single["requests"]:
         ratios["triton_overhead_b1_ms"] = single["latency_ms"]["p50"] - ort1
     batched, plain = find_point(document, family, top, 1), find_point(document, "-nobatch", top, 1)
@@ -53,9 +55,16 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     for size, row in document.get("sizes", {}).items():
         if "p50_ms" in row["triton_b1"]:
             ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
+        if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("openvino_b1", {}):
+            ratios[f"triton_vs_openvino_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"]
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("peer_b1", {}):
             ratios[f"triton_vs_peer_fps_{size}px"] = row["triton_b1"]["fps"] / row["peer_b1"]["fps"]
     return ratios
+
+
+def served_runtime(document: dict[str, Any]) -> str:
+    """What Triton ran the model with: onnxruntime, or openvino (bench --cpu-runtime)."""
+    return document.get("options", {}).get("cpu_runtime") or "onnxruntime"
 
 
 def ratio_info(name: str) -> tuple[str, str, float | None]:
@@ -63,6 +72,9 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     if name.startswith("triton_vs_ort_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton gRPC p50 / in-process ONNX Runtime p50, batch 1, {size}", "lower", 1.1)
+    if name.startswith("triton_vs_openvino_b1_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"Triton gRPC p50 (serving with OpenVINO) / in-process OpenVINO p50, batch 1, {size}", "lower", 1.1)
     if name.startswith("triton_vs_peer_fps_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton frames/s (one client) / the peer's in-process frames/s, batch 1, {size}", "higher", 1.5)
@@ -75,6 +87,9 @@ def markdown(document: dict[str, Any]) -> str:
     outputs = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in document["model"].get("spec", {}).get("outputs", []))
     lines = [f"# artforge bench: {document['model']['family']}" + (f" ({outputs})" if outputs else ""), "",
              f"{m['cpu']}, {m['cores']} cores; torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
+             f"Triton serves with {served_runtime(document)}"
+             + (f" ({document['options'].get('precision', 'fp32')})" if served_runtime(document) == "openvino" else "")
+             + "; "
              f"fp32 matmul peak {m['matmul_fp32_gflops']:.0f} GFLOP/s; "
              f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per {unit}", "",
              "## In-process", "", f"| runtime | batch | p50 ms | p99 ms | {unit}s/s |", "|---|---|---|---|---|"]
@@ -107,12 +122,14 @@ def markdown(document: dict[str, Any]) -> str:
                      f"{p.get('client_cpu_s', 0):.1f}, {p.get('server_cpu_s', 0):.1f} in {p.get('seconds', 0):.1f} s |")
     if document.get("sizes"):
         peer = next((row["peer_b1"]["peer"] for row in document["sizes"].values() if "peer_b1" in row), None)
+        ways = ("pytorch", "onnxruntime") + (("openvino",) if served_runtime(document) == "openvino" else ()) + ("triton",)
+        titles = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "triton": "Triton"}
         lines += ["", "## Frames per second by size (one client)", "",
-                  "| size | PyTorch b1 | ORT b1 | Triton b1 | PyTorch b4 | ORT b4 | Triton b4 |"
+                  "| size | " + " | ".join(f"{titles[r]} b{b}" for b in (1, 4) for r in ways) + " |"
                   + (f" {peer} (peer, in-process ORT) b1 |" if peer else ""),
-                  "|---|---|---|---|---|---|---|" + ("---|" if peer else "")]
+                  "|---|" + "---|" * (2 * len(ways)) + ("---|" if peer else "")]
         for size, row in document["sizes"].items():
-            cells = [fps_cell(row[f"{r}_b{b}"]) for b in (1, 4) for r in ("pytorch", "onnxruntime", "triton")]
+            cells = [fps_cell(row[f"{r}_b{b}"]) for b in (1, 4) for r in ways]
             cells += [fps_cell(row["peer_b1"])] if peer else []
             lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
     if document.get("variants"):

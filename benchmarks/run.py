@@ -44,6 +44,10 @@ class BenchOptions:
     baseline_seconds: float = option(2.0, help="seconds per in-process measurement")
     max_batch: int = option(64, help="Triton max batch size")
     threads: int = option(0, help="ONNX Runtime threads, in-process and in Triton alike (0: all cores)")
+    cpu_runtime: str = option("onnxruntime", help="what runs the model inside Triton (artforge export --cpu-runtime): "
+                                                  "onnxruntime, or openvino, then also timed in-process",
+                              choices=["onnxruntime", "openvino"])
+    precision: str = option("fp32", help="with --cpu-runtime openvino: its inference precision (fp32, bf16, fp16)")
     sizes: list[int] = option(help="models with dynamic sizes: square sizes for frames/s", parse=int_list,
                               default_factory=list)
     prompt_length: int = option(16, help="token models: prompt tokens per stream")
@@ -105,7 +109,8 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
     from artforge.export.triton_repo import config_text, parse_config
 
     repo = work / "repo"
-    result = export_checkpoint(opts.checkpoint, repo, max_batch=opts.max_batch, intra_op_threads=opts.threads)
+    result = export_checkpoint(opts.checkpoint, repo, max_batch=opts.max_batch, intra_op_threads=opts.threads,
+                               cpu_runtime=opts.cpu_runtime, precision=opts.precision)
     plain = repo / (result.name + NO_BATCHING_SUFFIX)
     shutil.copytree(repo / result.name, plain)
     config = parse_config((plain / "config.pbtxt").read_text())
@@ -123,6 +128,7 @@ def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: Ben
 
     serving = spec.serving_network(network)
     session = onnx_session(onnx_path, threads=opts.threads)
+    openvino = openvino_session(onnx_path, opts)
     names = [t.name for t in spec.outputs]
     results: dict[str, Any] = {}
     big = max(opts.batch_sizes + [opts.max_batch // 4])
@@ -130,12 +136,36 @@ def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: Ben
         inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
         args = tuple(torch.from_numpy(inputs[t.name]) for t in spec.inputs)
         runners = {"pytorch": lambda: serving(*args), "onnxruntime": lambda: session.run(names, inputs)}
+        if openvino:
+            runners["openvino"] = lambda: openvino.run(names, inputs)
+            prime(runners, openvino)
         times, _ = time_interleaved(runners, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)
         for name, t in times.items():
             results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(t),
                                            per_s(spec.unit): batch / float(np.median(t))}
     results["batch_curve"] = batch_curve(session, spec, names, opts)
     return results
+
+
+def openvino_session(onnx_path: Path, opts: BenchOptions):
+    """The served model's OpenVINO session in this process, as Triton's model.py opens it; None for ONNX Runtime."""
+    if opts.cpu_runtime != "openvino":
+        return None
+    from artforge.serving.openvino_session import OpenVinoSession
+
+    return OpenVinoSession(onnx_path, opts.precision, opts.threads)
+
+
+def prime(runners: dict, openvino, seconds: float = 1.0) -> None:
+    """Run every way three times, then give OpenVINO (here and in Triton) time to compile its model for this
+    shape in the background, so that no timed call waits for a compile."""
+    import time
+
+    for _ in range(3):
+        for run in runners.values():
+            run()
+    openvino.wait_for_compiles()
+    time.sleep(seconds)  # the server's compile cannot be waited for over gRPC; it takes about 0.15 s
 
 
 def batch_curve(session, spec, names: list[str], opts: BenchOptions) -> list[dict[str, float]]:
@@ -192,7 +222,7 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
                 log.error("benchmark stopped: %s (%s)", point.stopped, point.first_error)
                 return results, by_size, {}
         ways = OneClient(server.grpc_url, model, spec, spec.serving_network(network),
-                         onnx_session(onnx_path, threads=opts.threads), opts, peer)
+                         onnx_session(onnx_path, threads=opts.threads), opts, peer, openvino_session(onnx_path, opts))
         one_client = ways.measure(spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes()), 1)
         for size in opts.sizes if spec.dynamic_dims else []:
             by_size[str(size)] = measure_size(ways, spec, size)
@@ -205,8 +235,9 @@ class OneClient:
     peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a shared machine
     falls on all of them."""
 
-    def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions, peer=None):
+    def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions, peer=None, openvino=None):
         self.url, self.model, self.spec, self.serving, self.session, self.opts = url, model, spec, serving, session, opts
+        self.openvino = openvino
         self.peer = peer
         self.peer_session = peer.session(threads=opts.threads) if peer is not None else None
 
@@ -223,6 +254,9 @@ class OneClient:
                 runners["triton"] = lambda: client.infer(self.model, inputs)
             if peer_feed is not None:
                 runners["peer"] = lambda: self.peer_session.run(None, peer_feed)
+            if self.openvino:
+                runners["openvino"] = lambda: self.openvino.run(names, inputs)
+                prime(runners, self.openvino)
             times, failed = time_interleaved(runners, warmup=2, min_calls=5, min_seconds=self.opts.baseline_seconds)
         row = {name: {"p50_ms": latency_summary(t)["p50"], "fps": batch / float(np.median(t)), "calls": len(t)}
                for name, t in times.items() if t}

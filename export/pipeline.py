@@ -18,13 +18,14 @@ from artforge.export.onnx_model import OnnxReport, export_onnx
 from artforge.export.parity import ParityResult, check_parity, onnx_session, parity_cases, run_parity
 from artforge.export.tensorrt import (ENGINE_TOLERANCE, PRECISIONS, EngineBuild, EngineRunner, SizeClass,
                                      build_engine, require_tensorrt, size_classes)
-from artforge.export.triton_repo import (RUNTIMES, TritonOptions, model_config, validate_name, warmup_files,
-                                         write_model_version)
+from artforge.export.triton_repo import (CPU_RUNTIMES, RUNTIMES, TritonOptions, model_config, validate_name,
+                                         warmup_files, write_model_version)
 from artforge.families import load_network, spec_for
 from artforge.options import option
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tensorrt")
+OPENVINO_PRECISIONS = ("fp32", "bf16", "fp16")
 
 
 @dataclass
@@ -36,6 +37,8 @@ class ExportResult:
     parity: list[ParityResult]
     engine_parity: list[ParityResult] = field(default_factory=list)
     engine: EngineBuild | None = None
+    openvino_parity: list[ParityResult] = field(default_factory=list)
+    openvino_precision: str = ""  # what OpenVINO ran on this machine (a bf16 hint runs f32 without bf16 units)
 
     @property
     def engine_cached(self) -> bool | None:
@@ -55,6 +58,9 @@ class ExportResult:
                          f"{' (version-compatible)' if self.engine.version_compatible else ''}; GPU memory per "
                          "execution context: " + ", ".join(f"profile {i} {b / 2**20:.0f} MiB"
                                                            for i, b in enumerate(self.engine.profile_memory)))
+        if self.openvino_parity:
+            lines.append(f"parity, OpenVINO ({self.openvino_precision} on this CPU) vs ONNX Runtime:")
+            lines += [f"  {r.line()}" for r in self.openvino_parity]
         return "\n".join(lines)
 
 
@@ -77,7 +83,13 @@ class ExportOptions:
     formats: str = option("onnx", help="onnx, or onnx,tensorrt")
     runtime: str = option("embedded", help="how Triton runs it", choices=list(RUNTIMES))
     max_batch: int = option(64, help="largest batch Triton may form")
-    precision: str = option("fp32", help="TensorRT engine precision (ONNX is always fp32)", choices=list(PRECISIONS))
+    precision: str = option("fp32", help="TensorRT engine precision, or OpenVINO's inference precision with "
+                                         "--cpu-runtime openvino (fp32, bf16, fp16; the ONNX file is always fp32)",
+                            choices=list(PRECISIONS))
+    cpu_runtime: str = option("onnxruntime", help="what runs model.onnx inside Triton's Python backend (embedded "
+                                                  "runtime, CPU): onnxruntime, or openvino (pip install "
+                                                  "'artforge[openvino]'; bf16 with --precision bf16 on CPUs that "
+                                                  "have it)", choices=list(CPU_RUNTIMES))
     trt_size_classes: str = option("", help="TensorRT profiles for models with dynamic sizes, as SIDE:BATCH pairs: "
                                             "'512:16,1024:4,2048:1' serves batches of up to 16 up to 512 px a side, "
                                             "4 up to 1024, 1 up to 2048 (default: batch x pixels within what "
@@ -105,14 +117,18 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, **options:
     """Export a checkpoint (or a run's newest one) into a Triton model repository (options: ExportOptions)."""
     opts = ExportOptions(checkpoint=str(checkpoint), repository=str(repository), **options)
     use_engine = "tensorrt" in parse_formats(opts.formats)
-    check_precision(opts.precision, use_engine, opts.runtime)
+    check_precision(opts.precision, use_engine, opts.runtime, opts.cpu_runtime)
     network, ckpt = load_network(opts.checkpoint)
     name = ckpt.family if opts.name is None else opts.name
     validate_name(name)
     triton = TritonOptions(runtime=opts.runtime, engine="tensorrt" if use_engine else "onnx", max_batch=opts.max_batch,
                            instances=opts.instances, max_queue_delay_us=opts.max_queue_delay_us,
-                           keep_versions=opts.keep_versions, intra_op_threads=opts.intra_op_threads)
+                           keep_versions=opts.keep_versions, intra_op_threads=opts.intra_op_threads,
+                           cpu_runtime=opts.cpu_runtime, precision=opts.precision)
     spec = spec_for(ckpt, opts.float_output)
+    if spec.stream and opts.cpu_runtime != "onnxruntime":
+        raise ArtforgeError(f"a '{spec.family}' model is served as a decoding loop, which runs on ONNX Runtime only: "
+                            "export it without --cpu-runtime")
     if opts.max_dim:
         check_max_dim(opts.max_dim, spec)
         spec.limit_dynamic_dims(opts.max_dim)
@@ -143,6 +159,9 @@ def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, op
                                      version_compatible=opts.trt_version_compatible, **cache)
         result.engine_parity = check_engine_parity(result.engine, onnx_path, spec, classes, opts.precision)
         files["model.plan"] = result.engine.path
+    if opts.cpu_runtime == "openvino":
+        result.openvino_precision, result.openvino_parity = check_openvino_parity(onnx_path, spec, opts.max_batch,
+                                                                                  opts.precision, opts.intra_op_threads)
     files["export.json"] = write_export_record(work, ckpt, spec, result, triton, opts.precision)
     return files, result
 
@@ -155,12 +174,16 @@ def check_max_dim(max_dim: int, spec) -> None:
         raise ArtforgeError(f"--max-dim {max_dim} is below the smallest size the model takes ({smallest})")
 
 
-def check_precision(precision: str, use_engine: bool, runtime: str) -> None:
+def check_precision(precision: str, use_engine: bool, runtime: str, cpu_runtime: str = "onnxruntime") -> None:
     if precision not in PRECISIONS:
         raise ArtforgeError(f"unknown --precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    if precision != "fp32" and not use_engine:
-        raise ArtforgeError(f"--precision {precision} applies to TensorRT engines (--formats onnx,tensorrt); "
-                            "ONNX models are exported in fp32")
+    if cpu_runtime == "openvino":
+        if precision not in OPENVINO_PRECISIONS:
+            raise ArtforgeError(f"--precision {precision} is not one OpenVINO runs here; choose "
+                                f"{', '.join(OPENVINO_PRECISIONS)}")
+    elif precision != "fp32" and not use_engine:
+        raise ArtforgeError(f"--precision {precision} applies to TensorRT engines (--formats onnx,tensorrt) and to "
+                            "--cpu-runtime openvino; ONNX Runtime runs the ONNX file in fp32")
     if use_engine and runtime != "native":
         raise ArtforgeError("--formats tensorrt needs --runtime native: the embedded runtime serves the ONNX "
                             "file through ONNX Runtime")
@@ -195,6 +218,25 @@ def check_engine_parity(engine: EngineBuild, onnx_path: Path, spec, classes: lis
                           f"the TensorRT {precision} engine differs from ONNX Runtime")
 
 
+def check_openvino_parity(onnx_path: Path, spec, max_batch: int, precision: str,
+                          threads: int) -> tuple[str, list[ParityResult]]:
+    """OpenVINO against ONNX Runtime on the ONNX parity cases, held to the reduced-precision tolerances of
+    TensorRT engines; (the precision OpenVINO really ran, the results)."""
+    from artforge.serving.openvino_session import OpenVinoSession
+
+    float_tol, uint8_tol = ENGINE_TOLERANCE[precision]
+    session = onnx_session(onnx_path)
+    try:
+        openvino = OpenVinoSession(onnx_path, precision, threads, static_shapes=0)
+    except RuntimeError as e:  # not installed: the one-line install hint
+        raise ArtforgeError(str(e)) from None
+    names = [t.name for t in spec.outputs]
+    results = run_parity(spec, parity_cases(spec, max_batch), 99, lambda inputs: session.run(names, inputs),
+                         lambda inputs: openvino.run(names, inputs), float_tol, uint8_tol,
+                         f"OpenVINO ({openvino.precision}) differs from ONNX Runtime")
+    return openvino.precision, results
+
+
 def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult, options: TritonOptions,
                         precision: str) -> Path:
     """export.json beside the model: provenance, spec and parity figures, for people and tools."""
@@ -202,7 +244,10 @@ def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult
               "spec": spec.to_json(), "triton": asdict(options), "precision": precision,
               "onnx": asdict(result.onnx), "parity": [asdict(r) for r in result.parity],
               "engine_parity": [asdict(r) for r in result.engine_parity],
-              "engine": result.engine.record() if result.engine else None, "versions": package_versions()}
+              "engine": result.engine.record() if result.engine else None,
+              "openvino": {"precision": result.openvino_precision,
+                           "parity": [asdict(r) for r in result.openvino_parity]} if result.openvino_parity else None,
+              "versions": package_versions()}
     path = work / "export.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path

@@ -30,6 +30,8 @@ RUNTIMES = ("embedded", "native")
 MAX_BATCH_LIMIT = 4096
 REQUEST_LIMITS = SERVING_FILES / "request_limits.py"
 DECODING = SERVING_FILES / "decoding.py"  # the loop of token-stream models
+OPENVINO_SESSION = SERVING_FILES / "openvino_session.py"  # --cpu-runtime openvino
+CPU_RUNTIMES = ("onnxruntime", "openvino")
 WARMUP_DIR = "warmup"  # Triton reads model_warmup input_data_file from NAME/warmup/
 
 
@@ -50,7 +52,9 @@ class TritonOptions:
     instances: int = 1
     kind: str = ""  # KIND_CPU or KIND_GPU; empty: CPU for embedded, GPU for native
     keep_versions: int = 3
-    intra_op_threads: int = 0  # embedded: ONNX Runtime threads per instance (0 = all cores)
+    intra_op_threads: int = 0  # embedded: ONNX Runtime (or OpenVINO) threads per instance (0 = all cores)
+    cpu_runtime: str = "onnxruntime"  # embedded: what runs model.onnx inside the Python backend
+    precision: str = "fp32"  # embedded with openvino: its inference precision
 
     def __post_init__(self) -> None:
         if self.runtime not in RUNTIMES:
@@ -62,6 +66,11 @@ class TritonOptions:
                                 "alone would allocate for that many items")
         if not self.kind:
             self.kind = "KIND_CPU" if self.runtime == "embedded" else "KIND_GPU"
+        if self.cpu_runtime not in CPU_RUNTIMES:
+            raise ArtforgeError(f"unknown --cpu-runtime '{self.cpu_runtime}'; choose {' or '.join(CPU_RUNTIMES)}")
+        if self.cpu_runtime == "openvino" and (self.runtime != "embedded" or self.kind != "KIND_CPU"):
+            raise ArtforgeError("--cpu-runtime openvino runs inside Triton's Python backend on the CPU: export it with "
+                                "--runtime embedded (the default)")
 
 
 def validate_name(name: str) -> None:
@@ -119,6 +128,8 @@ def artforge_parameters(spec: ModelSpec, options: TritonOptions) -> dict[str, st
             parameters["artforge.max_streams"] = str(options.max_batch)
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
+        parameters["artforge.cpu_runtime"] = options.cpu_runtime
+        parameters["artforge.precision"] = options.precision
     return parameters
 
 
@@ -227,5 +238,5 @@ def fill_version(folder: Path, files: dict[str, Path], runtime: str) -> None:
         shutil.copyfile(source, folder / target)
     if runtime == "embedded":
         (folder / "model.py").write_bytes(PYTHON_MODEL.read_bytes())
-        for helper in (REQUEST_LIMITS, DECODING):
+        for helper in (REQUEST_LIMITS, DECODING, OPENVINO_SESSION):
             (folder / helper.name).write_bytes(helper.read_bytes())

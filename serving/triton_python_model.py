@@ -1,9 +1,10 @@
-"""Triton Python-backend model: runs the version folder's model.onnx with ONNX Runtime.
+"""Triton Python-backend model: runs the version folder's model.onnx with ONNX Runtime (or OpenVINO).
 
 `artforge export --runtime embedded` copies this file as REPO/NAME/VERSION/model.py. It is the
-same for every model family: tensor names and request limits come from config.pbtxt, which
-artforge generates from the family's spec. It imports neither artforge nor torch, so it also runs
-in a stock Triton container that has onnxruntime installed.
+same for every model family: tensor names, request limits and the CPU runtime (the parameter
+`artforge.cpu_runtime`: onnxruntime, or openvino through openvino_session.py) come from config.pbtxt,
+which artforge generates from the family's spec. It imports neither artforge nor torch, so it also
+runs in a stock Triton container that has onnxruntime (or openvino) installed.
 
 Every request is checked against the limits before ONNX Runtime sees it: declared shapes first
 (from the request, no data read), then values. A bad request gets INVALID_ARG and costs nothing.
@@ -16,6 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py, decoding.py: copied beside
+from openvino_session import OpenVinoSession  # noqa: E402
 from decoding import Outbox, Sequence, StreamScheduler, batches_streams, continuous_batch, decode, stepper  # noqa: E402
 from request_limits import shape_problem, value_problem  # noqa: E402
 
@@ -59,23 +61,31 @@ def gpu_install_problem(installed):
     return "onnxruntime-gpu is installed but finds no CUDA (check the driver and the CUDA/cuDNN libraries it needs)"
 
 
+def onnxruntime_session(path, threads, kind):
+    """(session, the onnxruntime module) for this instance's kind of device."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(path, options, providers=pick_providers(ort.get_available_providers(), kind)), ort
+
+
 class TritonPythonModel:
     def initialize(self, args):
-        import onnxruntime as ort
-
         config = json.loads(args["model_config"])
         self.input_names = [t["name"] for t in config["input"]]
         self.output_names = [t["name"] for t in config["output"]]
         self.max_batch = int(config.get("max_batch_size", 0))
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self.limits = json.loads(params.get("artforge.limits", "") or "{}")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = int(params.get("intra_op_threads", "0") or 0)
-        options.inter_op_num_threads = 1
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
-        providers = pick_providers(ort.get_available_providers(), args.get("model_instance_kind", "KIND_CPU"))
-        self.session = ort.InferenceSession(path, options, providers=providers)
-        self.ort = ort
+        threads = int(params.get("intra_op_threads", "0") or 0)
+        if params.get("artforge.cpu_runtime") == "openvino":
+            self.session, self.ort = OpenVinoSession(path, params.get("artforge.precision") or "fp32", threads), None
+            pb_utils.Logger.log_info(f"{config['name']}: OpenVINO runs model.onnx in {self.session.precision}")
+        else:
+            self.session, self.ort = onnxruntime_session(path, threads, args.get("model_instance_kind", "KIND_CPU"))
         self.stream = json.loads(params["artforge.stream"]) if params.get("artforge.stream") else None
         self.scheduler = self.outbox = None
         if self.stream and batches_streams(self.stream):  # concurrent streams decode as one batch, on a thread
@@ -192,6 +202,8 @@ class TritonPythonModel:
             sender.send(flags=final)
 
     def run_options(self, feed):
+        if self.ort is None:  # OpenVINO: no arena to shrink
+            return None
         options = self.ort.RunOptions()
         if sum(value.nbytes for value in feed.values()) > SHRINK_ARENA_ABOVE_BYTES:
             options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")

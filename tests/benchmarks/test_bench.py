@@ -47,6 +47,14 @@ def test_the_single_client_comparison_timed_in_turn_decides_the_overhead():
     assert compute_ratios(d)["triton_overhead_b1_ms"] == pytest.approx(0.8)
 
 
+def test_the_overhead_is_against_the_runtime_triton_serves_with():
+    d = document(triton_ms=9.0)
+    d["options"] = {"cpu_runtime": "openvino", "precision": "bf16"}
+    d["one_client_b1"] = {"onnxruntime": {"p50_ms": 1.0, "fps": 1000}, "openvino": {"p50_ms": 0.5, "fps": 2000},
+                          "triton": {"p50_ms": 1.8, "fps": 555}}
+    assert compute_ratios(d)["triton_overhead_b1_ms"] == pytest.approx(1.3)
+
+
 def document(ort_ms=1.0, torch_ms=2.0, triton_ms=2.5, batched_rps=400.0, plain_rps=100.0):
     point = lambda model, c, rps, p50: {"model": model, "concurrency": c, "batch": 1, "requests": 50,  # noqa: E731
                                          "requests_per_s": rps, "latency_ms": {"p50": p50}, "errors": 0}
@@ -250,3 +258,23 @@ def test_bench_peer_without_sizes_is_refused_before_working(style_run, tmp_path,
     assert main(["bench", str(run), "--out", str(tmp_path / "b"), "--peer", "magenta", "--quiet"]) == 1
     assert "--peer magenta is timed at each of --sizes" in capsys.readouterr().err
     assert not (tmp_path / "b").exists()
+
+
+def test_bench_with_openvino_serving_times_it_in_process_too(style_run, tmp_path):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'artforge[openvino]')")
+    out = tmp_path / "bench"
+    run, _ = style_run
+    assert main(["bench", str(run), "--out", str(out), "--sizes", "32", "--concurrency", "1", "--batch-sizes", "1",
+                 "--requests", "10", "--warmup", "2", "--baseline-seconds", "0.2", "--max-batch", "4",
+                 "--cpu-runtime", "openvino", "--precision", "bf16", "--quiet"]) == 0
+    document = json.loads((out / "bench.json").read_text())
+    row = document["sizes"]["32"]
+    assert row["openvino_b1"]["fps"] > 0 and row["openvino_b4"]["fps"] > 0 and row["triton_b4"]["fps"] > 0
+    assert document["inprocess"]["openvino_b1"]["latency_ms"]["p50"] > 0
+    assert document["ratios"]["triton_vs_openvino_b1_32px"] == pytest.approx(
+        row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"])
+    text = (out / "bench.md").read_text()
+    assert "Triton serves with openvino (bf16)" in text
+    header = next(line for line in text.splitlines() if line.startswith("| size |"))
+    assert [c.strip() for c in header.strip(" |").split("|")] == [
+        "size", "PyTorch b1", "ORT b1", "OpenVINO b1", "Triton b1", "PyTorch b4", "ORT b4", "OpenVINO b4", "Triton b4"]
