@@ -55,6 +55,8 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     for size, row in document.get("sizes", {}).items():
         if "p50_ms" in row["triton_b1"]:
             ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
+        if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("triton_grpc_payload_b1", {}):
+            ratios[f"shared_memory_gain_b1_{size}px"] = row["triton_grpc_payload_b1"]["p50_ms"] / row["triton_b1"]["p50_ms"]
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("openvino_b1", {}):
             ratios[f"triton_vs_openvino_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"]
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("peer_b1", {}):
@@ -72,6 +74,10 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     if name.startswith("triton_vs_ort_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton gRPC p50 / in-process ONNX Runtime p50, batch 1, {size}", "lower", 1.1)
+    if name.startswith("shared_memory_gain_b1_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"Triton p50 with the image in the gRPC message / through shared memory, batch 1, {size}", "higher",
+                None)
     if name.startswith("triton_vs_openvino_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton gRPC p50 (serving with OpenVINO) / in-process OpenVINO p50, batch 1, {size}", "lower", 1.1)
@@ -122,8 +128,11 @@ def markdown(document: dict[str, Any]) -> str:
                      f"{p.get('client_cpu_s', 0):.1f}, {p.get('server_cpu_s', 0):.1f} in {p.get('seconds', 0):.1f} s |")
     if document.get("sizes"):
         peer = next((row["peer_b1"]["peer"] for row in document["sizes"].values() if "peer_b1" in row), None)
-        ways = ("pytorch", "onnxruntime") + (("openvino",) if served_runtime(document) == "openvino" else ()) + ("triton",)
-        titles = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "triton": "Triton"}
+        first = next(iter(document["sizes"].values()))
+        ways = ("pytorch", "onnxruntime") + (("openvino",) if served_runtime(document) == "openvino" else ()) + \
+            ("triton",) + (("triton_grpc_payload",) if "triton_grpc_payload_b1" in first else ())
+        titles = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "triton": "Triton",
+                  "triton_grpc_payload": "Triton, image in gRPC"}
         lines += ["", "## Frames per second by size (one client)", "",
                   "| size | " + " | ".join(f"{titles[r]} b{b}" for b in (1, 4) for r in ways) + " |"
                   + (f" {peer} (peer, in-process ORT) b1 |" if peer else ""),

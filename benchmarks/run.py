@@ -230,9 +230,10 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
 
 
 class OneClient:
-    """One client's latency of the same request in every way it can run: PyTorch and ONNX Runtime in
-    this process, Triton over gRPC (artforge's Client, what `artforge generate` and `stylize` use), the
-    peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a shared machine
+    """One client's latency of the same request in every way it can run: PyTorch and ONNX Runtime (and
+    OpenVINO when Triton serves with it) in this process, Triton over gRPC (artforge's Client, what
+    `artforge generate` and `stylize` use, which sends large tensors to a local server through shared
+    memory; and with them inside the gRPC message), the peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a shared machine
     falls on all of them."""
 
     def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions, peer=None, openvino=None):
@@ -246,26 +247,42 @@ class OneClient:
         """The row of every way for these inputs; the peer too when given its feed for the same image."""
         from artforge.serving.client import Client
 
-        args = tuple(torch.from_numpy(inputs[t.name]) for t in self.spec.inputs)
-        names = [t.name for t in self.spec.outputs]
-        with Client(self.url, timeout_s=120, retries=0) as client:
-            runners = {"pytorch": lambda: self.serving(*args), "onnxruntime": lambda: self.session.run(names, inputs)}
-            if batch <= self.opts.max_batch:  # the server refuses larger batches: no figure rather than a 0
-                runners["triton"] = lambda: client.infer(self.model, inputs)
-            if peer_feed is not None:
-                runners["peer"] = lambda: self.peer_session.run(None, peer_feed)
-            if self.openvino:
-                runners["openvino"] = lambda: self.openvino.run(names, inputs)
-                prime(runners, self.openvino)
+        with Client(self.url, timeout_s=120, retries=0) as client, \
+                Client(self.url, timeout_s=120, retries=0, shared_memory=False) as payload:
+            runners = self.runners(client, payload, inputs, batch, peer_feed)
             times, failed = time_interleaved(runners, warmup=2, min_calls=5, min_seconds=self.opts.baseline_seconds)
         row = {name: {"p50_ms": latency_summary(t)["p50"], "fps": batch / float(np.median(t)), "calls": len(t)}
                for name, t in times.items() if t}
         row.update({name: {"fps": 0.0, "errors": 1, "first_error": error} for name, error in failed.items()})
-        if "triton" not in runners:
-            row["triton"] = {"fps": None, "skipped": f"batch {batch} > --max-batch {self.opts.max_batch}"}
+        if batch > self.opts.max_batch:
+            for name in ("triton", "triton_grpc_payload") if self.uses_shared_memory(client, inputs) else ("triton",):
+                row[name] = {"fps": None, "skipped": f"batch {batch} > --max-batch {self.opts.max_batch}"}
         if "peer" in row:
             row["peer"]["peer"] = self.peer.name
         return row
+
+    @staticmethod
+    def uses_shared_memory(client, inputs: dict[str, np.ndarray]) -> bool:
+        """Whether artforge's client sends these inputs to the server through shared memory (a local one)."""
+        from artforge.serving import shared_memory
+
+        return bool(client.transfer) and sum(v.nbytes for v in inputs.values()) >= shared_memory.MIN_BYTES
+
+    def runners(self, client, payload, inputs: dict[str, np.ndarray], batch: int, peer_feed) -> dict:
+        args = tuple(torch.from_numpy(inputs[t.name]) for t in self.spec.inputs)
+        names = [t.name for t in self.spec.outputs]
+        runners = {"pytorch": lambda: self.serving(*args), "onnxruntime": lambda: self.session.run(names, inputs)}
+        if batch <= self.opts.max_batch:  # the server refuses larger batches: no figure rather than a 0
+            runners["triton"] = lambda: client.infer(self.model, inputs)
+            if self.uses_shared_memory(client, inputs):  # and this way the same tensors go in the gRPC message
+                runners["triton_grpc_payload"] = lambda: payload.infer(self.model, inputs)
+                client.infer(self.model, inputs)  # learns the output sizes: the timed calls can use shared memory
+        if peer_feed is not None:
+            runners["peer"] = lambda: self.peer_session.run(None, peer_feed)
+        if self.openvino:
+            runners["openvino"] = lambda: self.openvino.run(names, inputs)
+            prime(runners, self.openvino)
+        return runners
 
 
 def measure_size(ways: OneClient, spec, size: int) -> dict:

@@ -26,6 +26,9 @@ from artforge.options import option
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tensorrt")
 OPENVINO_PRECISIONS = ("fp32", "bf16", "fp16")
+# OpenVINO against ONNX Runtime: (float abs tolerance, uint8 grey levels). bf16 on a trained fast style network
+# (2-core EPYC): mean 0.3-0.5 levels, 99.99th percentile 5-6, largest 8 at 256 px and 10 at 512 px
+OPENVINO_TOLERANCE = {"fp32": (1e-3, 1), "fp16": (6e-2, 16), "bf16": (6e-2, 16)}
 
 
 @dataclass
@@ -220,11 +223,10 @@ def check_engine_parity(engine: EngineBuild, onnx_path: Path, spec, classes: lis
 
 def check_openvino_parity(onnx_path: Path, spec, max_batch: int, precision: str,
                           threads: int) -> tuple[str, list[ParityResult]]:
-    """OpenVINO against ONNX Runtime on the ONNX parity cases, held to the reduced-precision tolerances of
-    TensorRT engines; (the precision OpenVINO really ran, the results)."""
+    """OpenVINO against ONNX Runtime on the ONNX parity cases; (the precision OpenVINO really ran, the results)."""
     from artforge.serving.openvino_session import OpenVinoSession
 
-    float_tol, uint8_tol = ENGINE_TOLERANCE[precision]
+    float_tol, uint8_tol = OPENVINO_TOLERANCE[precision]
     session = onnx_session(onnx_path)
     try:
         openvino = OpenVinoSession(onnx_path, precision, threads, static_shapes=0)

@@ -17,6 +17,7 @@ import numpy as np
 from artforge.errors import ArtforgeError, ServerUnavailable
 from artforge.serving.replicas import GRPC_SCHEMES, Replica, ReplicaSet, split_targets
 from artforge.serving.request_limits import shape_problem, value_problem
+from artforge.serving.shared_memory import SharedMemoryTransfer, is_local
 from artforge.contract import WIRE_DTYPES, TensorSpec, TokenStream, check_inputs, stream_from_json
 
 NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
@@ -100,10 +101,11 @@ def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries:
 class Client:
     """Synchronous gRPC client of one Triton server or several replicas (url 'a:8001,b:8001'; see
     serving/replicas.py): a call that finds a replica UNAVAILABLE goes to another, and with none left
-    waits for one with backoff; any other failure is final."""
+    waits for one with backoff; any other failure is final. Large tensors to a server on this machine
+    travel through system shared memory (serving/shared_memory.py) unless shared_memory=False."""
 
     def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
-                 backoff_s: float = 0.2):
+                 backoff_s: float = 0.2, shared_memory: bool = True):
         import tritonclient.grpc as grpcclient
 
         self.url = url
@@ -113,6 +115,9 @@ class Client:
         self._grpc = grpcclient
         self.replicas = ReplicaSet(split_targets(url), self.connect, first_wait_s=backoff_s)
         self._models: dict[str, ModelInfo] = {}
+        local = len(self.replicas.replicas) == 1 and is_local(self.replicas.replicas[0].url)
+        self.transfer = SharedMemoryTransfer(self.replicas.replicas[0].client, grpcclient, NUMPY_DTYPES) \
+            if shared_memory and local else None
 
     def connect(self, target: str):
         """A connection to one target; a gRPC-scheme target (dns:///..., ipv4:...) is balanced by gRPC."""
@@ -120,6 +125,8 @@ class Client:
         return self._grpc.InferenceServerClient(target, channel_args=CHANNEL_ARGS + balanced)
 
     def close(self) -> None:
+        if self.transfer:
+            self.transfer.close()
         self.replicas.close()
 
     def __enter__(self) -> "Client":
@@ -171,26 +178,48 @@ class Client:
             self._models[name] = model_info_from(metadata, config)
         return self._models[name]
 
-    def build_request(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None):
+    def checked_inputs(self, name: str, inputs: dict[str, np.ndarray]) -> list[tuple[str, str, np.ndarray]]:
+        """(name, wire type, contiguous array) per model input, after the checks the server would make."""
         info = self.model(name)
         check_inputs(info.inputs, inputs, info.max_batch)  # a clear local error beats a server one
         info.check_limits(inputs)
+        return [(spec.name, spec.wire_dtype, np.ascontiguousarray(inputs[spec.name])) for spec in info.inputs]
+
+    def build_request(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None, checked=None):
         tensors = []
-        for spec in info.inputs:
-            value = np.ascontiguousarray(inputs[spec.name])
-            tensor = self._grpc.InferInput(spec.name, list(value.shape), spec.wire_dtype)
+        for input_name, wire, value in checked or self.checked_inputs(name, inputs):
+            tensor = self._grpc.InferInput(input_name, list(value.shape), wire)
             tensor.set_data_from_numpy(value)
             tensors.append(tensor)
-        wanted = outputs or info.output_names()
+        wanted = outputs or self.model(name).output_names()
         return tensors, [self._grpc.InferRequestedOutput(n) for n in wanted], wanted
 
     def infer(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         if self.model(name).stream:
             raise ArtforgeError(f"model '{name}' streams its answer token by token: use Client.stream")
-        tensors, requested, wanted = self.build_request(name, inputs, outputs)
+        checked = self.checked_inputs(name, inputs)
+        wanted = outputs or self.model(name).output_names()
+        arrays = {input_name: value for input_name, _, value in checked}
+        key = self.transfer.knows(name, arrays, wanted) if self.transfer else None
+        if key is not None:
+            answer = self.shared_memory_infer(key, name, checked)
+            if answer is not None:
+                return answer
+        tensors, requested, wanted = self.build_request(name, inputs, wanted, checked)
         result = self.call(f"inference on {name}", "infer", name, tensors, outputs=requested,
                            client_timeout=self.timeout_s)
-        return {n: result.as_numpy(n) for n in wanted}
+        answer = {n: result.as_numpy(n) for n in wanted}
+        if self.transfer:
+            self.transfer.learn(name, arrays, answer)
+        return answer
+
+    def shared_memory_infer(self, key: tuple, name: str, checked) -> dict[str, np.ndarray] | None:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            return self.transfer.infer(key, name, checked, self.timeout_s)
+        except InferenceServerException as e:
+            raise ArtforgeError(f"inference on {name} failed on Triton at {self.url}: {e.message()}") from None
 
     def stream(self, name: str, inputs: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
         """The responses of a loop model as they arrive, one dict of outputs each, over one gRPC stream.

@@ -264,17 +264,20 @@ def test_bench_with_openvino_serving_times_it_in_process_too(style_run, tmp_path
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'artforge[openvino]')")
     out = tmp_path / "bench"
     run, _ = style_run
-    assert main(["bench", str(run), "--out", str(out), "--sizes", "32", "--concurrency", "1", "--batch-sizes", "1",
+    assert main(["bench", str(run), "--out", str(out), "--sizes", "160", "--concurrency", "1", "--batch-sizes", "1",
                  "--requests", "10", "--warmup", "2", "--baseline-seconds", "0.2", "--max-batch", "4",
                  "--cpu-runtime", "openvino", "--precision", "bf16", "--quiet"]) == 0
     document = json.loads((out / "bench.json").read_text())
-    row = document["sizes"]["32"]
+    row = document["sizes"]["160"]  # 77 KB a photo: large enough for shared memory
     assert row["openvino_b1"]["fps"] > 0 and row["openvino_b4"]["fps"] > 0 and row["triton_b4"]["fps"] > 0
     assert document["inprocess"]["openvino_b1"]["latency_ms"]["p50"] > 0
-    assert document["ratios"]["triton_vs_openvino_b1_32px"] == pytest.approx(
+    assert document["ratios"]["triton_vs_openvino_b1_160px"] == pytest.approx(
         row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"])
     text = (out / "bench.md").read_text()
     assert "Triton serves with openvino (bf16)" in text
     header = next(line for line in text.splitlines() if line.startswith("| size |"))
     assert [c.strip() for c in header.strip(" |").split("|")] == [
-        "size", "PyTorch b1", "ORT b1", "OpenVINO b1", "Triton b1", "PyTorch b4", "ORT b4", "OpenVINO b4", "Triton b4"]
+        "size", "PyTorch b1", "ORT b1", "OpenVINO b1", "Triton b1", "Triton, image in gRPC b1",
+        "PyTorch b4", "ORT b4", "OpenVINO b4", "Triton b4", "Triton, image in gRPC b4"]
+    assert document["ratios"]["shared_memory_gain_b1_160px"] == pytest.approx(
+        row["triton_grpc_payload_b1"]["p50_ms"] / row["triton_b1"]["p50_ms"])
