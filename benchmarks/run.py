@@ -157,15 +157,20 @@ def openvino_session(onnx_path: Path, opts: BenchOptions):
 
 
 def prime(runners: dict, openvino, seconds: float = 1.0) -> None:
-    """Run every way three times, then give OpenVINO (here and in Triton) time to compile its model for this
-    shape in the background, so that no timed call waits for a compile."""
+    """Run every way three times, then let OpenVINO (here and in Triton) compile its model for this shape
+    in the background, so that no timed call competes with a compile. Triton's Python stub holds the GIL
+    between requests, so its compile only advances while requests run: keep sending them for a while."""
     import time
 
     for _ in range(3):
         for run in runners.values():
             run()
     openvino.wait_for_compiles()
-    time.sleep(seconds)  # the server's compile cannot be waited for over gRPC; it takes about 0.15 s
+    served = [run for name, run in runners.items() if name.startswith("triton")]
+    deadline = time.monotonic() + seconds
+    while served and time.monotonic() < deadline:
+        for run in served:
+            run()
 
 
 def batch_curve(session, spec, names: list[str], opts: BenchOptions) -> list[dict[str, float]]:
