@@ -105,8 +105,9 @@ def markdown(document: dict[str, Any]) -> str:
         lines.append(f"| {name.rsplit('_b', 1)[0]} | {r['batch']} | {r['latency_ms']['p50']:.2f} | "
                      f"{r['latency_ms']['p99']:.2f} | {r[throughput_key(document)]:.0f} |")
     if inproc.get("batch_curve"):
-        lines += ["", f"ONNX Runtime's batch curve in-process: what dynamic batching can gain at most on this "
-                      "machine", "", "| batch | " + " | ".join(str(p["batch"]) for p in inproc["batch_curve"]) + " |",
+        runtime = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}[served_runtime(document)]
+        lines += ["", f"{runtime}'s batch curve in-process: what dynamic batching can gain at most on this machine",
+                  "", "| batch | " + " | ".join(str(p["batch"]) for p in inproc["batch_curve"]) + " |",
                   "|---|" + "---|" * len(inproc["batch_curve"]),
                   f"| {unit}s/s | " + " | ".join(f"{p['items_per_s']:.0f}" for p in inproc["batch_curve"]) + " |",
                   "| × batch 1 | " + " | ".join(f"{p['vs_batch_1']:.2f}" for p in inproc["batch_curve"]) + " |"]

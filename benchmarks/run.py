@@ -122,8 +122,9 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
 
 @torch.no_grad()
 def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: BenchOptions) -> dict[str, Any]:
-    """PyTorch eager and ONNX Runtime in this process (timed in turn): batch-1 latency, largest-batch
-    throughput; and ONNX Runtime's batch curve, what batching can gain at all on this machine."""
+    """PyTorch eager and ONNX Runtime (and OpenVINO when Triton serves with it) in this process, timed in
+    turn: batch-1 latency, largest-batch throughput; and the served runtime's batch curve, what batching
+    can gain at all on this machine."""
     from artforge.export.parity import onnx_session
 
     serving = spec.serving_network(network)
@@ -143,17 +144,18 @@ def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: Ben
         for name, t in times.items():
             results[f"{name}_b{batch}"] = {"batch": batch, "latency_ms": latency_summary(t),
                                            per_s(spec.unit): batch / float(np.median(t))}
-    results["batch_curve"] = batch_curve(session, spec, names, opts)
+    served = openvino_session(onnx_path, opts, static_shapes=8) or session  # a compiled model for every batch
+    results["batch_curve"] = batch_curve(served, spec, names, opts)
     return results
 
 
-def openvino_session(onnx_path: Path, opts: BenchOptions):
+def openvino_session(onnx_path: Path, opts: BenchOptions, **settings):
     """The served model's OpenVINO session in this process, as Triton's model.py opens it; None for ONNX Runtime."""
     if opts.cpu_runtime != "openvino":
         return None
     from artforge.serving.openvino_session import OpenVinoSession
 
-    return OpenVinoSession(onnx_path, opts.precision, opts.threads)
+    return OpenVinoSession(onnx_path, opts.precision, opts.threads, **settings)
 
 
 def prime(runners: dict, openvino, seconds: float = 1.0) -> None:
@@ -174,10 +176,14 @@ def prime(runners: dict, openvino, seconds: float = 1.0) -> None:
 
 
 def batch_curve(session, spec, names: list[str], opts: BenchOptions) -> list[dict[str, float]]:
-    """ONNX Runtime's items/s at batch 1, 2, 4, 8, 16 (up to --max-batch), at the optimal size."""
+    """The served runtime's items/s at batch 1, 2, 4, 8, 16 (up to --max-batch), at the optimal size."""
     curve = []
     for batch in [b for b in (1, 2, 4, 8, 16) if b <= max(opts.max_batch, 1)]:
         inputs = spec.sample_inputs(batch, seed=batch, sizes=spec.optimal_sizes())
+        if hasattr(session, "wait_for_compiles"):  # OpenVINO: time the model compiled for this batch
+            for _ in range(3):
+                session.run(names, inputs)
+            session.wait_for_compiles()
         times = time_calls(lambda: session.run(names, inputs), warmup=2, min_calls=5,
                            min_seconds=opts.baseline_seconds / 2)
         curve.append({"batch": batch, "items_per_s": batch / float(np.median(times))})

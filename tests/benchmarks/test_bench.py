@@ -274,7 +274,7 @@ def test_bench_with_openvino_serving_times_it_in_process_too(style_run, tmp_path
     assert document["ratios"]["triton_vs_openvino_b1_160px"] == pytest.approx(
         row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"])
     text = (out / "bench.md").read_text()
-    assert "Triton serves with openvino (bf16)" in text
+    assert "Triton serves with openvino (bf16)" in text and "OpenVINO's batch curve in-process" in text
     header = next(line for line in text.splitlines() if line.startswith("| size |"))
     assert [c.strip() for c in header.strip(" |").split("|")] == [
         "size", "PyTorch b1", "ORT b1", "OpenVINO b1", "Triton b1", "Triton, image in gRPC b1",
