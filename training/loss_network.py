@@ -183,3 +183,17 @@ def gram(features: torch.Tensor) -> torch.Tensor:
 
 def total_variation(images: torch.Tensor) -> torch.Tensor:
     return (images[..., 1:, :] - images[..., :-1, :]).abs().mean() + (images[..., 1:] - images[..., :-1]).abs().mean()
+
+
+def colour_directions(count: int = 32, seed: int = 1) -> torch.Tensor:
+    """(count, 3) random unit vectors in RGB: the directions a sliced Wasserstein colour loss projects on."""
+    axes = torch.randn(count, 3, generator=torch.Generator().manual_seed(seed))
+    return axes / axes.norm(dim=1, keepdim=True)
+
+
+def colour_quantiles(images: torch.Tensor, axes: torch.Tensor, points: int = 256) -> torch.Tensor:
+    """(B, points, D): quantiles of each (B, 3, H, W) image's pixels projected on each of the D `axes`;
+    differentiable (through the sort), so |quantiles - a style's| is a colour-distribution loss."""
+    projected = (images.flatten(2).transpose(1, 2) @ axes.T).sort(dim=1).values
+    index = torch.linspace(0, projected.shape[1] - 1, points, device=images.device).round().long()
+    return projected[:, index]

@@ -155,3 +155,34 @@ def test_bf16_autocast_trains_the_style_network_through_the_shared_loop(style_im
     assert all(torch.isfinite(p).all() for p in net.parameters())
     lines = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2] and all(line["images_per_s"] > 0 for line in lines)
+
+
+def test_the_colour_loss_measures_a_palette_and_its_gradient_moves_towards_it():
+    from artforge.training.loss_network import colour_directions, colour_quantiles
+
+    axes = colour_directions()
+    red = torch.zeros(1, 3, 16, 16)
+    red[:, 0] = 0.8
+    target = colour_quantiles(red, axes)
+    shuffled = red.flatten(2)[..., torch.randperm(256)].view(1, 3, 16, 16)  # same pixels, other places
+    assert float((colour_quantiles(shuffled, axes) - target).abs().mean()) == pytest.approx(0.0, abs=1e-6)
+    grey = torch.zeros(1, 3, 16, 16, requires_grad=True)
+    loss = (colour_quantiles(grey, axes) - target).abs().mean()
+    assert float(loss) > 0.1
+    loss.backward()
+    assert float(grey.grad[0, 0].mean()) < 0  # descending the loss raises red
+    # the training option: a colour term joins the loss only when asked for, and adds to the total
+    opts = StyleTrainOptions(out="unused", colour_weight=2.0)
+    loss_net = efficientnet_lite0()
+    from artforge.training.loss_network import gram
+
+    styles = torch.nn.functional.interpolate(red, size=32)
+    targets = {k: gram(v) for k, v in loss_net(styles).items()}
+    plain = perceptual_loss(loss_net, styles, styles, torch.tensor([0]), targets, opts)
+    targets["colour"] = (axes, colour_quantiles(styles, axes))
+    photo = torch.rand(1, 3, 32, 32) * 2 - 1
+    with_colour = perceptual_loss(loss_net, photo, photo, torch.tensor([0]), targets, opts)
+    assert "colour" not in plain and float(with_colour["colour"]) > 0.1
+    assert float(with_colour["loss"]) == pytest.approx(float(with_colour["content"]) + 5 * float(with_colour["style"])
+                                                       + float(with_colour["tv"]) + 2 * float(with_colour["colour"]),
+                                                       rel=1e-5)

