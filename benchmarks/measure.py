@@ -100,6 +100,10 @@ def matmul_peak_gflops(size: int = 1024, seconds: float = 1.0) -> float:
     return 2 * size**3 / float(np.median(times)) / 1e9
 
 
+# the instruction sets that decide how fast a CPU runs these models (bf16 ones: OpenVINO's bf16 precision)
+TELLING_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
 def machine_facts() -> dict[str, object]:
     import os
 
@@ -109,8 +113,17 @@ def machine_facts() -> dict[str, object]:
              "python": platform.python_version(), "torch": torch.__version__,
              "onnxruntime": onnxruntime.__version__, "torch_threads": torch.get_num_threads()}
     try:
+        import openvino
+
+        facts["openvino"] = openvino.__version__.split("-")[0]  # 2026.4.1, not its build tag
+    except ImportError:
+        pass
+    try:
         with open("/proc/cpuinfo") as f:
-            facts["cpu"] = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+            info = f.read().splitlines()
+        facts["cpu"] = next(l.split(":", 1)[1].strip() for l in info if l.startswith("model name"))
+        flags = set(next(l.split(":", 1)[1].split() for l in info if l.startswith("flags")))
+        facts["cpu_flags"] = [f for f in TELLING_FLAGS if f in flags]
     except (OSError, StopIteration):
         pass
     return facts

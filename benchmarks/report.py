@@ -92,7 +92,9 @@ def markdown(document: dict[str, Any]) -> str:
     unit = document["model"].get("unit", "image")  # the family's unit: image, frame, token...
     outputs = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in document["model"].get("spec", {}).get("outputs", []))
     lines = [f"# artforge bench: {document['model']['family']}" + (f" ({outputs})" if outputs else ""), "",
-             f"{m['cpu']}, {m['cores']} cores; torch {m['torch']}, onnxruntime {m['onnxruntime']}; "
+             f"{m['cpu']}, {m['cores']} cores" + (f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else "")
+             + f"; torch {m['torch']}, onnxruntime {m['onnxruntime']}"
+             + (f", openvino {m['openvino']}" if m.get("openvino") else "") + "; "
              f"Triton serves with {served_runtime(document)}"
              + (f" ({document['options'].get('precision', 'fp32')})" if served_runtime(document) == "openvino" else "")
              + "; "
