@@ -5,21 +5,15 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from artforge.export.pipeline import export_checkpoint
 from artforge.serving import shared_memory
 from artforge.serving.client import Client
-from artforge.serving.server import Server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def server(style_run, tmp_path_factory):
-    run, _ = style_run
-    repo = tmp_path_factory.mktemp("shm-repo")
-    export_checkpoint(run, repo, name="stylize", max_batch=4)
-    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
-        yield server
+def server(style_server):
+    return style_server[0]
 
 
 def photo(size, seed=0):

@@ -6,21 +6,10 @@ from PIL import Image
 
 from artforge.benchmarks.reliability import write_png_header
 from artforge.errors import ArtforgeError
-from artforge.export.pipeline import export_checkpoint
 from artforge.serving.client import Client
-from artforge.serving.server import Server
 from artforge.families.style.stylize import style_weights, stylize_image, stylize_paths
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def style_server(style_run, tmp_path_factory):
-    run, net = style_run
-    repo = tmp_path_factory.mktemp("style-repo")
-    export_checkpoint(run, repo, name="stylize", max_batch=4)
-    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
-        yield server, net
 
 
 def expected(net, photo, weights):
