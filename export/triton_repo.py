@@ -18,6 +18,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_directory, atomic_write_bytes, atomic_write_text
+from artforge.serving.openvino_session import STATIC_SHAPES
 
 if TYPE_CHECKING:  # the server reads configs with this module and needs no torch
     from artforge.spec import ModelSpec
@@ -130,6 +131,8 @@ def artforge_parameters(spec: ModelSpec, options: TritonOptions) -> dict[str, st
         parameters["intra_op_threads"] = str(options.intra_op_threads)
         parameters["artforge.cpu_runtime"] = options.cpu_runtime
         parameters["artforge.precision"] = options.precision
+        if options.cpu_runtime == "openvino":  # shapes compiled for on their own (serving/openvino_session.py)
+            parameters["artforge.openvino_static_shapes"] = str(STATIC_SHAPES)
     return parameters
 
 

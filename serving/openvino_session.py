@@ -10,7 +10,8 @@ slower than one compiled for a fixed shape (fast style network, bf16, 2-core EPY
 256x256, 28.9 vs 20.8 ms at 512x512), and compiling one takes about 150 ms. So every request runs on
 the dynamic model until its exact shape has been seen `COMPILE_AFTER` times; that shape is then
 compiled for on a background thread (no request waits 150 ms for it) and used from then on, for up
-to `STATIC_SHAPES` shapes: a stream of same-sized video frames gets its own model after two frames.
+to `STATIC_SHAPES` shapes (the first ones seen twice keep their place): a stream of same-sized video
+frames gets its own model after two frames.
 Inside Triton the compile advances only while requests run (the Python backend's stub holds the GIL
 between requests): measured at 512x512, the third and fourth requests of a new size take about twice
 as long (the compile shares the cores), and from the fifth on the size runs on its own model.
@@ -20,7 +21,10 @@ import threading
 import numpy as np
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}  # artforge's names -> OpenVINO's
-STATIC_SHAPES = 4
+# The dynamic batcher makes every batch size a shape of its own: 8 holds batches 1-4 at one size and
+# batches 1 and 4 at two more. A shape past the limit runs on the dynamic model; config.pbtxt's
+# parameter artforge.openvino_static_shapes changes the limit (each compiled shape holds its own buffers).
+STATIC_SHAPES = 8
 COMPILE_AFTER = 2
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py, decoding.py: copied beside
-from openvino_session import OpenVinoSession  # noqa: E402
+from openvino_session import STATIC_SHAPES, OpenVinoSession  # noqa: E402
 from decoding import Outbox, Sequence, StreamScheduler, batches_streams, continuous_batch, decode, stepper  # noqa: E402
 from request_limits import shape_problem, value_problem  # noqa: E402
 
@@ -82,7 +82,9 @@ class TritonPythonModel:
         path = os.path.join(args["model_repository"], args["model_version"], "model.onnx")
         threads = int(params.get("intra_op_threads", "0") or 0)
         if params.get("artforge.cpu_runtime") == "openvino":
-            self.session, self.ort = OpenVinoSession(path, params.get("artforge.precision") or "fp32", threads), None
+            shapes = int(params.get("artforge.openvino_static_shapes") or STATIC_SHAPES)
+            self.session = OpenVinoSession(path, params.get("artforge.precision") or "fp32", threads, shapes)
+            self.ort = None
             pb_utils.Logger.log_info(f"{config['name']}: OpenVINO runs model.onnx in {self.session.precision}")
         else:
             self.session, self.ort = onnxruntime_session(path, threads, args.get("model_instance_kind", "KIND_CPU"))

@@ -68,6 +68,7 @@ def test_export_records_the_runtime_its_precision_and_parity(style_onnx):
     config = parse_config((repo / "stylize" / "config.pbtxt").read_text())
     assert config.parameters["artforge.cpu_runtime"].string_value == "openvino"
     assert config.parameters["artforge.precision"].string_value == "bf16"
+    assert config.parameters["artforge.openvino_static_shapes"].string_value == "8"
     assert (result.version_dir / "openvino_session.py").exists()
     record = json.loads((result.version_dir / "export.json").read_text())
     assert record["openvino"]["precision"] == result.openvino_precision in ("bf16", "f32")
