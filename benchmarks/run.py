@@ -276,9 +276,7 @@ class OneClient:
     @staticmethod
     def uses_shared_memory(client, inputs: dict[str, np.ndarray]) -> bool:
         """Whether artforge's client sends these inputs to the server through shared memory (a local one)."""
-        from artforge.serving import shared_memory
-
-        return bool(client.transfer) and sum(v.nbytes for v in inputs.values()) >= shared_memory.MIN_BYTES
+        return bool(client.transfer) and client.transfer.worth(inputs)
 
     def runners(self, client, payload, inputs: dict[str, np.ndarray], batch: int, peer_feed) -> dict:
         args = tuple(torch.from_numpy(inputs[t.name]) for t in self.spec.inputs)

@@ -83,21 +83,26 @@ class SharedMemoryTransfer:
         self.lock = threading.Lock()
         self.outputs: dict[tuple, list[tuple[str, int]]] = {}  # input shapes -> (output name, bytes) in order
 
+    def worth(self, inputs: dict[str, np.ndarray]) -> bool:
+        """Whether requests with these inputs go this way (once their output sizes are known)."""
+        return self.enabled and sum(v.nbytes for v in inputs.values()) >= MIN_BYTES
+
+    @staticmethod
+    def request_key(model: str, outputs, inputs: dict[str, np.ndarray]) -> tuple:
+        return model, tuple(outputs), tuple((n, v.shape, v.dtype.str) for n, v in sorted(inputs.items()))
+
     def knows(self, model: str, inputs: dict[str, np.ndarray], wanted: list[str]) -> tuple | None:
         """The key of a request worth sending this way whose output sizes are known, else None."""
-        if not self.enabled or sum(v.nbytes for v in inputs.values()) < MIN_BYTES:
-            return None
-        key = (model, tuple(wanted), tuple((n, v.shape, v.dtype.str) for n, v in sorted(inputs.items())))
+        key = self.request_key(model, wanted, inputs) if self.worth(inputs) else None
         return key if key in self.outputs else None
 
     def learn(self, model: str, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> None:
         """Remember what a plain request of these shapes answered, so the next one can go this way."""
-        if not self.enabled or sum(v.nbytes for v in inputs.values()) < MIN_BYTES:
+        if not self.worth(inputs):
             return
         if len(self.outputs) >= MAX_SHAPES:
             self.outputs.clear()
-        key = (model, tuple(outputs), tuple((n, v.shape, v.dtype.str) for n, v in sorted(inputs.items())))
-        self.outputs[key] = [(name, value.nbytes) for name, value in outputs.items()]
+        self.outputs[self.request_key(model, outputs, inputs)] = [(name, v.nbytes) for name, v in outputs.items()]
 
     def infer(self, key: tuple, model: str, tensors: list[tuple[str, str, np.ndarray]], timeout_s: float):
         """The outputs by name; None when shared memory failed (the caller then sends it over gRPC)."""
