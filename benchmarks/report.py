@@ -9,13 +9,21 @@ from artforge.benchmarks.load import per_s
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
 
-# name -> (what it means, better when "lower"/"higher", target on the 2-core CI machine or None)
+# name -> (what it means, better when "lower"/"higher", target or None); the targets are issue #15's
 RATIOS = {
     "ort_vs_pytorch_b1_latency": ("ONNX Runtime / PyTorch eager p50 latency, batch 1", "lower", 0.8),
     "triton_overhead_b1_ms": ("Triton gRPC p50 minus in-process p50 of the runtime Triton serves with, batch 1 (ms)",
-                              "lower", 2.0),
+                              "lower", 1.0),
+    "serving_path_b1_ms": ("Triton gRPC p50 of the same request to the model's copy that answers from memory, "
+                           "batch 1 (ms): the serving path alone, the least the overhead can be", "lower", None),
+    "served_vs_inprocess_throughput_c16": ("Triton throughput at the highest concurrency (dynamic batching, batch 1) "
+                                           "/ in-process batch-1 throughput of the served runtime", "higher", 0.5),
+    "serving_path_throughput_c16": ("the same for the copy answering from memory: the most the serving path "
+                                    "can carry", "higher", None),
     "batching_speedup_c16": ("throughput with dynamic batching / without, highest concurrency, batch 1",
                              "higher", 2.0),
+    "inprocess_batching_gain": ("the served runtime's best batch / batch 1 in-process, items/s: what any batcher "
+                                "can gain at most", "higher", None),
     "ort_gflops_fraction": ("ONNX Runtime largest-batch GFLOP/s / fp32 matmul peak", "higher", None),
 }
 
@@ -46,9 +54,19 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
         ratios["triton_overhead_b1_ms"] = one["triton"]["p50_ms"] - one[served]["p50_ms"]
     elif single and single["requests"]:
         ratios["triton_overhead_b1_ms"] = single["latency_ms"]["p50"] - ort1
+    if "p50_ms" in one.get("triton_nocompute", {}):
+        ratios["serving_path_b1_ms"] = one["triton_nocompute"]["p50_ms"]
     batched, plain = find_point(document, family, top, 1), find_point(document, "-nobatch", top, 1)
+    path_only = find_point(document, "-nocompute", top, 1)
+    inproc1 = inproc.get(f"{served}_b1", inproc["onnxruntime_b1"])[throughput_key(document)]
+    if batched and batched["requests"]:
+        ratios["served_vs_inprocess_throughput_c16"] = batched["requests_per_s"] / inproc1
+    if path_only and path_only["requests"]:
+        ratios["serving_path_throughput_c16"] = path_only["requests_per_s"] / inproc1
     if batched and plain and plain["requests_per_s"]:
         ratios["batching_speedup_c16"] = batched["requests_per_s"] / plain["requests_per_s"]
+    if inproc.get("batch_curve"):
+        ratios["inprocess_batching_gain"] = max(p["vs_batch_1"] for p in inproc["batch_curve"])
     big = max((v for k, v in inproc.items() if k.startswith("onnxruntime_b")), key=lambda v: v["batch"])
     ratios["ort_gflops_fraction"] = (big[throughput_key(document)] * document["model"]["gflop_per_item"]
                                      / document["machine"]["matmul_fp32_gflops"])
@@ -59,6 +77,9 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
             ratios[f"shared_memory_gain_b1_{size}px"] = row["triton_grpc_payload_b1"]["p50_ms"] / row["triton_b1"]["p50_ms"]
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("openvino_b1", {}):
             ratios[f"triton_vs_openvino_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"]
+        if "p50_ms" in row.get("triton_nocompute_b1", {}) and "p50_ms" in row.get(f"{served}_b1", {}):
+            ratios[f"serving_path_share_b1_{size}px"] = (row["triton_nocompute_b1"]["p50_ms"]
+                                                         / row[f"{served}_b1"]["p50_ms"])
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("peer_b1", {}):
             ratios[f"triton_vs_peer_fps_{size}px"] = row["triton_b1"]["fps"] / row["peer_b1"]["fps"]
     return ratios
@@ -81,6 +102,10 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     if name.startswith("triton_vs_openvino_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton gRPC p50 (serving with OpenVINO) / in-process OpenVINO p50, batch 1, {size}", "lower", 1.1)
+    if name.startswith("serving_path_share_b1_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"the serving path alone (the copy answering from memory) / in-process p50 of the served runtime, "
+                f"batch 1, {size}: Triton / in-process cannot be below 1 + this", "lower", None)
     if name.startswith("triton_vs_peer_fps_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton frames/s (one client) / the peer's in-process frames/s, batch 1, {size}", "higher", 1.5)
@@ -119,6 +144,8 @@ def markdown(document: dict[str, Any]) -> str:
                   "| way | p50 ms | " + f"{unit}s/s |", "|---|---|---|"]
         lines += [f"| {name} | {r['p50_ms']:.2f} | {r['fps']:.0f} |" for name, r in one.items() if "p50_ms" in r]
     lines += ["", "## Triton over gRPC", "",
+              "MODEL-nobatch runs every request alone; MODEL-nocompute (and `triton_nocompute` above) batches as "
+              "MODEL but computes each input shape once and repeats the answer: the serving path alone.", "",
               f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
               "infer ms | executed batch | CPU s: client, server |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for p in document["triton"]:
@@ -133,9 +160,10 @@ def markdown(document: dict[str, Any]) -> str:
         peer = next((row["peer_b1"]["peer"] for row in document["sizes"].values() if "peer_b1" in row), None)
         first = next(iter(document["sizes"].values()))
         ways = ("pytorch", "onnxruntime") + (("openvino",) if served_runtime(document) == "openvino" else ()) + \
-            ("triton",) + (("triton_grpc_payload",) if "triton_grpc_payload_b1" in first else ())
+            ("triton",) + (("triton_grpc_payload",) if "triton_grpc_payload_b1" in first else ()) + \
+            (("triton_nocompute",) if "triton_nocompute_b1" in first else ())
         titles = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "triton": "Triton",
-                  "triton_grpc_payload": "Triton, image in gRPC"}
+                  "triton_grpc_payload": "Triton, image in gRPC", "triton_nocompute": "Triton, no compute"}
         lines += ["", "## Frames per second by size (one client)", "",
                   "| size | " + " | ".join(f"{titles[r]} b{b}" for b in (1, 4) for r in ways) + " |"
                   + (f" {peer} (peer, in-process ORT) b1 |" if peer else ""),
@@ -149,10 +177,40 @@ def markdown(document: dict[str, Any]) -> str:
     lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in document["ratios"].items():
         meaning, better, target = ratio_info(name)
-        met = "" if target is None else ("yes" if (value <= target if better == "lower" else value >= target) else "no")
         bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
-        lines.append(f"| {meaning} | {value:.3f} | {bound} | {met} |")
+        lines.append(f"| {meaning} | {value:.3f} | {bound} | {verdict(name, document)} |")
     return "\n".join(lines) + "\n"
+
+
+def verdict(name: str, document: dict[str, Any]) -> str:
+    """'yes', 'no', or 'no: ' and the measured reason this run shows that the target is out of reach."""
+    _, better, target = ratio_info(name)
+    value = document["ratios"][name]
+    if target is None:
+        return ""
+    if value <= target if better == "lower" else value >= target:
+        return "yes"
+    why = why_out_of_reach(name, target, document)
+    return f"no: {why}" if why else "no"
+
+
+def why_out_of_reach(name: str, target: float, document: dict[str, Any]) -> str:
+    """Where the serving path alone, or the model's own batch curve, already misses the target."""
+    ratios = document["ratios"]
+    path_ms, carried = ratios.get("serving_path_b1_ms"), ratios.get("serving_path_throughput_c16")
+    gain = ratios.get("inprocess_batching_gain")
+    if name == "triton_overhead_b1_ms" and path_ms is not None and path_ms > target:
+        return f"the serving path alone takes {path_ms:.2f} ms"
+    if name == "served_vs_inprocess_throughput_c16" and carried is not None and carried < target:
+        return f"the serving path alone carries {carried:.2f}"
+    if name == "batching_speedup_c16" and gain is not None and gain < target:
+        return f"batching gains {gain:.2f}× at most in-process"
+    size = name.rsplit("_", 1)[1]
+    share = ratios.get(f"serving_path_share_b1_{size}")
+    served = {"onnxruntime": "triton_vs_ort_b1_", "openvino": "triton_vs_openvino_b1_"}[served_runtime(document)]
+    if name.startswith(served) and share is not None and 1 + share > target:
+        return f"the serving path alone is {share:.2f}× the compute"
+    return ""
 
 
 def fps_cell(measured: dict[str, Any]) -> str:

@@ -28,6 +28,7 @@ from artforge.options import int_list, option
 
 log = logging.getLogger(__name__)
 NO_BATCHING_SUFFIX = "-nobatch"
+NO_COMPUTE_SUFFIX = "-nocompute"  # the same model answering from memory: the serving path alone
 
 
 @dataclass
@@ -104,20 +105,34 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
 
 
 def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
-    """The checkpoint as MODEL (dynamic batching) and MODEL-nobatch (every request runs alone)."""
+    """The checkpoint as MODEL (dynamic batching), MODEL-nobatch (every request runs alone) and
+    MODEL-nocompute (batching as MODEL, but each input shape is computed once and its answer repeated:
+    what Triton, gRPC and the Python backend cost by themselves)."""
     from artforge.export.pipeline import export_checkpoint
     from artforge.export.triton_repo import config_text, parse_config
 
     repo = work / "repo"
     result = export_checkpoint(opts.checkpoint, repo, max_batch=opts.max_batch, intra_op_threads=opts.threads,
                                cpu_runtime=opts.cpu_runtime, precision=opts.precision)
-    plain = repo / (result.name + NO_BATCHING_SUFFIX)
-    shutil.copytree(repo / result.name, plain)
-    config = parse_config((plain / "config.pbtxt").read_text())
-    config.name = plain.name
-    config.ClearField("dynamic_batching")
-    (plain / "config.pbtxt").write_text(config_text(config))
+    plain = copy_model(repo, result.name, NO_BATCHING_SUFFIX, parse_config, config_text)
+    plain.ClearField("dynamic_batching")
+    write_config(repo, plain, config_text)
+    path_only = copy_model(repo, result.name, NO_COMPUTE_SUFFIX, parse_config, config_text)
+    path_only.parameters["artforge.answer_from_memory"].string_value = "true"
+    write_config(repo, path_only, config_text)
     return repo
+
+
+def copy_model(repo: Path, name: str, suffix: str, parse_config, config_text):
+    """A copy of model NAME in the repository as NAME+SUFFIX; returns its config to change and write."""
+    shutil.copytree(repo / name, repo / (name + suffix))
+    config = parse_config((repo / name / "config.pbtxt").read_text())
+    config.name = name + suffix
+    return config
+
+
+def write_config(repo: Path, config, config_text) -> None:
+    (repo / config.name / "config.pbtxt").write_text(config_text(config))
 
 
 @torch.no_grad()
@@ -221,6 +236,7 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
 
     points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
     points.append((model + NO_BATCHING_SUFFIX, max(opts.concurrency), 1))
+    points += [(model + NO_COMPUTE_SUFFIX, c, 1) for c in sorted({1, max(opts.concurrency)})]
     pool = {b: spec.sample_inputs(b, seed=100 + b, sizes=spec.optimal_sizes()) for b in opts.batch_sizes}
     make_inputs = lambda batch, i: pool[batch]  # noqa: E731 - same bytes every request: measures serving, not numpy
     results, by_size = [], {}
@@ -245,8 +261,9 @@ class OneClient:
     """One client's latency of the same request in every way it can run: PyTorch and ONNX Runtime (and
     OpenVINO when Triton serves with it) in this process, Triton over gRPC (artforge's Client, what
     `artforge generate` and `stylize` use, which sends large tensors to a local server through shared
-    memory; and with them inside the gRPC message), the peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a shared machine
-    falls on all of them."""
+    memory; with them inside the gRPC message; and to the copy that answers from memory, the serving
+    path alone), the peer; timed in turn (benchmarks.measure.time_interleaved), so a slow stretch of a
+    shared machine falls on all of them."""
 
     def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions, peer=None, openvino=None):
         self.url, self.model, self.spec, self.serving, self.session, self.opts = url, model, spec, serving, session, opts
@@ -267,7 +284,8 @@ class OneClient:
                for name, t in times.items() if t}
         row.update({name: {"fps": 0.0, "errors": 1, "first_error": error} for name, error in failed.items()})
         if batch > self.opts.max_batch:
-            for name in ("triton", "triton_grpc_payload") if self.uses_shared_memory(client, inputs) else ("triton",):
+            payload_way = ("triton_grpc_payload",) if self.uses_shared_memory(client, inputs) else ()
+            for name in ("triton", "triton_nocompute") + payload_way:
                 row[name] = {"fps": None, "skipped": f"batch {batch} > --max-batch {self.opts.max_batch}"}
         if "peer" in row:
             row["peer"]["peer"] = self.peer.name
@@ -283,10 +301,13 @@ class OneClient:
         names = [t.name for t in self.spec.outputs]
         runners = {"pytorch": lambda: self.serving(*args), "onnxruntime": lambda: self.session.run(names, inputs)}
         if batch <= self.opts.max_batch:  # the server refuses larger batches: no figure rather than a 0
+            path_only = self.model + NO_COMPUTE_SUFFIX
             runners["triton"] = lambda: client.infer(self.model, inputs)
+            runners["triton_nocompute"] = lambda: client.infer(path_only, inputs)
             if self.uses_shared_memory(client, inputs):  # and this way the same tensors go in the gRPC message
                 runners["triton_grpc_payload"] = lambda: payload.infer(self.model, inputs)
-                client.infer(self.model, inputs)  # learns the output sizes: the timed calls can use shared memory
+                for name in (self.model, path_only):  # learns the output sizes: timed calls use shared memory
+                    client.infer(name, inputs)
         if peer_feed is not None:
             runners["peer"] = lambda: self.peer_session.run(None, peer_feed)
         if self.openvino:

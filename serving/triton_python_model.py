@@ -88,6 +88,8 @@ class TritonPythonModel:
             pb_utils.Logger.log_info(f"{config['name']}: OpenVINO runs model.onnx in {self.session.precision}")
         else:
             self.session, self.ort = onnxruntime_session(path, threads, args.get("model_instance_kind", "KIND_CPU"))
+        if params.get("artforge.answer_from_memory") == "true":  # the bench's serving-path-only model
+            self.session = AnswersFromMemory(self.session)
         self.stream = json.loads(params["artforge.stream"]) if params.get("artforge.stream") else None
         self.scheduler = self.outbox = None
         if self.stream and batches_streams(self.stream):  # concurrent streams decode as one batch, on a thread
@@ -216,6 +218,21 @@ class TritonPythonModel:
             self.scheduler.close()
             self.outbox.close()
         self.session = None
+
+
+class AnswersFromMemory:
+    """Computes each input shape's answer once, then repeats it: what Triton, gRPC and this backend cost
+    when the model costs nothing. `artforge bench` serves such a copy to show what is left to win."""
+
+    def __init__(self, session):
+        self.session, self.answers = session, {}
+
+    def run(self, names, feed, options=None):
+        key = (tuple(names),) + tuple((name, value.shape, value.dtype.str) for name, value in sorted(feed.items()))
+        if key not in self.answers:
+            self.answers = self.answers if len(self.answers) < 64 else {}
+            self.answers[key] = self.session.run(names, feed, options)
+        return self.answers[key]
 
 
 def group_by_item_shape(inputs):

@@ -76,6 +76,47 @@ def test_ratios_are_computed_from_one_run():
     assert ratios["ort_gflops_fraction"] == pytest.approx(2000 * 0.05 / 100)
 
 
+def test_the_serving_path_alone_and_the_batch_curve_say_why_a_target_is_out_of_reach():
+    from artforge.benchmarks.report import verdict
+
+    d = document(batched_rps=400.0, plain_rps=300.0)
+    d["triton"].append({"model": "dcgan-nocompute", "concurrency": 16, "batch": 1, "requests": 50,
+                        "requests_per_s": 450.0, "latency_ms": {"p50": 30}, "errors": 0})
+    d["one_client_b1"] = {"onnxruntime": {"p50_ms": 0.2, "fps": 5000}, "triton": {"p50_ms": 1.7, "fps": 590},
+                          "triton_nocompute": {"p50_ms": 1.2, "fps": 830}}
+    d["inprocess"]["batch_curve"] = [{"batch": 1, "items_per_s": 1000, "vs_batch_1": 1.0},
+                                     {"batch": 4, "items_per_s": 1300, "vs_batch_1": 1.3}]
+    d["ratios"] = ratios = compute_ratios(d)
+    assert ratios["serving_path_b1_ms"] == pytest.approx(1.2) and ratios["triton_overhead_b1_ms"] == pytest.approx(1.5)
+    assert ratios["served_vs_inprocess_throughput_c16"] == pytest.approx(400 / 1000)  # in-process batch 1: 1000/s
+    assert ratios["serving_path_throughput_c16"] == pytest.approx(450 / 1000)
+    assert ratios["inprocess_batching_gain"] == pytest.approx(1.3)
+    assert verdict("triton_overhead_b1_ms", d) == "no: the serving path alone takes 1.20 ms"
+    assert verdict("served_vs_inprocess_throughput_c16", d) == "no: the serving path alone carries 0.45"
+    assert verdict("batching_speedup_c16", d) == "no: batching gains 1.30× at most in-process"
+    d["one_client_b1"]["triton_nocompute"]["p50_ms"] = 0.5  # the path alone would leave room: no reason given
+    d["ratios"] = compute_ratios(d)
+    assert verdict("triton_overhead_b1_ms", d) == "no" and verdict("ort_vs_pytorch_b1_latency", d) == "yes"
+
+
+@pytest.mark.slow
+def test_the_bench_repositorys_nocompute_copy_repeats_the_first_answer_of_each_shape(dcgan_run, tmp_path):
+    from artforge.benchmarks.run import BenchOptions, build_bench_repository
+    from artforge.families import load_network, spec_for
+    from artforge.serving.client import Client
+    from artforge.serving.server import Server
+
+    repo = build_bench_repository(BenchOptions(checkpoint=str(dcgan_run), max_batch=8), tmp_path)
+    spec = spec_for(load_network(str(dcgan_run))[1])
+    a, b, a4 = spec.sample_inputs(1, seed=1), spec.sample_inputs(1, seed=2), spec.sample_inputs(4, seed=1)
+    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server, Client(server.grpc_url) as client:
+        real = {name: client.infer("dcgan", x)["image"] for name, x in (("a", a), ("b", b), ("a4", a4))}
+        assert not np.array_equal(real["a"], real["b"])
+        # batch 1 was computed once, for Triton's warm-up request: a and b get that answer
+        assert np.array_equal(client.infer("dcgan-nocompute", a)["image"], client.infer("dcgan-nocompute", b)["image"])
+        assert np.array_equal(client.infer("dcgan-nocompute", a4)["image"], real["a4"])  # a new shape is computed
+
+
 def test_baseline_check_flags_regressions_in_the_right_direction():
     base = {"ratios": compute_ratios(document())}
     same = document()
@@ -173,13 +214,17 @@ def test_bench_command_writes_reports_and_checks_the_committed_baseline(dcgan_ru
                  "--requests", "400", "--warmup", "30", "--baseline-seconds", "1", "--max-batch", "32",
                  "--check", str(baseline), "--tolerance", "0.5", "--quiet"])
     result = json.loads((out / "bench.json").read_text())
-    assert {"ort_vs_pytorch_b1_latency", "triton_overhead_b1_ms", "batching_speedup_c16"} <= set(result["ratios"])
+    assert {"ort_vs_pytorch_b1_latency", "triton_overhead_b1_ms", "batching_speedup_c16", "serving_path_b1_ms",
+            "served_vs_inprocess_throughput_c16", "serving_path_throughput_c16",
+            "inprocess_batching_gain"} <= set(result["ratios"])
     assert (out / "bench.png").stat().st_size > 5000 and "| ratio |" in (out / "bench.md").read_text()
     assert all(p["errors"] == 0 for p in result["triton"])
     assert all(p["client_cpu_s"] > 0 and p["server_cpu_s"] > 0 for p in result["triton"])  # both sides' CPU
     curve = result["inprocess"]["batch_curve"]
     assert [p["batch"] for p in curve] == [1, 2, 4, 8, 16] and curve[0]["vs_batch_1"] == 1.0
-    assert set(result["one_client_b1"]) == {"pytorch", "onnxruntime", "triton"}
+    assert set(result["one_client_b1"]) == {"pytorch", "onnxruntime", "triton", "triton_nocompute"}
+    assert {(p["model"], p["concurrency"]) for p in result["triton"] if p["model"].endswith("-nocompute")} == \
+        {("dcgan-nocompute", 1), ("dcgan-nocompute", 16)}
     assert code == 0, f"benchmark regressed against {baseline}: {result['ratios']}"
 
 
