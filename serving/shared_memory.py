@@ -16,6 +16,7 @@ import itertools
 import logging
 import os
 import threading
+import time
 from multiprocessing import shared_memory
 
 import numpy as np
@@ -25,6 +26,7 @@ MIN_BYTES = 64 << 10  # smaller requests gain nothing: the region bookkeeping co
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]"}
 ALIGN = 64
 MAX_SHAPES = 256  # input shape sets whose output sizes are remembered
+UNREGISTER_WAITS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)  # 0.8 s in all, then the region is left to the server
 _counter = itertools.count()
 
 
@@ -62,15 +64,32 @@ class Region:
         return np.ndarray(shape, dtype, buffer=self.memory.buf, offset=offset).copy()  # the region is reused
 
     def close(self, client) -> None:
-        try:
-            client.unregister_system_shared_memory(self.name)
-        except Exception:  # the server is gone or restarted: it no longer holds the name anyway
-            pass
+        unregister(client, self.name)
         self.release_memory()
 
     def release_memory(self) -> None:
         self.memory.close()
         self.memory.unlink()
+
+
+def unregister(client, name: str = "") -> bool:
+    """Unregister region NAME (every region: "") with the server; whether it is done.
+
+    Triton refuses while a region is "in use": until it has released the last response written into
+    it, which can be just after the client has read that answer. So a refusal is retried a few times
+    (UNREGISTER_WAITS_S); a server that is gone (UNAVAILABLE) no longer holds the name anyway.
+    """
+    from tritonclient.utils import InferenceServerException
+
+    for wait in UNREGISTER_WAITS_S + (None,):
+        try:
+            client.unregister_system_shared_memory(name)
+            return True
+        except InferenceServerException as e:
+            if wait is None or "UNAVAILABLE" in str(e.status() or ""):
+                log.info("could not unregister shared memory %s: %s", name or "(all)", str(e).splitlines()[0])
+                return False
+            time.sleep(wait)
 
 
 class SharedMemoryTransfer:

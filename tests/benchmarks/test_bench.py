@@ -322,7 +322,9 @@ def test_bench_with_openvino_serving_times_it_in_process_too(style_run, tmp_path
     assert "Triton serves with openvino (bf16)" in text and "OpenVINO's batch curve in-process" in text
     header = next(line for line in text.splitlines() if line.startswith("| size |"))
     assert [c.strip() for c in header.strip(" |").split("|")] == [
-        "size", "PyTorch b1", "ORT b1", "OpenVINO b1", "Triton b1", "Triton, image in gRPC b1",
-        "PyTorch b4", "ORT b4", "OpenVINO b4", "Triton b4", "Triton, image in gRPC b4"]
+        "size", "PyTorch b1", "ORT b1", "OpenVINO b1", "Triton b1", "Triton, image in gRPC b1", "Triton, no compute b1",
+        "PyTorch b4", "ORT b4", "OpenVINO b4", "Triton b4", "Triton, image in gRPC b4", "Triton, no compute b4"]
     assert document["ratios"]["shared_memory_gain_b1_160px"] == pytest.approx(
         row["triton_grpc_payload_b1"]["p50_ms"] / row["triton_b1"]["p50_ms"])
+    assert document["ratios"]["serving_path_share_b1_160px"] == pytest.approx(
+        row["triton_nocompute_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"])  # against the served runtime

@@ -36,6 +36,28 @@ def test_is_local():
     assert not shared_memory.is_local("127.0.0.1")
 
 
+class Refusing:
+    """A server that refuses to unregister N times: Triton's answer while a region is still in use."""
+
+    def __init__(self, refusals, status="StatusCode.INTERNAL"):
+        self.refusals, self.status, self.calls = refusals, status, 0
+
+    def unregister_system_shared_memory(self, name=""):
+        from tritonclient.utils import InferenceServerException
+
+        self.calls += 1
+        if self.calls <= self.refusals:
+            raise InferenceServerException(f"Failed to unregister the following system shared memory regions: {name}",
+                                           status=self.status)
+
+
+def test_unregistering_a_region_still_in_use_is_retried_and_a_gone_server_is_not():
+    assert shared_memory.unregister(busy := Refusing(2), "r") and busy.calls == 3
+    assert not shared_memory.unregister(gone := Refusing(99, "StatusCode.UNAVAILABLE"), "r") and gone.calls == 1
+    assert not shared_memory.unregister(stuck := Refusing(99), "r")
+    assert stuck.calls == len(shared_memory.UNREGISTER_WAITS_S) + 1  # bounded: gives up after 0.8 s
+
+
 def test_the_second_request_of_a_size_goes_through_shared_memory_with_the_same_answer(server):
     x = photo(160, seed=1)  # 77 KB in and out: above the threshold
     with Client(server.grpc_url) as client, Client(server.grpc_url, shared_memory=False) as plain:
@@ -58,7 +80,7 @@ def test_a_server_that_forgot_the_region_gets_the_request_over_grpc_and_a_new_re
     with Client(server.grpc_url) as client:
         want = client.infer("stylize", x)["image"]
         client.infer("stylize", x)
-        grpcclient.InferenceServerClient(server.grpc_url).unregister_system_shared_memory()  # as a restart does
+        assert shared_memory.unregister(grpcclient.InferenceServerClient(server.grpc_url))  # as a restart does
         assert np.array_equal(client.infer("stylize", x)["image"], want)
         assert client.transfer.free == [] and our_memory() == []  # the forgotten region was dropped
         assert np.array_equal(client.infer("stylize", x)["image"], want)
