@@ -109,29 +109,32 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
     MODEL-nocompute (batching as MODEL, but each input shape is computed once and its answer repeated:
     what Triton, gRPC and the Python backend cost by themselves)."""
     from artforge.export.pipeline import export_checkpoint
-    from artforge.export.triton_repo import config_text, parse_config
 
     repo = work / "repo"
     result = export_checkpoint(opts.checkpoint, repo, max_batch=opts.max_batch, intra_op_threads=opts.threads,
                                cpu_runtime=opts.cpu_runtime, precision=opts.precision)
-    plain = copy_model(repo, result.name, NO_BATCHING_SUFFIX, parse_config, config_text)
+    plain = copy_model(repo, result.name, NO_BATCHING_SUFFIX)
     plain.ClearField("dynamic_batching")
-    write_config(repo, plain, config_text)
-    path_only = copy_model(repo, result.name, NO_COMPUTE_SUFFIX, parse_config, config_text)
+    write_config(repo, plain)
+    path_only = copy_model(repo, result.name, NO_COMPUTE_SUFFIX)
     path_only.parameters["artforge.answer_from_memory"].string_value = "true"
-    write_config(repo, path_only, config_text)
+    write_config(repo, path_only)
     return repo
 
 
-def copy_model(repo: Path, name: str, suffix: str, parse_config, config_text):
+def copy_model(repo: Path, name: str, suffix: str):
     """A copy of model NAME in the repository as NAME+SUFFIX; returns its config to change and write."""
+    from artforge.export.triton_repo import parse_config
+
     shutil.copytree(repo / name, repo / (name + suffix))
     config = parse_config((repo / name / "config.pbtxt").read_text())
     config.name = name + suffix
     return config
 
 
-def write_config(repo: Path, config, config_text) -> None:
+def write_config(repo: Path, config) -> None:
+    from artforge.export.triton_repo import config_text
+
     (repo / config.name / "config.pbtxt").write_text(config_text(config))
 
 

@@ -85,9 +85,10 @@ def unregister(client, name: str = "") -> bool:
         try:
             client.unregister_system_shared_memory(name)
             return True
-        except InferenceServerException as e:
-            if wait is None or "UNAVAILABLE" in str(e.status() or ""):
-                log.info("could not unregister shared memory %s: %s", name or "(all)", str(e).splitlines()[0])
+        except Exception as e:  # a refusal is retried; a closed channel or a gone server is not
+            refused = isinstance(e, InferenceServerException) and "UNAVAILABLE" not in str(e.status() or "")
+            if wait is None or not refused:
+                log.info("could not unregister shared memory %s: %s", name or "(all)", (str(e) or type(e).__name__).splitlines()[0])
                 return False
             time.sleep(wait)
 

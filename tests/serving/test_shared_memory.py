@@ -51,9 +51,15 @@ class Refusing:
                                            status=self.status)
 
 
+class ClosedChannel:
+    def unregister_system_shared_memory(self, name=""):
+        raise ValueError("Cannot invoke RPC on closed channel!")
+
+
 def test_unregistering_a_region_still_in_use_is_retried_and_a_gone_server_is_not():
     assert shared_memory.unregister(busy := Refusing(2), "r") and busy.calls == 3
     assert not shared_memory.unregister(gone := Refusing(99, "StatusCode.UNAVAILABLE"), "r") and gone.calls == 1
+    assert not shared_memory.unregister(ClosedChannel(), "r")  # not a refusal: no retry, no exception
     assert not shared_memory.unregister(stuck := Refusing(99), "r")
     assert stuck.calls == len(shared_memory.UNREGISTER_WAITS_S) + 1  # bounded: gives up after 0.8 s
 
