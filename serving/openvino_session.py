@@ -6,15 +6,15 @@ same class in-process, so the parity check and the in-process baseline run what 
 imports only numpy and openvino: no artforge, no torch.
 
 Why two compiled models: OpenVINO's CPU plugin runs a model with dynamic sizes (any photo size)
-slower than one compiled for a fixed shape (fast style network, bf16, 2-core EPYC: 8.6 vs 7.7 ms at
-256x256, 28.9 vs 20.8 ms at 512x512), and compiling one takes about 150 ms. So every request runs on
+slower than one compiled for a fixed shape (measured in `artforge bench --cpu-runtime openvino`; the
+README's "Real time on a CPU" cites the results files), and compiling one takes a noticeable time. So every request runs on
 the dynamic model until its exact shape has been seen `COMPILE_AFTER` times; that shape is then
 compiled for on a background thread (no request waits 150 ms for it) and used from then on, for up
 to `STATIC_SHAPES` shapes (the first ones seen twice keep their place): a stream of same-sized video
 frames gets its own model after two frames.
 Inside Triton the compile advances only while requests run (the Python backend's stub holds the GIL
-between requests): measured at 512x512, the third and fourth requests of a new size take about twice
-as long (the compile shares the cores), and from the fifth on the size runs on its own model.
+between requests): the third and fourth requests of a new size are slower (the compile shares the
+cores), and from the fifth on the size runs on its own model.
 """
 import threading
 

@@ -1,8 +1,8 @@
 """Tensors to and from a Triton server on this machine through system shared memory, not the gRPC message.
 
-Measured with the fast style network served by OpenVINO (2-core EPYC, one client, p50): 9.3 -> 8.3 ms
-at 256x256, 29.0 -> 24.7 ms at 512x512, 107 -> 89 ms at 1024x1024: serialising an image into a
-protobuf and through HTTP/2 costs more than copying it into memory the server maps.
+Serialising an image into a protobuf and through HTTP/2 costs more than copying it into memory the
+server maps: `artforge bench --sizes ...` times both ways ("Triton, image in gRPC" beside "Triton";
+ratio shared_memory_gain_b1_SIZE), and benchmarks/results/style-fast-openvino-epyc.md holds a run.
 
 One region per request in flight holds its inputs, then its outputs; regions are registered with
 the server once and reused. The outputs' sizes are learnt from the first answer for each set of

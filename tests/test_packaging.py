@@ -1,7 +1,12 @@
 """The wheel holds every package: pyproject lists them by hand (the stage folders map into artforge.*),
 and a missing one only shows in a non-editable install (it did: artforge.families, found on a GPU machine)."""
-import tomllib
+import sys
 from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser as a package (the dev extra installs it there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
