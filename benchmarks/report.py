@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,19 +10,19 @@ from artforge.benchmarks.load import per_s
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
 
-# name -> (what it means, better when "lower"/"higher", target or None); the targets are issue #15's
+# name -> (what it means, better when "lower"/"higher", target or None); the targets are issue #15's.
+# "_cN" stands for the client concurrency a ratio was measured at (the sweep's highest): _c16, _c4...
 RATIOS = {
     "ort_vs_pytorch_b1_latency": ("ONNX Runtime / PyTorch eager p50 latency, batch 1", "lower", 0.8),
     "triton_overhead_b1_ms": ("Triton gRPC p50 minus in-process p50 of the runtime Triton serves with, batch 1 (ms)",
                               "lower", 1.0),
     "serving_path_b1_ms": ("Triton gRPC p50 of the same request to the model's copy that answers from memory, "
                            "batch 1 (ms): the serving path alone, the least the overhead can be", "lower", None),
-    "served_vs_inprocess_throughput_c16": ("Triton throughput at the highest concurrency (dynamic batching, batch 1) "
-                                           "/ in-process batch-1 throughput of the served runtime", "higher", 0.5),
-    "serving_path_throughput_c16": ("the same for the copy answering from memory: the most the serving path "
-                                    "can carry", "higher", None),
-    "batching_speedup_c16": ("throughput with dynamic batching / without, highest concurrency, batch 1",
-                             "higher", 2.0),
+    "served_vs_inprocess_throughput_cN": ("Triton throughput at N clients (dynamic batching, batch 1) "
+                                          "/ in-process batch-1 throughput of the served runtime", "higher", 0.5),
+    "serving_path_throughput_cN": ("the same for the copy answering from memory at N clients: the most the serving "
+                                   "path can carry", "higher", None),
+    "batching_speedup_cN": ("throughput with dynamic batching / without, N clients, batch 1", "higher", 2.0),
     "inprocess_batching_gain": ("the served runtime's best batch / batch 1 in-process, items/s: what any batcher "
                                 "can gain at most", "higher", None),
     "ort_gflops_fraction": ("ONNX Runtime largest-batch GFLOP/s / fp32 matmul peak", "higher", None),
@@ -60,11 +61,11 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     path_only = find_point(document, "-nocompute", top, 1)
     inproc1 = inproc.get(f"{served}_b1", inproc["onnxruntime_b1"])[throughput_key(document)]
     if batched and batched["requests"]:
-        ratios["served_vs_inprocess_throughput_c16"] = batched["requests_per_s"] / inproc1
+        ratios[f"served_vs_inprocess_throughput_c{top}"] = batched["requests_per_s"] / inproc1
     if path_only and path_only["requests"]:
-        ratios["serving_path_throughput_c16"] = path_only["requests_per_s"] / inproc1
+        ratios[f"serving_path_throughput_c{top}"] = path_only["requests_per_s"] / inproc1
     if batched and plain and plain["requests_per_s"]:
-        ratios["batching_speedup_c16"] = batched["requests_per_s"] / plain["requests_per_s"]
+        ratios[f"batching_speedup_c{top}"] = batched["requests_per_s"] / plain["requests_per_s"]
     if inproc.get("batch_curve"):
         ratios["inprocess_batching_gain"] = max(p["vs_batch_1"] for p in inproc["batch_curve"])
     big = max((v for k, v in inproc.items() if k.startswith("onnxruntime_b")), key=lambda v: v["batch"])
@@ -109,7 +110,17 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     if name.startswith("triton_vs_peer_fps_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton frames/s (one client) / the peer's in-process frames/s, batch 1, {size}", "higher", 1.5)
+    clients = re.search(r"_c(\d+)$", name)
+    if clients:
+        meaning, better, target = RATIOS[name[:clients.start()] + "_cN"]
+        return meaning.replace("N clients", f"{clients.group(1)} clients"), better, target
     return RATIOS[name]
+
+
+def at_clients(name: str) -> tuple[str, str]:
+    """'batching_speedup_c16' -> ('batching_speedup', '_c16'); ('name', '') without a concurrency."""
+    clients = re.search(r"_c\d+$", name)
+    return (name[:clients.start()], clients.group()) if clients else (name, "")
 
 
 def markdown(document: dict[str, Any]) -> str:
@@ -197,13 +208,14 @@ def verdict(name: str, document: dict[str, Any]) -> str:
 def why_out_of_reach(name: str, target: float, document: dict[str, Any]) -> str:
     """Where the serving path alone, or the model's own batch curve, already misses the target."""
     ratios = document["ratios"]
-    path_ms, carried = ratios.get("serving_path_b1_ms"), ratios.get("serving_path_throughput_c16")
+    base, clients = at_clients(name)
+    path_ms, carried = ratios.get("serving_path_b1_ms"), ratios.get(f"serving_path_throughput{clients}")
     gain = ratios.get("inprocess_batching_gain")
     if name == "triton_overhead_b1_ms" and path_ms is not None and path_ms > target:
         return f"the serving path alone takes {path_ms:.2f} ms"
-    if name == "served_vs_inprocess_throughput_c16" and carried is not None and carried < target:
+    if base == "served_vs_inprocess_throughput" and carried is not None and carried < target:
         return f"the serving path alone carries {carried:.2f}"
-    if name == "batching_speedup_c16" and gain is not None and gain < target:
+    if base == "batching_speedup" and gain is not None and gain < target:
         return f"batching gains {gain:.2f}× at most in-process"
     size = name.rsplit("_", 1)[1]
     share = ratios.get(f"serving_path_share_b1_{size}")
@@ -297,7 +309,16 @@ def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], t
             worse = value < limit
         if worse:
             problems.append(f"{name} = {value:.3f}, baseline {base:.3f} (limit {limit:.3f}): {ratio_info(name)[0]}")
+    here, there = machine_line(document.get("machine", {})), machine_line(baseline.get("machine", {}))
+    if problems and here != there:
+        problems.append(f"the baseline was measured on {there}, this run on {here}")
     return problems
+
+
+def machine_line(machine: dict[str, Any]) -> str:
+    """'AMD EPYC, 2 cores (avx2, avx512f)': what a ratio measured in ms depends on."""
+    flags = f" ({', '.join(machine['cpu_flags'])})" if machine.get("cpu_flags") else ""
+    return f"{machine.get('cpu', 'an unnamed CPU')}, {machine.get('cores', '?')} cores{flags}"
 
 
 def errors_seen(document: dict[str, Any]) -> list[str]:
@@ -319,4 +340,31 @@ def require_baseline_file(path: Path) -> dict[str, Any]:
         raise ArtforgeError(f"cannot read baseline {path}: {e}") from None
     if "ratios" not in baseline:
         raise ArtforgeError(f"baseline {path} has no 'ratios'; make one with 'artforge bench ... --write-baseline'")
+    if "model" not in baseline:
+        raise ArtforgeError(f"baseline {path} does not say which model it was measured on; record it again with "
+                            "'artforge bench ... --write-baseline'")
     return baseline
+
+
+def check_baseline_fits(baseline: dict[str, Any], family: str, config: dict[str, Any], where: Path) -> None:
+    """Ratios depend on the model's size: refuse a baseline recorded for another model config."""
+    recorded = baseline["model"]
+    if recorded.get("family", family) != family or recorded.get("config") != config:
+        differs = sorted(k for k in set(config) | set(recorded.get("config") or {})
+                         if config.get(k) != (recorded.get("config") or {}).get(k))
+        raise ArtforgeError(f"baseline {where} was recorded for a {recorded.get('family', '?')} model with "
+                            f"{describe_config(recorded.get('config') or {}, differs)}; this checkpoint is a "
+                            f"{family} with {describe_config(config, differs)}: record a baseline for it with "
+                            "--write-baseline")
+
+
+def describe_config(config: dict[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{k} {config.get(k, '(none)')}" for k in keys) or "the same config"
+
+
+def baseline_document(document: dict[str, Any]) -> dict[str, Any]:
+    """What --write-baseline stores: the ratios with their meaning, and the model, machine and bench
+    options they were measured with (a check against another model config is refused)."""
+    return {"ratios": document["ratios"], "meaning": {k: ratio_info(k)[0] for k in document["ratios"]},
+            "model": {"family": document["model"]["family"], "config": document["model"]["config"]},
+            "machine": document["machine"], "options": document["options"]}

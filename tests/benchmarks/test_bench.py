@@ -7,10 +7,17 @@ import time
 import numpy as np
 import pytest
 
-from artforge.benchmarks.load import measure_point
+from artforge.benchmarks.load import MAX_FAILURES_IN_A_ROW, measure_point
 from artforge.benchmarks.measure import count_flops, latency_summary, time_interleaved
 from artforge.benchmarks.report import check_against_baseline, compute_ratios, errors_seen
 from artforge.cli import main
+from artforge.export.parity import onnx_session
+
+
+def quantised_operators(path) -> int:
+    import onnx
+
+    return sum(node.op_type == "QuantizeLinear" for node in onnx.load(str(path)).graph.node)
 
 
 def test_latency_summary_percentiles_in_milliseconds():
@@ -158,10 +165,10 @@ def test_killing_the_server_mid_benchmark_stops_the_point_within_seconds(dcgan_r
         killer.cancel()
         server.stop()
     assert killed_at, "the point ended before the server was killed"
-    # the bound is generous for a busy 2-core machine; sending the remaining requests took over 60 s
-    assert finished_at - killed_at[0] < 15
-    assert point.stopped and point.errors > 0 and point.first_error
-    assert point.requests + point.errors < 200_000
+    # the claim: once the server is gone no further request is sent (the point stops on UNAVAILABLE or
+    # after MAX_FAILURES_IN_A_ROW; each worker may have one more in flight); sending the rest took minutes
+    assert point.stopped and 0 < point.errors <= MAX_FAILURES_IN_A_ROW + 4 and point.first_error
+    assert finished_at - killed_at[0] < 120  # only to catch a hang
     assert "stopped early" in errors_seen({"triton": [point.to_json()]})[0]
 
 
@@ -212,11 +219,9 @@ def test_bench_command_writes_reports_and_checks_the_committed_baseline(dcgan_ru
     out = tmp_path / "bench"
     code = main(["bench", str(dcgan_run), "--out", str(out), "--concurrency", "1,16", "--batch-sizes", "1",
                  "--requests", "400", "--warmup", "30", "--baseline-seconds", "1", "--max-batch", "32",
-                 "--check", str(baseline), "--tolerance", "0.5", "--quiet"])
+                 "--check", str(baseline), "--quiet"])  # the CLI's default tolerance: what users check with
     result = json.loads((out / "bench.json").read_text())
-    assert {"ort_vs_pytorch_b1_latency", "triton_overhead_b1_ms", "batching_speedup_c16", "serving_path_b1_ms",
-            "served_vs_inprocess_throughput_c16", "serving_path_throughput_c16",
-            "inprocess_batching_gain"} <= set(result["ratios"])
+    assert_ratios_follow_from_the_measurements(result)
     assert (out / "bench.png").stat().st_size > 5000 and "| ratio |" in (out / "bench.md").read_text()
     assert all(p["errors"] == 0 for p in result["triton"])
     assert all(p["client_cpu_s"] > 0 and p["server_cpu_s"] > 0 for p in result["triton"])  # both sides' CPU
@@ -228,6 +233,94 @@ def test_bench_command_writes_reports_and_checks_the_committed_baseline(dcgan_ru
     assert code == 0, f"benchmark regressed against {baseline}: {result['ratios']}"
 
 
+def assert_ratios_follow_from_the_measurements(result: dict) -> None:
+    """Noise moves every figure, but each ratio must be what the same run's own measurements give."""
+    ratios, one, inproc = result["ratios"], result["one_client_b1"], result["inprocess"]
+    point = {(p["model"], p["concurrency"]): p["requests_per_s"] for p in result["triton"]}
+    assert ratios["ort_vs_pytorch_b1_latency"] == pytest.approx(
+        inproc["onnxruntime_b1"]["latency_ms"]["p50"] / inproc["pytorch_b1"]["latency_ms"]["p50"])
+    assert ratios["triton_overhead_b1_ms"] == pytest.approx(one["triton"]["p50_ms"] - one["onnxruntime"]["p50_ms"])
+    assert ratios["serving_path_b1_ms"] == pytest.approx(one["triton_nocompute"]["p50_ms"])
+    assert ratios["batching_speedup_c16"] == pytest.approx(point["dcgan", 16] / point["dcgan-nobatch", 16])
+    in_process_b1 = inproc["onnxruntime_b1"]["images_per_s"]
+    assert ratios["served_vs_inprocess_throughput_c16"] == pytest.approx(point["dcgan", 16] / in_process_b1)
+    assert ratios["serving_path_throughput_c16"] == pytest.approx(point["dcgan-nocompute", 16] / in_process_b1)
+    assert ratios["inprocess_batching_gain"] == max(p["vs_batch_1"] for p in inproc["batch_curve"])
+
+
+def test_ratios_are_named_by_the_concurrency_they_were_measured_at():
+    d = document()
+    for p in d["triton"]:
+        p["concurrency"] = 4 if p["concurrency"] == 16 else p["concurrency"]
+    ratios = compute_ratios(d)
+    assert ratios["batching_speedup_c4"] == pytest.approx(4.0) and "batching_speedup_c16" not in ratios
+    from artforge.benchmarks.report import ratio_info
+
+    assert ratio_info("batching_speedup_c4") == ("throughput with dynamic batching / without, 4 clients, batch 1",
+                                                 "higher", 2.0)
+    assert check_against_baseline({"ratios": ratios}, {"ratios": {"batching_speedup_c4": 4.0}}, 0.2) == []
+    assert check_against_baseline({"ratios": ratios}, {"ratios": {"batching_speedup_c16": 4.0}}, 0.2) == [
+        "batching_speedup_c16: in the baseline but not measured in this run"]
+
+
+def test_the_committed_baseline_is_for_the_tests_model_and_current_ratio_names():
+    """bench --check refuses a baseline recorded for another model config: the CI baseline must be the
+    tests' width-8 DCGAN, with today's ratio names."""
+    from pathlib import Path
+
+    from artforge.benchmarks.report import RATIOS, at_clients, require_baseline_file
+
+    baseline = require_baseline_file(Path(__file__).resolve().parents[2] / "benchmarks" / "baseline-ci.json")
+    assert baseline["model"] == {"family": "dcgan", "config": {"image_size": 32, "num_classes": 5, "z_dim": 16,
+                                                                "g_width": 8, "d_width": 8, "channels": 3}}
+    for name in baseline["ratios"]:
+        base, clients = at_clients(name)
+        assert (base + ("_cN" if clients else "")) in RATIOS, name
+    assert clients_of(baseline["ratios"]) == {"_c16"}
+
+
+def clients_of(ratios: dict) -> set[str]:
+    from artforge.benchmarks.report import at_clients
+
+    return {at_clients(name)[1] for name in ratios if at_clients(name)[1]}
+
+
+@pytest.mark.slow
+def test_bench_command_writes_a_baseline_that_its_own_run_passes_and_measures_variants(dcgan_run, tmp_path, capsys):
+    quick = ["--concurrency", "1,2", "--batch-sizes", "1", "--requests", "40", "--warmup", "5",
+             "--baseline-seconds", "0.2", "--max-batch", "8", "--quiet"]
+    baseline = tmp_path / "baseline.json"
+    assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "a"), *quick, "--variants",
+                 "--write-baseline", str(baseline)]) == 0
+    written, run = json.loads(baseline.read_text()), json.loads((tmp_path / "a" / "bench.json").read_text())
+    assert written["ratios"] == run["ratios"] and "batching_speedup_c2" in written["ratios"]
+    assert written["model"] == {"family": "dcgan", "config": run["model"]["config"]}
+    assert written["machine"] == run["machine"] and written["options"]["concurrency"] == [1, 2]
+    assert [v["variant"] for v in run["variants"]] == ["fp32", "int8"]
+    assert "## Precision variants" in (tmp_path / "a" / "bench.md").read_text()
+    assert f"baseline written to {baseline}" in capsys.readouterr().out
+    harsh = {**written, "ratios": {"batching_speedup_c2": 1e6}}  # a regression beyond any noise is reported
+    baseline.write_text(json.dumps(harsh))
+    assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "b"), *quick, "--check", str(baseline)]) == 1
+    assert "batching_speedup_c2 = " in capsys.readouterr().err
+
+
+def test_bench_refuses_a_baseline_for_another_model_before_working(dcgan_run, tmp_path, capsys):
+    baseline = tmp_path / "baseline.json"
+    baseline.write_text(json.dumps({"ratios": {"ort_vs_pytorch_b1_latency": 0.2},
+                                    "model": {"family": "dcgan", "config": {"image_size": 32, "num_classes": 5,
+                                                                            "z_dim": 100, "g_width": 64,
+                                                                            "d_width": 64, "channels": 3}}}))
+    assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "b"), "--check", str(baseline), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "was recorded for a dcgan model with d_width 64, g_width 64, z_dim 100" in err
+    assert "this checkpoint is a dcgan with d_width 8, g_width 8, z_dim 16" in err
+    assert not (tmp_path / "b").exists()
+    baseline.write_text(json.dumps({"ratios": {"ort_vs_pytorch_b1_latency": 0.2}}))  # an old baseline: no model
+    assert main(["bench", str(dcgan_run), "--check", str(baseline)]) == 1
+    assert "does not say which model it was measured on" in capsys.readouterr().err
+
+
 def test_bench_refuses_an_unreadable_baseline_before_working(tmp_path, capsys):
     bad = tmp_path / "baseline.json"
     bad.write_text("{}")
@@ -235,6 +328,7 @@ def test_bench_refuses_an_unreadable_baseline_before_working(tmp_path, capsys):
     assert "has no 'ratios'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
     from artforge.export.variants import measure_variants
     from artforge.export.pipeline import export_checkpoint
@@ -247,24 +341,41 @@ def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
     spec.dynamic_dims = {name: DynamicDim(16, 32, 64) for name in spec.dynamic_dims}  # 32x32: a fast test
     rows = measure_variants(result.version_dir / "model.onnx", spec, tmp_path, seconds=0.1, threads=0)
     assert [r["variant"] for r in rows] == ["fp32", "int8"]
-    assert rows[0]["mean_abs_diff_levels"] == 0
     assert "error" not in rows[1], rows[1]
-    assert 0 < rows[1]["mean_abs_diff_levels"] < 64 and rows[1]["latency_ms"]["p50"] > 0
+    int8 = tmp_path / "model.int8.onnx"
+    assert quantised_operators(int8) > 0  # the variant timed is really quantised
+    # its cost is its own outputs against fp32's on held-out photos, recomputed here
+    fp32, quantised = onnx_session(result.version_dir / "model.onnx"), onnx_session(int8)
+    diffs = []
+    for i in range(4):
+        x = spec.representative_inputs(1, seed=900 + i, sizes=spec.optimal_sizes(), held_out=True)
+        diffs.append(np.abs(quantised.run(["image"], x)[0].astype(float) - fp32.run(["image"], x)[0].astype(float)))
+    assert rows[1]["mean_abs_diff_levels"] == pytest.approx(np.mean(diffs)) and rows[1]["mean_abs_diff_levels"] > 0
+    assert rows[1]["max_abs_diff_levels"] == np.max(diffs) and rows[1]["latency_ms"]["p50"] > 0
     assert rows[1]["distribution"] == {}  # style transfer is not a generator: no FD/KID against fp32
 
 
+@pytest.mark.slow
 def test_a_generators_int8_variant_also_reports_fd_and_kid_against_fp32(dcgan_run, tmp_path):
     from artforge.benchmarks.report import variant_lines
     from artforge.export.pipeline import export_checkpoint
     from artforge.export.variants import measure_variants
     from artforge.families import load_network, spec_for
 
+    from artforge.evaluation.metrics import measure_quality
+    from artforge.export.variants import generator_requests
+
     result = export_checkpoint(dcgan_run, tmp_path / "repo", max_batch=8)
     spec = spec_for(load_network(dcgan_run)[1])
     rows = measure_variants(result.version_dir / "model.onnx", spec, tmp_path, seconds=0.1, threads=0,
                             quality_images=24)
     cost = rows[1]["distribution"]
-    assert cost["images"] == 24 and cost["fd_vs_fp32"] >= 0 and cost["fd_floor"] > 0
+    # FD of the int8 model's images against fp32's for the same requests, recomputed here
+    fp32, int8 = onnx_session(result.version_dir / "model.onnx"), onnx_session(tmp_path / "model.int8.onnx")
+    requests = generator_requests(spec, 24, 4000)
+    images = [np.concatenate([s.run(["image"], r)[0] for r in requests]) for s in (fp32, int8)]
+    assert cost["images"] == 24 and cost["fd_vs_fp32"] == pytest.approx(measure_quality(*images).fd, rel=1e-6)
+    assert cost["fd_vs_fp32"] > 0 and cost["fd_floor"] > 0
     assert "EfficientNet-Lite0" in cost["feature_space"]
     text = "\n".join(variant_lines(rows))
     assert f"{cost['fd_vs_fp32']:.1f} ({cost['fd_floor']:.1f})" in text and "not Inception" in text
@@ -305,6 +416,7 @@ def test_bench_peer_without_sizes_is_refused_before_working(style_run, tmp_path,
     assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_bench_with_openvino_serving_times_it_in_process_too(style_run, tmp_path):
     pytest.importorskip("openvino", reason="OpenVINO is not installed (pip install 'artforge[openvino]')")
     out = tmp_path / "bench"
