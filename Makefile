@@ -33,10 +33,10 @@ gpu-env:
 	touch $(STAMP)
 
 test: env
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --durations=15
 
 # Start Triton on $(DEMO)/repo, wait until it serves, run the commands in $(1), stop the server
 # whatever happens.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -94,11 +95,15 @@ def inference_checks(runs: tuple[Path, Path], device: str, precisions: tuple[str
                 results[key] = round(batch / seconds, 1)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True)
     parser.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print(f"gpu_check: no CUDA GPU here (PyTorch {torch.__version__} sees none); run it on a GPU machine "
+              "(docs/gpu.md), or with --device cpu to try the script itself", file=sys.stderr)
+        return 1
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"device": torch.cuda.get_device_name() if args.device == "cuda" else platform.processor(),
@@ -113,7 +118,8 @@ def main() -> None:
     (out / "gpu_check.json").write_text(json.dumps(results, indent=2) + "\n")
     for key, value in results.items():
         print(f"{key}: {value}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

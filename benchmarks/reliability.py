@@ -260,8 +260,9 @@ def soak_suite(repo: Path, seconds: float, chunk_requests: int = 500, progress: 
               "style": np.zeros((1, 1), np.int64)}
     chunks = []
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
-        rss_start = process_group_rss_mb(server.process.pid)
-        deadline = time.monotonic() + seconds
+        rss_start, counted_before = process_group_rss_mb(server.process.pid), server_successes(server.grpc_url)
+        started = time.monotonic()
+        deadline = started + seconds
         bar = tqdm(desc="soak", unit="request", disable=not progress)
         while time.monotonic() < deadline or len(chunks) < 2:
             point = measure_point(server.grpc_url, "dcgan", lambda b, i: inputs, concurrency=4, batch=1,
@@ -271,11 +272,32 @@ def soak_suite(repo: Path, seconds: float, chunk_requests: int = 500, progress: 
             if point.stopped:
                 break
         bar.close()
+        ran_s = time.monotonic() - started
         rss_end = process_group_rss_mb(server.process.pid)
-    return {"seconds": seconds, "requests": sum(c.requests for c in chunks), "errors": sum(c.errors for c in chunks),
+        counted = counted_by_server(server.grpc_url, counted_before, sum(c.requests for c in chunks))
+    # the server's own count: every request the client timed as answered, plus each chunk's warm-up (none)
+    return {"seconds": seconds, "ran_s": ran_s, "requests": sum(c.requests for c in chunks),
+            "answered_by_server": counted, "errors": sum(c.errors for c in chunks),
             "p50_ms_start": chunks[0].latency_ms.get("p50"), "p99_ms_start": chunks[0].latency_ms.get("p99"),
             "p50_ms_end": chunks[-1].latency_ms.get("p50"), "p99_ms_end": chunks[-1].latency_ms.get("p99"),
             "server_rss_mb_start": rss_start, "server_rss_mb_end": rss_end}
+
+
+def counted_by_server(url: str, before: int, expected: int, wait_s: float = 10.0) -> int:
+    """Successes the server counted since `before`, given `wait_s` to reach `expected`: Triton may count
+    a request a moment after its answer left."""
+    deadline = time.monotonic() + wait_s
+    while (counted := server_successes(url) - before) < expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return counted
+
+
+def server_successes(url: str) -> int:
+    """Requests the DCGAN answered so far, by Triton's own statistics."""
+    from artforge.serving.client import Client
+
+    with Client(url, timeout_s=10) as client:
+        return int(client.statistics("dcgan").get("inference_stats", {}).get("success", {}).get("count", 0))
 
 
 # ---- report --------------------------------------------------------------------------------------

@@ -1,6 +1,9 @@
-"""Shared fixtures: tiny data sets and tiny runs, made fresh by the tests themselves."""
+"""Shared fixtures: tiny data sets and tiny runs, made fresh by the tests themselves; and the `slow`
+mark by what a test does, so that `make test-fast` cannot grow a server by accident."""
 from __future__ import annotations
 
+import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,19 @@ def style_run(tmp_path_factory):
     save_checkpoint(run, family="style", config=net.config, step=1, weights=net.state_dict(),
                     extra={"styles": ["ink", "mosaic"]})
     return run, net
+
+
+# What makes a test slow, read from what it uses: it starts Triton (directly, through a fixture or a
+# benchmark), launches torchrun, or needs a run that trains many steps (poem_run, music_run). Tests slow
+# for other reasons (running `artforge bench`, training, scoring in a feature space) carry
+# @pytest.mark.slow themselves.
+SLOW_FIXTURES = {"triton", "style_server", "served", "two_replicas", "poem_run", "music_run"}
+SLOW_SOURCE = re.compile(r"\bServer\(|replica_servers\(|run_benchmark\(|torchrun")
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        function = getattr(item, "function", None)
+        source = inspect.getsource(function) if function else ""
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or SLOW_SOURCE.search(source):
+            item.add_marker(pytest.mark.slow)

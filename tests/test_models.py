@@ -30,9 +30,23 @@ def test_the_label_changes_the_image():
 
 
 def test_the_same_config_builds_the_same_network():
+    """A config that went through JSON (as in checkpoint.json) and the same seed give the same network:
+    the same weights, so the same pictures; another width gives another network."""
+    import json
+    from dataclasses import asdict
+
     config = DCGANConfig(image_size=64, num_classes=2, z_dim=8, g_width=4, d_width=4)
-    a, b = Generator(config), Generator(DCGANConfig(**config.__dict__))
-    assert {k: v.shape for k, v in a.state_dict().items()} == {k: v.shape for k, v in b.state_dict().items()}
+    torch.manual_seed(3)
+    a = Generator(config).eval()
+    torch.manual_seed(3)
+    b = Generator(DCGANConfig(**json.loads(json.dumps(asdict(config))))).eval()
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    z, labels = torch.randn(2, 8), torch.tensor([0, 1])
+    with torch.no_grad():
+        assert torch.equal(a(z, labels), b(z, labels))
+    wider = Generator(DCGANConfig(**{**asdict(config), "g_width": 5})).state_dict()
+    assert any(wider[k].shape != sa[k].shape for k in sa)
 
 
 def test_bad_config_is_rejected():

@@ -44,6 +44,7 @@ def test_one_hot_weights_equal_a_single_style_network_and_blends_differ():
     assert (blend - one_hot).abs().mean() > 1e-3 and (blend - other).abs().mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_style_family_exports_through_the_same_interface_with_dynamic_sizes(style_run, tmp_path):
     run, net = style_run
     result = export_checkpoint(run, tmp_path / "repo", name="stylize", max_batch=4, float_output=True)

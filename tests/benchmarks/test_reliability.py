@@ -18,7 +18,9 @@ def test_short_reliability_run_keeps_every_promise(tmp_path, capsys):
     assert kills["identical_to_uninterrupted_run"] and kills["leftover_folders"] == 0 and kills["steps_reached"] > 3
     assert results["images"]["files"] == 10 and results["images"]["read"] == 7 and not results["images"]["wrong_outcomes"]
     assert results["fuzz"]["requests"] >= 35 and results["fuzz"]["server_up_and_healthy_after"]
-    assert results["soak"]["requests"] >= 1000 and results["soak"]["errors"] == 0
+    soak = results["soak"]
+    # every request the load generator counted as answered, the server counted too; and the soak ran its time
+    assert soak["errors"] == 0 and soak["requests"] == soak["answered_by_server"] > 0 and soak["ran_s"] >= 2
     assert "| kills | newest checkpoint loaded | 3 |" in (tmp_path / "reliability.md").read_text()
 
 

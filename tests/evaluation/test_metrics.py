@@ -50,6 +50,7 @@ def art_halves(art32):
     return images[0::2], images[1::2]
 
 
+@pytest.mark.slow
 def test_real_against_real_scores_far_better_than_an_untrained_generator(art_halves):
     from artforge.imaging import unit_to_uint8
     from artforge.models import DCGANConfig, Generator
@@ -72,6 +73,7 @@ def test_features_refuse_what_is_not_a_uint8_image_batch():
         ArtFeatures()(torch.rand(2, 3, 8, 8))
 
 
+@pytest.mark.slow
 def test_a_trained_dcgan_scores_between_the_floor_and_the_untrained_start(art32, art_halves, tmp_path):
     """--eval-every measures the untrained start and the end of a short run on the same real images."""
     import json

@@ -11,6 +11,7 @@ import torch
 from artforge.families.critic.network import CriticConfig, CriticNet, fit_ood_statistics
 from artforge.families.critic.train import (auroc, augment, balanced_draw, classification_report, held_out_split,
                                             index_by_label)
+from tests.served import assert_served_matches, in_process
 
 # 32 px procedural art, a 64 px network input, a few steps: seconds on 2 cores
 TINY_CRITIC = dict(per_style=8, size=32, input_size=64, head_steps=2, batch_size=8, sample_every=1000,
@@ -127,11 +128,17 @@ def test_export_serve_and_critique_over_grpc(critic_run, tmp_path, capsys):
                      "--embeddings", str(tmp_path / "e.npz"), *url]) == 0
         verdicts = json.loads(capsys.readouterr().out)
         assert [v["path"].split("/")[-1] for v in verdicts] == ["grid.png", "noise.png", "waves.png"]
-        for v in verdicts:
-            assert len(v["top"]) == 2 and v["top"][0]["probability"] >= v["top"][1]["probability"]
-            assert {t["label"] for t in v["top"]} <= {"circles", "grid", "splatter", "stripes", "waves"}
         saved = np.load(tmp_path / "e.npz")
-        assert saved["embeddings"].shape == (3, 1280) and len(saved["paths"]) == 3
+        assert len(saved["paths"]) == 3
+        labels = ["circles", "grid", "splatter", "stripes", "waves"]
+        for v, embedding in zip(verdicts, saved["embeddings"]):  # what the checkpoint says of the same picture
+            picture = np.asarray(__import__("PIL.Image").Image.open(v["path"]).convert("RGB"))[None]
+            want = in_process(critic_run, {"image": picture})
+            ranked = np.argsort(-want["probabilities"][0], kind="stable")[:2]
+            assert [t["label"] for t in v["top"]] == [labels[i] for i in ranked]
+            assert [t["probability"] for t in v["top"]] == pytest.approx(want["probabilities"][0][ranked], abs=1e-3)
+            assert v["ood_score"] == pytest.approx(float(want["ood_score"][0, 0]), rel=1e-3, abs=1e-5)
+            assert_served_matches(critic_run, {"image": picture}, {"embedding": embedding[None]})
         assert main(["critique", "--input", str(pictures / "grid.png"), *url]) == 0
         line = capsys.readouterr().out
         assert line.startswith(f"{pictures / 'grid.png'}: ") and "| ood " in line and "%" in line

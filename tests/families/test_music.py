@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import mido  # a core dependency: its absence is a failure, not a skip
 import numpy as np
 import pytest
 
@@ -13,7 +14,6 @@ from artforge.errors import ArtforgeError
 from artforge.families.music.events import (EventVocab, Note, notes_to_tokens, parses_back, read_notes,
                                             tokens_to_notes)
 
-mido = pytest.importorskip("mido")
 VOCAB = EventVocab(steps_per_beat=4, max_wait=8, velocity_bins=4, low=48, high=84)
 
 

@@ -379,6 +379,16 @@ def test_export_serves_a_stream_identical_to_pytorch(poem_run, tmp_path, capsys)
         assert capsys.readouterr().out == greedy + "\n"
         assert main(["write", "--model", "poem", "--prompt", "xyz", "--url", server.grpc_url]) == 1
         assert "characters the model does not know: 'xyz'" in capsys.readouterr().err
+        assert main(["write", "--model", "poem", "--max-tokens", "60", "--seed", "5", "--temperature", "0.8",
+                     "--top-p", "0.9", "--count", "2", "--url", server.grpc_url]) == 0
+        served_two = capsys.readouterr().out
+    # in-process from the checkpoint (--run): what the server writes, and what the library writes
+    assert main(["write", "--run", str(poem_run), "--prompt", "春风", "--max-tokens", "60", "--temperature", "0"]) == 0
+    assert capsys.readouterr().out == greedy + "\n"
+    assert main(["write", "--run", str(poem_run), "--max-tokens", "60", "--seed", "5", "--temperature", "0.8",
+                 "--top-p", "0.9", "--count", "2"]) == 0
+    assert capsys.readouterr().out == served_two
+    assert served_two.startswith(sampled + "\n\n")  # seed 5 first, as the library wrote it above
 
 
 def concurrent_poems(url: str, seeds) -> list[str]:
@@ -429,9 +439,15 @@ def test_benchmark_serves_streams_with_and_without_continuous_batching(poem_run,
     batched = document["variants"]["continuous batching"]
     assert batched["instances"] == 1 and batched["max_batch"] == 4  # one instance decodes up to 4 streams a step
     assert document["variants"]["one stream per instance"]["max_batch"] == 1
+    tokens = {(p["variant"], p["concurrency"]): p["tokens"] for p in document["triton"]}
     for point in document["triton"]:
         assert point["errors"] == 0 and point["requests"] == 8 and 8 <= point["tokens"] <= 96
-    assert document["ratios"]["continuous_batching_speedup_at_4_streams"] > 0
+        assert point["tokens_per_s"] == pytest.approx(point["tokens"] / point["seconds"])
+        # the same seeded requests: a batched step writes, token for token, what one stream at a time writes
+        assert point["tokens"] == tokens["one stream per instance", point["concurrency"]]
+    by = {(p["variant"], p["concurrency"]): p["tokens_per_s"] for p in document["triton"]}
+    assert document["ratios"]["continuous_batching_speedup_at_4_streams"] == pytest.approx(
+        by["continuous batching", 4] / by["one stream per instance", 4])
     assert "Triton gRPC, continuous batching | 4 |" in (tmp_path / "bench" / "bench.md").read_text()
 
 

@@ -10,6 +10,7 @@ import torch
 
 from artforge.evaluation.restoration import classical_baselines, image_psnr, psnr, restoration_scores
 from artforge.families.restore.damage import DamageMix, damage, damage_batch
+from tests.served import assert_served_matches
 
 TINY_RESTORE = dict(size=32, pool=24, batch_size=4, width=8, depth=3, sample_every=1000, checkpoint_every=1000,
                     progress=False)
@@ -83,6 +84,7 @@ def test_training_records_held_out_psnr_and_resumes_exactly(restore_run, tmp_pat
     assert all(torch.equal(checkpoint.weights[k], b.weights[k]) for k in checkpoint.weights)
 
 
+@pytest.mark.slow
 def test_evaluate_scores_the_model_against_the_classical_baselines(restore_run, tmp_path):
     from artforge.evaluation.evaluate import evaluate
 
@@ -104,6 +106,7 @@ def test_evaluate_scores_the_model_against_the_classical_baselines(restore_run, 
 
 def test_export_serve_and_restore_over_grpc(restore_run, tmp_path, capsys):
     from artforge.cli import main
+    from artforge.evaluation.evaluate import evaluate
     from artforge.export.pipeline import export_checkpoint
     from artforge.imaging import read_image, save_png
     from artforge.serving.server import Server
@@ -120,9 +123,12 @@ def test_export_serve_and_restore_over_grpc(restore_run, tmp_path, capsys):
         url = ["--url", server.grpc_url]
         assert main(["restore", "--input", str(tmp_path / "damaged.png"), "--mask", str(tmp_path / "mask.png"),
                      "--out", str(tmp_path / "fixed.png"), *url]) == 0
-        assert read_image(tmp_path / "fixed.png").shape == (37, 50, 3)
         assert main(["restore", "--input", str(tmp_path / "damaged.png"), "--out", str(tmp_path / "nomask.png"),
                      *url]) == 0
+        damaged = (mask.max(axis=2) >= 128).astype(np.uint8)
+        for out, holes in (("fixed.png", damaged), ("nomask.png", np.zeros_like(damaged))):  # as PyTorch restores
+            assert_served_matches(restore_run, {"image": picture[None], "mask": holes[None, ..., None]},
+                                  {"restored": read_image(tmp_path / out)[None]})
         capsys.readouterr()
         assert main(["restore", "--input", str(tmp_path / "damaged.png"), "--mask", str(tmp_path / "small-mask.png"),
                      "--out", str(tmp_path / "x.png"), *url]) != 0
@@ -132,6 +138,9 @@ def test_export_serve_and_restore_over_grpc(restore_run, tmp_path, capsys):
         assert document == 0
         served = json.loads((tmp_path / "served" / "evaluate.json").read_text())
         assert served["source"]["url"] == server.grpc_url and served["images"] == 64
+    local = evaluate(source=str(restore_run), out=str(tmp_path / "local"))  # the same pictures, in-process
+    for way, score in local["scores"].items():  # pixels within a grey level: the scores nearly agree
+        assert served["scores"][way]["psnr_masked"] == pytest.approx(score["psnr_masked"], abs=0.05), way
 
 
 def test_multiscale_discriminator_feature_matching_and_old_training_states():

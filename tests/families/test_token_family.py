@@ -219,7 +219,11 @@ def test_benchmark_measures_first_token_and_tokens_per_s_through_the_generic_sta
     assert document["inprocess"]["onnxruntime"]["tokens"] == document["inprocess"]["pytorch"]["tokens"] == 10
     for point in document["triton"]:
         assert point["errors"] == 0 and point["requests"] == 6 and point["tokens"] == 60
-        assert point["first_token_ms"]["p50"] > 0 and point["tokens_per_s"] > 0
+        assert point["tokens_per_s"] == pytest.approx(point["tokens"] / point["seconds"])
+        # whatever the noise, a stream's first token comes before the last stream ends, and the gaps between
+        # one stream's 10 tokens fit in the point's time
+        assert 0 < point["first_token_ms"]["p50"] <= point["first_token_ms"]["p99"] < point["seconds"] * 1000
+        assert 9 * point["token_gap_ms"]["mean"] * 6 / point["concurrency"] <= point["seconds"] * 1000
     assert "first token p50 ms" in (tmp_path / "bench" / "bench.md").read_text()
 
 

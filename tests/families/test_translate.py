@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from artforge.errors import ArtforgeError
+from artforge.evaluation.evaluate import evaluate
 from artforge.families.translate.train import HistoryPool
 from artforge.families.translate.translate import direction_index
 
@@ -54,6 +55,7 @@ def test_a_resumed_run_matches_an_uninterrupted_one_pools_included(translate_run
     assert (translate_run / "samples" / "step_00000004.png").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_measures_both_directions_against_the_target_domain(translate_run, tmp_path):
     from artforge.evaluation.evaluate import evaluate
 
@@ -90,3 +92,8 @@ def test_export_serve_and_translate_both_ways_over_grpc(translate_run, tmp_path,
                      "--out", str(tmp_path / "served")]) == 0
         served = json.loads((tmp_path / "served" / "evaluate.json").read_text())
         assert served["source"]["url"] == server.grpc_url
+    local = evaluate(source=str(translate_run), out=str(tmp_path / "local"))  # the same pictures, in-process
+    for direction, row in local["directions"].items():  # pixels within a grey level: the measures nearly agree
+        mine = served["directions"][direction]
+        assert mine["translated"]["fd"] == pytest.approx(row["translated"]["fd"], rel=0.02)
+        assert mine["cycle_l1_levels"] == pytest.approx(row["cycle_l1_levels"], abs=0.2)

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -27,6 +28,17 @@ def served_requests(server: Server) -> int:
     with Client(server.grpc_url, timeout_s=10) as client:
         stats = client.statistics("dcgan")
     return int(stats.get("inference_stats", {}).get("success", {}).get("count", 0))
+
+
+def served_since(servers: list[Server], before: list[int], total: int) -> list[int]:
+    """Requests each server counted since `before`, once they add up to `total`: Triton may count a
+    request a moment after its answer reached the client, so wait for the count (bounded for hangs)."""
+    deadline = time.monotonic() + 60
+    while True:
+        served = [served_requests(s) - b for s, b in zip(servers, before)]
+        if sum(served) >= total or time.monotonic() > deadline:
+            return served
+        time.sleep(0.05)
 
 
 @pytest.fixture()
@@ -64,8 +76,8 @@ def test_requests_spread_over_the_replicas(two_replicas):
     before = [served_requests(s) for s in two_replicas]
     with Client(urls, timeout_s=10) as client:
         images = [client.infer("dcgan", request(i))["image"] for i in range(40)]
-    served = [served_requests(s) - b for s, b in zip(two_replicas, before)]
-    assert sum(served) == 40 and min(served) >= 15  # least in flight, ties in turn: about half each
+    # one call at a time leaves nothing in flight: ties go in turn, so the replicas alternate exactly
+    assert served_since(two_replicas, before, 40) == [20, 20]
     with Client(two_replicas[0].grpc_url) as one:  # replicas serve the same model: the same pictures
         assert np.array_equal(one.infer("dcgan", request(7))["image"], images[7])
 
@@ -76,7 +88,7 @@ def test_grpc_balances_a_target_with_several_addresses(two_replicas):
     with Client(target, timeout_s=10) as client:
         for i in range(20):
             client.infer("dcgan", request(i))
-    served = [served_requests(s) - b for s, b in zip(two_replicas, before)]
+    served = served_since(two_replicas, before, 20)
     assert sum(served) == 20 and min(served) >= 1  # round_robin over the channel's addresses (pick_first: 20, 0)
 
 
@@ -86,7 +98,7 @@ def test_a_replica_killed_mid_run_fails_no_request_and_comes_back_when_ready(two
     failures, done, stop = [], [0], threading.Event()
 
     def load(client: Client) -> None:
-        i, give_up = 0, time.monotonic() + 120
+        i, give_up = 0, time.monotonic() + 600
         while not stop.is_set() and time.monotonic() < give_up:  # bounded whatever happens
             try:
                 client.infer("dcgan", request(i))
@@ -99,25 +111,35 @@ def test_a_replica_killed_mid_run_fails_no_request_and_comes_back_when_ready(two
         workers = [threading.Thread(target=load, args=(c,)) for c in (a, b)]
         for worker in workers:
             worker.start()
-        time.sleep(1.0)
+        wait_until(lambda: done[0] >= 20)  # both replicas serving the load
         victim.process.send_signal(signal.SIGKILL)  # no goodbye: connections drop mid-request
         victim.process.wait(timeout=30)
-        time.sleep(1.5)
-        served_while_down = done[0]
+        at_kill = done[0]
+        wait_until(lambda: done[0] >= at_kill + 50)  # answered with one replica dead
+        served_while_down = done[0] - at_kill
         victim.stop()
         victim.start()  # the same ports again
         before = served_requests(victim)
-        deadline = time.monotonic() + 45  # the client's waits double from 0.2 s up to 30 s between checks
-        while served_requests(victim) == before and time.monotonic() < deadline:
-            time.sleep(0.5)
+        # the client's waits double from 0.2 s up to 30 s between checks: the revived replica is asked
+        # again within 30 s of its start; the bound only catches a hang
+        wait_until(lambda: served_requests(victim) > before, seconds=300)
         stop.set()
         for worker in workers:
             worker.join(timeout=60)
         back = served_requests(victim) - before
-    assert failures == [] and served_while_down > 0
+    assert failures == [] and served_while_down >= 50
     assert back > 0  # the revived replica was asked /v2/health/ready and taken back
 
 
+def wait_until(condition: Callable[[], bool], seconds: float = 120) -> None:
+    """Wait for a condition; the bound only catches a hang."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
 def test_serve_command_starts_replicas_prints_their_url_and_stops_them_all(dcgan_repo, tmp_path):
     cmd = [sys.executable, "-m", "artforge", "serve", "--repository", str(dcgan_repo), "--replicas", "2",
            "--grpc-port", "0", "--http-port", "0", "--metrics-port", "0", "--log-file", str(tmp_path / "t.log")]

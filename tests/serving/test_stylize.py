@@ -30,12 +30,35 @@ def test_stylize_round_trip_at_an_odd_size_with_a_style_and_a_blend(style_server
             assert np.abs(result.astype(int) - expected(net, photo, weights)).max() <= 1
 
 
+def test_stylize_command_writes_the_style_and_the_blend_asked_for(style_server, tmp_path, capsys):
+    from artforge.cli import main
+    from artforge.imaging import read_image
+
+    server, net = style_server
+    photo = np.random.default_rng(3).integers(0, 256, (40, 29, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    for name, choice, weights in (("mosaic", ["--style", "mosaic"], [0.0, 1.0]),
+                                  ("blend", ["--blend", "ink=1,mosaic=3"], [0.25, 0.75])):
+        out = tmp_path / f"{name}.png"
+        assert main(["stylize", "--model", "stylize", "--input", str(tmp_path / "photo.png"), *choice,
+                     "--out", str(out), "--url", server.grpc_url, "--quiet"]) == 0
+        want = expected(net, photo, np.array(weights, np.float32))
+        assert np.abs(read_image(out).astype(int) - want).max() <= 1
+    assert "--blend weights sum to 4; normalised to 1" in capsys.readouterr().err
+    assert main(["stylize", "--model", "stylize", "--input", str(tmp_path / "photo.png"), "--style", "cubism",
+                 "--out", str(tmp_path / "x.png"), "--url", server.grpc_url]) == 1
+    err = capsys.readouterr().err
+    assert "cubism" in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
+
+
 def test_a_2048_pixel_photo_goes_through_grpc(style_server):
-    server, _ = style_server
+    server, net = style_server
     photo = np.random.default_rng(2).integers(0, 256, (2048, 2048, 3), dtype=np.uint8)  # 12.6 MB each way
+    weights = np.array([1.0, 0.0], np.float32)
     with Client(server.grpc_url, timeout_s=300) as client:
-        result = stylize_image(client, "stylize", photo, np.array([1.0, 0.0], np.float32))
-    assert result.shape == (2048, 2048, 3) and result.std() > 0
+        result = stylize_image(client, "stylize", photo, weights)
+    assert result.shape == (2048, 2048, 3)
+    assert np.abs(result.astype(int) - expected(net, photo, weights)).max() <= 1  # every pixel as PyTorch makes it
 
 
 def test_folder_input_and_bad_inputs(style_server, tmp_path):

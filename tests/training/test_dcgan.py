@@ -106,6 +106,7 @@ def test_two_process_torchrun_trains_and_only_rank_zero_writes(art32, tmp_path):
     assert all(torch.isfinite(t).all() for t in load_checkpoint(run).weights.values())
 
 
+@pytest.mark.slow
 def test_eval_every_logs_fd_and_kid_from_the_untrained_start_and_draws_the_curve(art32, tmp_path):
     run = tmp_path / "run"
     train_dcgan(data=str(art32), out=str(run), steps=3, seed=0, eval_every=2, eval_count=12, **TINY_DCGAN)

@@ -1,8 +1,11 @@
 import json
 
+import pytest
+
 from artforge.cli import main
 
 
+@pytest.mark.slow
 def test_compare_loss_layers_trains_every_candidate_and_writes_reports(tmp_path):
     out = tmp_path / "ll"
     assert main(["loss-layers", "--out", str(out), "--steps", "2", "--size", "32", "--quiet"]) == 0
