@@ -305,7 +305,7 @@ def add_gpu_compose_parser(commands) -> None:
                     "'artforge export' recorded for every engine in the repository, refuses repositories that "
                     "no single Triton container can serve (mixed TensorRT versions, Python-backend models), "
                     "names the container whose TensorRT matches, and prints the docker compose command "
-                    "(serving/docker-compose.gpu.yml) with the repository's absolute path.",
+                    "(artforge/serving/docker-compose.gpu.yml) with the repository's absolute path.",
         epilog="examples:\n"
                "  artforge gpu-compose --repository repo-gpu\n"
                "  artforge gpu-compose --repository repo-gpu --image nvcr.io/nvidia/tritonserver:24.10-py3\n"

@@ -51,7 +51,7 @@ class TensorSpec:
         return (batch, *(d if isinstance(d, int) else sizes[d] for d in self.shape))
 
     def limits(self, ranges: dict[str, "DynamicDim"]) -> dict[str, Any]:
-        """What a request may hold in this tensor (serving/request_limits.py reads it)."""
+        """What a request may hold in this tensor (artforge/serving/request_limits.py reads it)."""
         dims = [[d, d] if isinstance(d, int) else [ranges[d].min, ranges[d].max] for d in self.shape]
         limit: dict[str, Any] = {"dims": dims}
         if np.dtype(self.dtype).kind == "f":

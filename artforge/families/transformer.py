@@ -9,10 +9,10 @@ One network, two ways to call it:
   decoding a step with one token: the exported graph is that one function, so the two cannot drift
   apart, and decoding one token costs one token's work instead of the whole window's. `cached`
   (batch, 1) is how many of the last cache entries are each row's own: streams of different lengths
-  decode in one batch with their caches padded at the front (continuous batching, serving/decoding.py).
+  decode in one batch with their caches padded at the front (continuous batching, artforge/serving/decoding.py).
 
 Positions are learnt (GPT-2): a sequence holds at most `context` tokens, cache included; the
-decoding loop (serving/decoding.py) starts a fresh cache from the latest tokens when it is full.
+decoding loop (artforge/serving/decoding.py) starts a fresh cache from the latest tokens when it is full.
 The output layer is the token embedding transposed (tied weights, and no second copy on disk).
 """
 from __future__ import annotations
@@ -184,7 +184,7 @@ def scoring_windows(ids: list[int], span: int) -> list[tuple[list[int], int]]:
 def sample_sequences(lm: DecoderLM, prompt: list[int], count: int, seed: int, max_tokens: int,
                      temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0, eos: int | None = 0,
                      stop=None) -> list[list[int]]:
-    """Continuations of `prompt` written in-process by the served loop (serving/decoding.py) with the
+    """Continuations of `prompt` written in-process by the served loop (artforge/serving/decoding.py) with the
     key/value cache: sequence i with seed `seed + i`, each until `eos` (included) or max_tokens.
     `stop(tokens so far)` true ends a sequence early (e.g. enough bars of music)."""
     from artforge.serving.decoding import CachedSteps, decode

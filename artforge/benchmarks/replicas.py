@@ -3,7 +3,7 @@ is killed mid-run: `artforge bench RUN --replicas N` (it starts the replicas) or
 (servers already running: the sweep only, since it cannot kill them).
 
 Load: `concurrency` client threads, each with its own Client over the replicas in use (least in
-flight, failover: serving/replicas.py), sending the model's sample request for `seconds`. The
+flight, failover: artforge/serving/replicas.py), sending the model's sample request for `seconds`. The
 clients share the machine with the servers: their CPU time and each replica's are reported.
 """
 from __future__ import annotations

@@ -100,9 +100,9 @@ def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries:
 
 class Client:
     """Synchronous gRPC client of one Triton server or several replicas (url 'a:8001,b:8001'; see
-    serving/replicas.py): a call that finds a replica UNAVAILABLE goes to another, and with none left
+    artforge/serving/replicas.py): a call that finds a replica UNAVAILABLE goes to another, and with none left
     waits for one with backoff; any other failure is final. Large tensors to a server on this machine
-    travel through system shared memory (serving/shared_memory.py) unless shared_memory=False."""
+    travel through system shared memory (artforge/serving/shared_memory.py) unless shared_memory=False."""
 
     def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
                  backoff_s: float = 0.2, shared_memory: bool = True):

@@ -1,5 +1,5 @@
 """Benchmarks of models served as a loop (token streams): time to the first token, time per output
-token and tokens per second through Triton's gRPC stream, next to the same loop (serving/decoding.py)
+token and tokens per second through Triton's gRPC stream, next to the same loop (artforge/serving/decoding.py)
 run in-process on ONNX Runtime and on PyTorch (the checkpoint's network, same cache).
 
 A request asks for a fixed number of tokens from a random prompt (temperature 1, each its own seed);

@@ -131,7 +131,7 @@ def artforge_parameters(spec: ModelSpec, options: TritonOptions) -> dict[str, st
         parameters["intra_op_threads"] = str(options.intra_op_threads)
         parameters["artforge.cpu_runtime"] = options.cpu_runtime
         parameters["artforge.precision"] = options.precision
-        if options.cpu_runtime == "openvino":  # shapes compiled for on their own (serving/openvino_session.py)
+        if options.cpu_runtime == "openvino":  # shapes compiled for on their own (artforge/serving/openvino_session.py)
             parameters["artforge.openvino_static_shapes"] = str(STATIC_SHAPES)
     return parameters
 

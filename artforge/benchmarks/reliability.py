@@ -7,7 +7,7 @@
   first step keeps a slow or busy machine from killing a process that never started training);
   after each, the newest checkpoint must load in full;
   at the end the run resumes and must equal an uninterrupted run bit for bit.
-- fuzz: every malformed request of serving/fuzz.py against a live Triton server, `rounds` times.
+- fuzz: every malformed request of artforge/serving/fuzz.py against a live Triton server, `rounds` times.
 - images: a folder of messy files (alpha, palettes, 16-bit, CMYK, EXIF, bombs, truncated) loaded the
   way training loads data; each file must be read or skipped as expected.
 - soak: steady load for `soak_seconds`; latency and server memory at the start and at the end.
