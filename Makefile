@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env gpu-env test test-fast demo demo-style reliability soak clean
+.PHONY: env gpu-env lint test test-fast demo demo-style reliability soak clean
 
 env: $(STAMP)
 
@@ -32,10 +32,13 @@ gpu-env:
 		'| ONNX Runtime providers', o.get_available_providers())"
 	touch $(STAMP)
 
-test: env
+lint: env
+	$(VENV)/bin/ruff check artforge tests
+
+test: env lint
 	$(PY) -m pytest -q --durations=15
 
-test-fast: env
+test-fast: env lint
 	$(PY) -m pytest -q -m "not slow" --durations=15
 
 # Start Triton on $(DEMO)/repo, wait until it serves, run the commands in $(1), stop the server

@@ -215,7 +215,8 @@ def read_safetensors(folder: Path, name: str, meta: dict[str, Any]) -> tuple[dic
     if not path.exists():
         raise CheckpointError(f"checkpoint {folder} is missing {name}")
     if expected and file_digest(path) != expected:
-        raise CheckpointError(f"checkpoint file {path} is truncated or corrupt (size or SHA-256 differs from {META_FILE})")
+        raise CheckpointError(f"checkpoint file {path} is truncated or corrupt "
+                              f"(size or SHA-256 differs from {META_FILE})")
     try:
         with safe_open(str(path), "pt") as f:
             tensors = {key: f.get_tensor(key) for key in f.keys()}

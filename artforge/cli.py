@@ -561,10 +561,10 @@ def add_families_parser(commands) -> None:
     p.set_defaults(handler=run_families)
 
 
-PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser, add_serve_parser,
-                                   add_gpu_compose_parser,
-                                   add_stream_parser, add_evaluate_parser, add_bench_parser,
-                                   add_loss_layers_parser, add_init_gain_parser, add_reliability_parser]
+PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_families_parser, add_export_parser,
+                                   add_serve_parser, add_gpu_compose_parser, add_stream_parser, add_evaluate_parser,
+                                   add_bench_parser, add_loss_layers_parser, add_init_gain_parser,
+                                   add_reliability_parser]
 
 
 def add_family_verbs(commands) -> None:

@@ -8,7 +8,8 @@ does not change the noise a seed gives). The same code builds the request in-pro
 Triton, so a seed gives the same pictures from a checkpoint and from a server.
 
     generation_request(spec.inputs, spec.metadata, spec.input_limits(), count=8, seed=3)
-    generation_request(info.inputs, info.metadata, info.limits, 8, 3, classes=np.full(8, 2), controls={"truncation": 0.7})
+    generation_request(info.inputs, info.metadata, info.limits, 8, 3, classes=np.full(8, 2),
+                       controls={"truncation": 0.7})
 """
 from __future__ import annotations
 

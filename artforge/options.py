@@ -60,7 +60,10 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
     inherits, RunControl's last."""
     hints = typing.get_type_hints(options_cls)
     own = set(vars(options_cls).get("__annotations__", {}))  # the family's own options first, shared ones after
-    for f in sorted(dataclasses.fields(options_cls), key=lambda f: 2 if f.name in RUN_CONTROL_FIELDS else f.name not in own):
+    def order(f) -> int:
+        return 2 if f.name in RUN_CONTROL_FIELDS else int(f.name not in own)
+
+    for f in sorted(dataclasses.fields(options_cls), key=order):
         meta = f.metadata
         if not meta.get("cli", True):
             continue

@@ -16,7 +16,8 @@ LIMITS = {"style": {"min": 0, "max": 4}}
 
 def test_request_is_seeded_and_keeps_controls_and_classes_apart_from_noise():
     a = generation_request(INPUTS, METADATA, LIMITS, 3, seed=5)
-    b = generation_request(INPUTS, METADATA, LIMITS, 3, seed=5, classes=np.array([4, 4, 4]), controls={"truncation": 0.7})
+    b = generation_request(INPUTS, METADATA, LIMITS, 3, seed=5, classes=np.array([4, 4, 4]),
+                           controls={"truncation": 0.7})
     assert np.array_equal(a["z"], b["z"]) and np.array_equal(a["noise"], b["noise"])  # class/control change no noise
     assert np.array_equal(a["z"], np.random.default_rng(5).standard_normal((3, 8)).astype(np.float32))  # z first
     assert np.all(a["truncation"] == 1.0) and np.allclose(b["truncation"], 0.7)

@@ -153,7 +153,8 @@ def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: in
         point.requests = len(latencies)
         point.latency_ms = latency_summary(latencies)
         try:
-            point.server_ms, point.executed_batch = server_breakdown(before, server_totals(stats_client.statistics(model)))
+            after = server_totals(stats_client.statistics(model))
+            point.server_ms, point.executed_batch = server_breakdown(before, after)
         except Exception as e:
             point.first_error = point.first_error or f"statistics: {e}"[:300]
     return point

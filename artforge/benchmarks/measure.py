@@ -55,7 +55,8 @@ def time_interleaved(runners: dict[str, Callable[[], object]], warmup: int, min_
 
     def more() -> bool:
         live = [n for n in per_turn if n not in failed]
-        return bool(live) and (min(len(times[n]) for n in live) < min_calls or time.perf_counter() - started < min_seconds)
+        return bool(live) and (min(len(times[n]) for n in live) < min_calls
+                               or time.perf_counter() - started < min_seconds)
 
     while more():
         for name, calls in per_turn.items():
@@ -121,8 +122,8 @@ def machine_facts() -> dict[str, object]:
     try:
         with open("/proc/cpuinfo") as f:
             info = f.read().splitlines()
-        facts["cpu"] = next(l.split(":", 1)[1].strip() for l in info if l.startswith("model name"))
-        flags = set(next(l.split(":", 1)[1].split() for l in info if l.startswith("flags")))
+        facts["cpu"] = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+        flags = set(next(line.split(":", 1)[1].split() for line in info if line.startswith("flags")))
         facts["cpu_flags"] = [f for f in TELLING_FLAGS if f in flags]
     except (OSError, StopIteration):
         pass

@@ -75,7 +75,8 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
         if "p50_ms" in row["triton_b1"]:
             ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("triton_grpc_payload_b1", {}):
-            ratios[f"shared_memory_gain_b1_{size}px"] = row["triton_grpc_payload_b1"]["p50_ms"] / row["triton_b1"]["p50_ms"]
+            ratios[f"shared_memory_gain_b1_{size}px"] = (row["triton_grpc_payload_b1"]["p50_ms"]
+                                                         / row["triton_b1"]["p50_ms"])
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("openvino_b1", {}):
             ratios[f"triton_vs_openvino_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"]
         if "p50_ms" in row.get("triton_nocompute_b1", {}) and "p50_ms" in row.get(f"{served}_b1", {}):
@@ -126,7 +127,8 @@ def at_clients(name: str) -> tuple[str, str]:
 def markdown(document: dict[str, Any]) -> str:
     m, inproc = document["machine"], document["inprocess"]
     unit = document["model"].get("unit", "image")  # the family's unit: image, frame, token...
-    outputs = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in document["model"].get("spec", {}).get("outputs", []))
+    specs = document["model"].get("spec", {}).get("outputs", [])
+    outputs = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in specs)
     lines = [f"# artforge bench: {document['model']['family']}" + (f" ({outputs})" if outputs else ""), "",
              f"{m['cpu']}, {m['cores']} cores" + (f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else "")
              + f"; torch {m['torch']}, onnxruntime {m['onnxruntime']}"
@@ -158,7 +160,7 @@ def markdown(document: dict[str, Any]) -> str:
               "MODEL-nobatch runs every request alone; MODEL-nocompute (and `triton_nocompute` above) batches as "
               "MODEL but computes each input shape once and repeats the answer: the serving path alone.", "",
               f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
-              "infer ms | executed batch | CPU s: client, server |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+              "infer ms | executed batch | CPU s: client, server |", "|---" * 14 + "|"]
     for p in document["triton"]:
         lat, srv = p["latency_ms"] or {k: float("nan") for k in ("p50", "p90", "p95", "p99")}, p["server_ms"]
         lines.append(f"| {p['model']} | {p['concurrency']} | {p['batch']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
@@ -235,7 +237,8 @@ def fps_cell(measured: dict[str, Any]) -> str:
 def variant_lines(variants: list[dict[str, Any]]) -> list[str]:
     """Latency next to quality cost: grey levels for every model, FD/KID against fp32 for generators."""
     lines = ["", "## Precision variants (ONNX Runtime, batch 1, in-process)", "",
-             "| variant | p50 ms | mean abs diff vs fp32 (grey levels) | max | FD vs fp32 (floor) | KID vs fp32 (floor) |",
+             "| variant | p50 ms | mean abs diff vs fp32 (grey levels) | max | FD vs fp32 (floor) "
+             "| KID vs fp32 (floor) |",
              "|---|---|---|---|---|---|"]
     for v in variants:
         if "error" in v:

@@ -269,7 +269,8 @@ class OneClient:
     shared machine falls on all of them."""
 
     def __init__(self, url: str, model: str, spec, serving, session, opts: BenchOptions, peer=None, openvino=None):
-        self.url, self.model, self.spec, self.serving, self.session, self.opts = url, model, spec, serving, session, opts
+        self.url, self.model, self.spec = url, model, spec
+        self.serving, self.session, self.opts = serving, session, opts
         self.openvino = openvino
         self.peer = peer
         self.peer_session = peer.session(threads=opts.threads) if peer is not None else None

@@ -174,7 +174,7 @@ def stream_markdown(document: dict[str, Any]) -> str:
         lines.append(f"- Triton, {name}: {variant['instances']} instance(s), {variant['intra_op_threads']} ONNX "
                      f"Runtime thread(s) each, up to {variant['max_batch']} stream(s) per decoding step")
     lines += ["", "| where | streams at once | first token p50 ms | p99 ms | per output token p50 ms | p99 ms | "
-              "tokens/s per stream | tokens/s in all | client CPU s | errors |", "|---|---|---|---|---|---|---|---|---|---|"]
+              "tokens/s per stream | tokens/s in all | client CPU s | errors |", "|---" * 10 + "|"]
     for name, label in (("pytorch", "in-process PyTorch"), ("onnxruntime", "in-process ONNX Runtime")):
         if name in document["inprocess"]:
             r = document["inprocess"][name]

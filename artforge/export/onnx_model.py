@@ -60,7 +60,8 @@ def trace_to_onnx(serving: nn.Module, spec: ModelSpec) -> onnx.ModelProto:
                 input_names=[t.name for t in spec.inputs], output_names=[t.name for t in spec.outputs],
                 dynamic_shapes=dynamic_shapes)
     except Exception as e:  # the exporter raises many types; the user needs one line and the cause
-        summary = next((l for l in str(e).splitlines() if "Error" in l and ":" in l), str(e).splitlines()[0])
+        lines = str(e).splitlines()
+        summary = next((line for line in lines if "Error" in line and ":" in line), lines[0])
         raise ArtforgeError(f"torch.onnx.export failed for the {spec.family} model: {summary.strip()}") from e
     finally:
         quiet.setLevel(level)

@@ -35,7 +35,8 @@ class ParityResult:
     def line(self) -> str:
         where = ", ".join(f"{k}={v}" for k, v in self.sizes.items())
         return (f"{self.output:<12} batch {self.batch:>3}{' ' + where if where else ''}: max abs {self.max_abs:.3g}, "
-                f"mean abs {self.mean_abs:.2g}, max rel {self.max_rel:.3g} (tolerance {self.tolerance:g}) {'ok' if self.ok else 'FAIL'}")
+                f"mean abs {self.mean_abs:.2g}, max rel {self.max_rel:.3g} (tolerance {self.tolerance:g}) "
+                f"{'ok' if self.ok else 'FAIL'}")
 
 
 def onnx_session(path: Path, threads: int = 0):

@@ -49,7 +49,8 @@ def unsupported_version(version: str) -> str | None:
         return None
     why = (" (11 removed the FP16/BF16/INT8 builder flags and the int8 calibrator these engines are built with)"
            if tensorrt_major(version) > SUPPORTED_MAJOR else "")
-    return f"TensorRT {version} is installed; artforge builds engines with TensorRT {SUPPORTED_MAJOR}{why}: {INSTALL_HINT}"
+    return (f"TensorRT {version} is installed; artforge builds engines with TensorRT {SUPPORTED_MAJOR}{why}: "
+            f"{INSTALL_HINT}")
 
 
 def tensorrt_missing() -> str | None:

@@ -10,7 +10,7 @@ import json
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -194,7 +194,8 @@ class Client:
         wanted = outputs or self.model(name).output_names()
         return tensors, [self._grpc.InferRequestedOutput(n) for n in wanted], wanted
 
-    def infer(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    def infer(self, name: str, inputs: dict[str, np.ndarray],
+              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
         if self.model(name).stream:
             raise ArtforgeError(f"model '{name}' streams its answer token by token: use Client.stream")
         checked = self.checked_inputs(name, inputs)

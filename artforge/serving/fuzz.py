@@ -75,7 +75,8 @@ def fuzz_cases(model: str, model_dir: Path) -> list[FuzzCase]:
     return cases
 
 
-def tensor_cases(model: str, base: list[RawTensor], i: int, t: RawTensor, limit: dict, max_batch: int) -> list[FuzzCase]:
+def tensor_cases(model: str, base: list[RawTensor], i: int, t: RawTensor, limit: dict,
+                 max_batch: int) -> list[FuzzCase]:
     from tritonclient.utils import triton_to_np_dtype
 
     dtype = triton_to_np_dtype(t.datatype)

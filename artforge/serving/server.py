@@ -218,12 +218,12 @@ class Server:
         if self._log_handle:
             self._log_handle.flush()
         text = self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
-        lines = [l.strip() for l in text.splitlines() if l.strip() and not any(n in l for n in LOG_NOISE)]
-        for telling in (lambda l: l.startswith("E") and "failed to load" in l,  # carries the reason
-                        lambda l: "what():" in l,  # a C++ exception that ended a process
-                        lambda l: l.startswith(("E", "error:")),
-                        lambda l: "Error" in l):
-            hits = [l for l in lines if telling(l)]
+        lines = [line.strip() for line in text.splitlines() if line.strip() and not any(n in line for n in LOG_NOISE)]
+        for telling in (lambda line: line.startswith("E") and "failed to load" in line,  # carries the reason
+                        lambda line: "what():" in line,  # a C++ exception that ended a process
+                        lambda line: line.startswith(("E", "error:")),
+                        lambda line: "Error" in line):
+            hits = [line for line in lines if telling(line)]
             if hits:
                 return hits[-1][:400]
         return lines[-1][:400] if lines else "no log output"

@@ -88,7 +88,8 @@ def unregister(client, name: str = "") -> bool:
         except Exception as e:  # a refusal is retried; a closed channel or a gone server is not
             refused = isinstance(e, InferenceServerException) and "UNAVAILABLE" not in str(e.status() or "")
             if wait is None or not refused:
-                log.info("could not unregister shared memory %s: %s", name or "(all)", (str(e) or type(e).__name__).splitlines()[0])
+                log.info("could not unregister shared memory %s: %s", name or "(all)",
+                         (str(e) or type(e).__name__).splitlines()[0])
                 return False
             time.sleep(wait)
 

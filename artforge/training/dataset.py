@@ -60,7 +60,8 @@ class Skipped:
             parts.append(f"{len(self.unreadable)} unreadable (first: {self.unreadable[0]})")
         if self.too_large:
             parts.append(f"{len(self.too_large)} over {max_pixels / 1e6:.0f} megapixels (first: {self.too_large[0]})")
-        line = f"skipped {' and '.join(parts)} image file(s) under {root}" if parts else f"read every image under {root}"
+        line = (f"skipped {' and '.join(parts)} image file(s) under {root}" if parts
+                else f"read every image under {root}")
         if self.library_warnings:
             line += f"; the image library warned {self.library_warnings} time(s) about the others"
         return line
@@ -120,7 +121,8 @@ def load_image_folder(root: Path, size: int, progress: bool = True, fit: str = "
 
 
 def split_image_folder(root: Path, size: int, share: float, seed: int, max_held_out: int, progress: bool = True,
-                       fit: str = "crop", background: tuple[int, int, int] = WHITE) -> tuple[torch.Tensor, np.ndarray, dict]:
+                       fit: str = "crop",
+                       background: tuple[int, int, int] = WHITE) -> tuple[torch.Tensor, np.ndarray, dict]:
     """A folder's images split for training and measurement: (training (N, 3, S, S) uint8, held out
     (M, S, S, 3) uint8, a description). `share` of the images (at most `max_held_out`, at least one) are
     held out, the same ones for a seed; labels are ignored."""

@@ -225,7 +225,8 @@ class QualityLog:
         records = [r for r in read_log(self.run / "log.jsonl") if names[0] in r and r["step"] < step]
         records.append({"step": step, **values})
         title = (f"{self.trainer.family}: measured on held-out data" if self.own else
-                 f"{self.trainer.family}: {self.opts.eval_count} images vs real, {FEATURE_SPACE_SHORT} (not Inception FID)")
+                 f"{self.trainer.family}: {self.opts.eval_count} images vs real, {FEATURE_SPACE_SHORT} "
+                 "(not Inception FID)")
         curves_png([r["step"] for r in records], {n if self.own else n.upper(): [r[n] for r in records] for n in names},
                    self.run / "quality.png", title)
 

@@ -22,7 +22,7 @@ import torch
 
 from artforge.families import load_network
 from artforge.files import atomic_write_text, slug
-from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
+from artforge.imaging import make_grid, save_png, unit_to_uint8
 from artforge.evaluation.transfer import to_unit, transfer_judge, transfer_quality
 from artforge.training.loss_network import vgg_from_file
 

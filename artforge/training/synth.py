@@ -108,7 +108,8 @@ def paint_splatter(rng: np.random.Generator, size: int) -> Image.Image:
         r = s * rng.uniform(0.01, 0.07)
         draw.ellipse((x - r, y - r * rng.uniform(0.6, 1.4), x + r, y + r), fill=colour)
         if rng.random() < 0.5:  # a drip runs down from the blob
-            draw.line((x, y, x + rng.normal(0, 2), y + s * rng.uniform(0.1, 0.4)), fill=colour, width=max(1, int(r / 3)))
+            draw.line((x, y, x + rng.normal(0, 2), y + s * rng.uniform(0.1, 0.4)), fill=colour,
+                      width=max(1, int(r / 3)))
     for _ in range(int(rng.integers(30, 80))):  # fine spatter
         x, y = rng.uniform(0, s, size=2)
         r = s * rng.uniform(0.003, 0.012)

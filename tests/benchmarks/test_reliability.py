@@ -16,7 +16,8 @@ def test_short_reliability_run_keeps_every_promise(tmp_path, capsys):
     kills = results["kills"]
     assert kills["kills"] == 3 and kills["newest_checkpoint_loaded"] == 3
     assert kills["identical_to_uninterrupted_run"] and kills["leftover_folders"] == 0 and kills["steps_reached"] > 3
-    assert results["images"]["files"] == 10 and results["images"]["read"] == 7 and not results["images"]["wrong_outcomes"]
+    images = results["images"]
+    assert images["files"] == 10 and images["read"] == 7 and not images["wrong_outcomes"]
     assert results["fuzz"]["requests"] >= 35 and results["fuzz"]["server_up_and_healthy_after"]
     soak = results["soak"]
     # every request the load generator counted as answered, the server counted too; and the soak ran its time

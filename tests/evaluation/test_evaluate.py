@@ -67,7 +67,8 @@ def rows_of(net, style_paths) -> dict[str, dict[str, float]]:
     from artforge.photos import photo_crops
 
     photos = photo_crops(quality.PHOTOS, quality.PHOTO_SIZE, quality.PHOTO_SIZE, 0, held_out=True)
-    style_images, serving, judge = quality.load_styles(style_paths, 2), StyleServing(net, float_output=False).eval(), transfer_judge()
+    style_images, judge = quality.load_styles(style_paths, 2), transfer_judge()
+    serving = StyleServing(net, float_output=False).eval()
     rows = {}
     for k, name in enumerate(("ink", "mosaic")):
         with torch.no_grad():

@@ -49,7 +49,8 @@ def test_config_parses_with_tritons_schema_and_follows_the_spec(dcgan_run, tmp_p
     assert config.HasField("dynamic_batching") and config.dynamic_batching.max_queue_delay_microseconds == 0
     assert config.instance_group[0].count == 2 and config.version_policy.latest.num_versions == 3
     warm = config.model_warmup[0].inputs
-    assert warm["style"].input_data_file == "style" and (tmp_path / "repo" / "art" / "warmup" / "style").stat().st_size == 8
+    assert warm["style"].input_data_file == "style"
+    assert (tmp_path / "repo" / "art" / "warmup" / "style").stat().st_size == 8
     assert json.loads(config.parameters["artforge.metadata"].string_value)["styles"][0] == "circles"
     native = export_checkpoint(dcgan_run, tmp_path / "native", runtime="native")
     config = parse_config((native.version_dir.parent / "config.pbtxt").read_text())

@@ -176,7 +176,8 @@ def test_engine_runner_checks_what_tensorrt_can_return_as_none(fake_trt, tmp_pat
         EngineRunner(plan)
 
 
-@pytest.mark.skipif(MISSING is None, reason="TensorRT and a GPU are present: the missing-TensorRT message does not apply")
+@pytest.mark.skipif(MISSING is None,
+                    reason="TensorRT and a GPU are present: the missing-TensorRT message does not apply")
 def test_tensorrt_without_tensorrt_is_a_clear_error_before_any_work(dcgan_run, tmp_path):
     with pytest.raises(ArtforgeError, match="--formats tensorrt cannot run here"):
         export_checkpoint(dcgan_run, tmp_path / "repo", formats="onnx,tensorrt", runtime="native", precision="fp16")

@@ -120,7 +120,8 @@ class InvertTrainer(FamilyTrainer):
     def write_samples(self, path: Path) -> None:
         with torch.no_grad():
             images = torch.linspace(-1, 1, 3 * 8 * 8).reshape(1, 3, 8, 8)
-            save_png(make_grid(unit_to_uint8(torch.cat([images, self.net(images)])).numpy(), 2), path.with_suffix(".png"))
+            pairs = unit_to_uint8(torch.cat([images, self.net(images)])).numpy()
+            save_png(make_grid(pairs, 2), path.with_suffix(".png"))
 
     def inference_weights(self):
         return self.net.state_dict()
@@ -199,7 +200,8 @@ def test_export_serve_and_infer_through_the_generic_stages(invert_run, tmp_path)
     result = export_checkpoint(invert_run, tmp_path / "repo", max_batch=4)
     assert result.name == NAME and all(r.ok for r in result.parity)
     picture = np.random.default_rng(3).integers(0, 256, (1, 13, 21, 3), dtype=np.uint8)
-    with Server(tmp_path / "repo", grpc_port=0, http_port=0, metrics_port=0) as server, Client(server.grpc_url) as client:
+    with (Server(tmp_path / "repo", grpc_port=0, http_port=0, metrics_port=0) as server,
+          Client(server.grpc_url) as client):
         assert client.model(NAME).family == NAME
         inverted = client.infer(NAME, {"image": picture})["inverted"]
         assert inverted.shape == picture.shape

@@ -50,7 +50,8 @@ def poem_run(corpus, tmp_path_factory) -> Path:
 # ---- corpora ----
 def test_fortunes_files_lose_titles_authors_and_part_headings(tmp_path):
     colour = "\x1b[32m《送别》\x1b[m\n\x1b[33m作者：王维\x1b[m\n"
-    (tmp_path / "tang").write_text(colour + "下马饮君酒，问君何所之。\n%\n\x1b[32m题目:《二首》\x1b[m\n其一\n春云如兽复如禽。\n"
+    (tmp_path / "tang").write_text(colour + "下马饮君酒，问君何所之。\n%\n"
+                                   "\x1b[32m题目:《二首》\x1b[m\n其一\n春云如兽复如禽。\n"
                                    "其二\n日照风吹浅又深。\n%\n", encoding="utf-8")
     assert list(read_fortunes(tmp_path / "tang")) == ["下马饮君酒，问君何所之。", "春云如兽复如禽。\n日照风吹浅又深。"]
 
@@ -62,13 +63,15 @@ def test_chinese_poetry_json_keeps_verses_and_drops_poems_with_lost_characters(t
              {"title": "b", "paragraphs": ["□□雄帝宅，函谷壯皇居。"]}, {"title": "c", "paragraphs": []}]
     (folder / "poet.tang.0.json").write_text(json.dumps(poems, ensure_ascii=False), encoding="utf-8")
     (folder / "poet.song.0.json").write_text("[]", encoding="utf-8")
-    assert list(read_chinese_poetry("poet.tang.*.json")(tmp_path)) == ["秦川雄帝宅，函谷壯皇居。\n綺殿千尋起，離宮百雉餘。"]
+    assert list(read_chinese_poetry("poet.tang.*.json")(tmp_path)) == [
+        "秦川雄帝宅，函谷壯皇居。\n綺殿千尋起，離宮百雉餘。"]
     with pytest.raises(ArtforgeError, match="no poet.tang.*.json files"):
         list(read_chinese_poetry("poet.tang.*.json")(tmp_path / "elsewhere"))
 
 
 def test_text_poems_split_on_blank_lines_and_refuse_other_encodings(tmp_path):
-    (tmp_path / "a.txt").write_text("Shall I compare thee\r\nto a summer's day?\r\n\r\n \r\nSecond poem\n", encoding="utf-8")
+    (tmp_path / "a.txt").write_text("Shall I compare thee\r\nto a summer's day?\r\n\r\n \r\nSecond poem\n",
+                                    encoding="utf-8")
     assert list(read_text_poems(tmp_path)) == ["Shall I compare thee\nto a summer's day?", "Second poem"]
     (tmp_path / "b.txt").write_bytes("déjà".encode("latin-1"))
     with pytest.raises(ArtforgeError, match="b.txt is not UTF-8 text"):

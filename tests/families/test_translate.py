@@ -28,7 +28,8 @@ def test_the_history_pool_fills_then_swaps_about_half():
 
 
 def test_directions_by_letter_or_by_domain_name():
-    assert direction_index("a2b", ["photos", "waves"]) == 0 and direction_index("waves2photos", ["photos", "waves"]) == 1
+    assert direction_index("a2b", ["photos", "waves"]) == 0
+    assert direction_index("waves2photos", ["photos", "waves"]) == 1
     with pytest.raises(ArtforgeError, match="not one of"):
         direction_index("sideways", ["photos", "waves"])
 

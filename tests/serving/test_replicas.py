@@ -151,7 +151,7 @@ def test_serve_command_starts_replicas_prints_their_url_and_stops_them_all(dcgan
             lines.append(line)
             if "Ctrl-C stops them all" in line or time.monotonic() > deadline:
                 break
-        url = next(l.split("--url", 1)[1].strip() for l in lines if "clients: --url" in l)
+        url = next(line.split("--url", 1)[1].strip() for line in lines if "clients: --url" in line)
         assert len(url.split(",")) == 2 and len(set(url.split(","))) == 2
         with Client(url, timeout_s=10) as client:
             assert client.infer("dcgan", request(1))["image"].shape == (1, 32, 32, 3)

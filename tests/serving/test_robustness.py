@@ -83,7 +83,8 @@ def test_serve_reloads_a_model_whose_backend_died(both_repo, tmp_path):
         lines = read_until(proc, "Ctrl-C stops it", 120)
         import tritonclient.grpc as grpcclient
 
-        overflow = next(c for c in fuzz_cases("stylize", both_repo / "stylize") if c.label.startswith("content: declared shape overflows"))
+        overflow = next(c for c in fuzz_cases("stylize", both_repo / "stylize")
+                        if c.label.startswith("content: declared shape overflows"))
         with grpcclient.InferenceServerClient(f"127.0.0.1:{ports[0]}") as raw:
             assert send_raw(raw._client_stub, overflow) == "INTERNAL"  # the stub is gone
             lines += read_until(proc, "reloaded and healthy again", 60)
@@ -102,7 +103,7 @@ def read_until(proc, marker: str, timeout_s: float) -> list[str]:
 
     if not hasattr(proc, "lines"):  # one reader thread per process: a blocking readline cannot time out
         proc.lines = queue.Queue()
-        threading.Thread(target=lambda: [proc.lines.put(l) for l in proc.stdout], daemon=True).start()
+        threading.Thread(target=lambda: [proc.lines.put(line) for line in proc.stdout], daemon=True).start()
     lines, deadline = [], time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:

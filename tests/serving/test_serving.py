@@ -168,7 +168,7 @@ def test_serve_command_stops_cleanly_on_sigterm_and_frees_its_ports(dcgan_repo, 
             lines.append(line)
             if "Ctrl-C stops it" in line:
                 break
-        assert any(f"127.0.0.1:{ports[0]}" in l for l in lines), lines
+        assert any(f"127.0.0.1:{ports[0]}" in line for line in lines), lines
         with Client(f"127.0.0.1:{ports[0]}") as client:
             assert client.models() == ["dcgan"]
         proc.send_signal(signal.SIGTERM)

@@ -94,7 +94,8 @@ def write_pairs(root, rng):
     for i in range(4):
         picture = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
         Image.fromarray(picture).save(root / "input" / f"scene{i}.png")
-        Image.fromarray(255 - picture).save(root / "target" / f"scene{i}.jpg" if i == 3 else root / "target" / f"scene{i}.png")
+        name = f"scene{i}.jpg" if i == 3 else f"scene{i}.png"
+        Image.fromarray(255 - picture).save(root / "target" / name)
         mask = np.zeros((40, 48), np.uint8)
         mask[10:20, 12:30] = 255
         Image.fromarray(mask).save(root / "mask" / f"scene{i}.png")

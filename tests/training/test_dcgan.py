@@ -26,9 +26,9 @@ def test_training_writes_checkpoint_samples_log_and_options(art32, tmp_path):
     assert checkpoint.meta["config"]["num_classes"] == 5 and checkpoint.meta["seed"] == 0
     assert checkpoint.meta["dataset"]["images"] == 30
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_00000002.png", "step_00000004.png"]
-    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
-    assert [l["step"] for l in lines] == [1, 2, 3, 4]
-    assert all(l["loss_d"] > 0 and l["loss_g"] > 0 for l in lines)
+    lines = [json.loads(record) for record in (run / "log.jsonl").read_text().splitlines()]
+    assert [record["step"] for record in lines] == [1, 2, 3, 4]
+    assert all(record["loss_d"] > 0 and record["loss_g"] > 0 for record in lines)
     assert json.loads((run / "train_options.json").read_text())["steps"] == 4
 
 
@@ -45,7 +45,7 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(art32, tmp_path
         assert ta.keys() == tb.keys()
         for key in ta:
             assert torch.equal(ta[key], tb[key]), f"{name}:{key} differs after resume"
-    steps = [json.loads(l)["step"] for l in (split / "log.jsonl").read_text().splitlines()]
+    steps = [json.loads(record)["step"] for record in (split / "log.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
@@ -71,7 +71,7 @@ def test_resume_survives_what_a_kill_leaves_behind(art32, tmp_path):
         log.write('{"step": 4, "loss_d"')  # the last line cut short
     train_dcgan(out=str(run), steps=5, resume=True, progress=False)
     assert sorted(p.name for p in checkpoints.iterdir()) == ["step_00000004", "step_00000005"]
-    assert [json.loads(l)["step"] for l in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    assert [json.loads(record)["step"] for record in (run / "log.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
 
 
 @pytest.mark.parametrize("content, message", [("", "is empty or corrupt"), ("[1, 2]", "not a JSON object"),
@@ -110,10 +110,10 @@ def test_two_process_torchrun_trains_and_only_rank_zero_writes(art32, tmp_path):
 def test_eval_every_logs_fd_and_kid_from_the_untrained_start_and_draws_the_curve(art32, tmp_path):
     run = tmp_path / "run"
     train_dcgan(data=str(art32), out=str(run), steps=3, seed=0, eval_every=2, eval_count=12, **TINY_DCGAN)
-    lines = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
-    measured = [l for l in lines if "fd" in l]
-    assert [l["step"] for l in measured] == [0, 2, 3]  # the untrained start, every 2 steps, the end
-    assert all(l["fd"] > 0 and l["kid_std"] >= 0 and 0 <= l["precision"] <= 1 for l in measured)
+    lines = [json.loads(record) for record in (run / "log.jsonl").read_text().splitlines()]
+    measured = [record for record in lines if "fd" in record]
+    assert [record["step"] for record in measured] == [0, 2, 3]  # the untrained start, every 2 steps, the end
+    assert all(record["fd"] > 0 and record["kid_std"] >= 0 and 0 <= record["precision"] <= 1 for record in measured)
     assert "loss_d" in measured[1] and (run / "quality.png").stat().st_size > 1000
     with pytest.raises(ArtforgeError, match="--eval-count 4 at least 8"):
         train_dcgan(data=str(art32), out=str(tmp_path / "few"), steps=1, eval_every=1, eval_count=4, **TINY_DCGAN)

@@ -108,7 +108,8 @@ def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_
     before = loss_of(StyleTransferNet(StyleNetConfig.preset("lite", 2)))
     train_style(out=str(tmp_path / "run"), **options)
     trained, checkpoint = load_network(tmp_path / "run", expect_family="style")
-    assert checkpoint.meta["styles"] == ["waves", "grid"] and checkpoint.meta["loss_network"]["name"] == "efficientnet-lite0"
+    assert checkpoint.meta["styles"] == ["waves", "grid"]
+    assert checkpoint.meta["loss_network"]["name"] == "efficientnet-lite0"
     after = loss_of(trained)
     assert after < 0.8 * before
     assert (tmp_path / "run" / "samples" / "step_00000150.png").exists()

@@ -86,7 +86,8 @@ def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
-def damage_batch(clean: np.ndarray, seeds: list[int | tuple], mix: DamageMix = DamageMix()) -> tuple[np.ndarray, np.ndarray]:
+def damage_batch(clean: np.ndarray, seeds: list[int | tuple],
+                 mix: DamageMix = DamageMix()) -> tuple[np.ndarray, np.ndarray]:
     """(N, H, W, 3) uint8 and one seed per image -> damaged (N, H, W, 3), masks (N, H, W)."""
     pairs = [damage(image, np.random.default_rng(seed), mix) for image, seed in zip(clean, seeds)]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])

@@ -58,7 +58,8 @@ def restoration_model(opts) -> tuple[Callable, tuple[np.ndarray, np.ndarray, np.
         training["data"] = opts.data
     if opts.size:  # only the held-out images are wanted: a one-crop training pool
         training.update(size=opts.size, pool=1)
-    options = RestoreTrainOptions(**{k: v for k, v in training.items() if k in RestoreTrainOptions.__dataclass_fields__})
+    known = RestoreTrainOptions.__dataclass_fields__
+    options = RestoreTrainOptions(**{k: v for k, v in training.items() if k in known})
     _, clean, _ = clean_images(options, progress=False)
     clean = clean[:opts.count]
     damaged, masks = held_out_set(clean, options.seed)
@@ -78,7 +79,8 @@ def local_restorer(checkpoint) -> Callable:
 
     @torch.no_grad()
     def restore(damaged: np.ndarray, masks: np.ndarray) -> np.ndarray:
-        return np.concatenate([serving(torch.from_numpy(damaged[i:i + 16]), torch.from_numpy(masks[i:i + 16, ..., None]))
+        return np.concatenate([serving(torch.from_numpy(damaged[i:i + 16]),
+                                       torch.from_numpy(masks[i:i + 16, ..., None]))
                                .numpy() for i in range(0, len(damaged), 16)])
 
     return restore
@@ -103,7 +105,8 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
              "| method | PSNR dB ↑ | PSNR masked ↑ | SSIM ↑ | SSIM masked ↑ | feature distance ↓ |",
              "|---|---|---|---|---|---|"]
     for name, r in document["scores"].items():
-        lines.append(f"| {name} | {r['psnr']:.2f} | {r['psnr_masked']:.2f} | {r['ssim']:.3f} | {r['ssim_masked']:.3f} | "
+        lines.append(f"| {name} | {r['psnr']:.2f} | {r['psnr_masked']:.2f} | {r['ssim']:.3f} | "
+                     f"{r['ssim_masked']:.3f} | "
                      f"{r['feature_distance']:.3f} |")
     margin = document["psnr_masked_margin_db"]
     lines += ["", f"Masked-region PSNR against the best classical method ({document['best_classical']}): "

@@ -126,10 +126,12 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
     rows = {**document["per_style"], "(unchanged photo)": document["unchanged_photo"]}
     if document.get("peer"):
         peer = document["peer"]
-        rows.update({f"{name}: {peer['name']} style {r['peer_style']} (peer)": r for name, r in peer["per_style"].items()})
+        rows.update({f"{name}: {peer['name']} style {r['peer_style']} (peer)": r
+                     for name, r in peer["per_style"].items()})
     for name, r in rows.items():
         lines.append(f"| {name} | {r['content_ssim']:.3f} | {r['content_feature_distance']:.3f} | "
                      f"{r['style_colour_levels']:.1f} | {r['style_gram_error']:.3f} |")
     if document.get("peer"):
-        lines += ["", f"The peer: {document['peer']['description']}, on the same photos, against the same style images."]
+        lines += ["", f"The peer: {document['peer']['description']}, on the same photos, against the same "
+                      "style images."]
     return lines + [""]

@@ -46,10 +46,12 @@ def translation_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], tu
     checkpoint = load_checkpoint(opts.run if opts.url else opts.source)
     fields = TranslateTrainOptions.__dataclass_fields__
     options = TranslateTrainOptions(**{k: v for k, v in checkpoint.meta.get("training", {}).items() if k in fields})
-    held = (domain_images(options.domain_a, options, 0, False)[1], domain_images(options.domain_b, options, 1000, False)[1])
+    held = (domain_images(options.domain_a, options, 0, False)[1],
+            domain_images(options.domain_b, options, 1000, False)[1])
     domains = [str(d) for d in checkpoint.meta.get("domains", ["A", "B"])]
     if opts.url:
-        return served_translator(opts), held, {"model": opts.source, "url": opts.url, "family": checkpoint.family}, domains
+        source = {"model": opts.source, "url": opts.url, "family": checkpoint.family}
+        return served_translator(opts), held, source, domains
     return local_translator(checkpoint), held, {"checkpoint": str(checkpoint.path), "step": checkpoint.step,
                                                 "family": checkpoint.family}, domains
 
@@ -87,10 +89,10 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
     lines = [f"Held-out images: {document['images'][0]} of {document['domains'][0]}, {document['images'][1]} of "
              f"{document['domains'][1]}. FD/KID/precision/recall against the target domain's held-out images "
              "(EfficientNet-Lite0 features, not Inception); 'untranslated' compares the source images themselves.", "",
-             "| direction | FD translated ↓ | FD untranslated | KID translated ↓ | KID untranslated | precision | recall "
-             "| cycle L1 (levels) ↓ | cycle PSNR dB ↑ |", "|---|---|---|---|---|---|---|---|---|"]
+             "| direction | FD translated ↓ | FD untranslated | KID translated ↓ | KID untranslated | precision "
+             "| recall | cycle L1 (levels) ↓ | cycle PSNR dB ↑ |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in document["directions"].items():
         t, u = r["translated"], r["untranslated"]
-        lines.append(f"| {name} | {t['fd']:.0f} | {u['fd']:.0f} | {t['kid']:.1f} | {u['kid']:.1f} | {t['precision']:.2f} "
-                     f"| {t['recall']:.2f} | {r['cycle_l1_levels']:.1f} | {r['cycle_psnr']:.2f} |")
+        lines.append(f"| {name} | {t['fd']:.0f} | {u['fd']:.0f} | {t['kid']:.1f} | {u['kid']:.1f} | "
+                     f"{t['precision']:.2f} | {t['recall']:.2f} | {r['cycle_l1_levels']:.1f} | {r['cycle_psnr']:.2f} |")
     return lines + [""]

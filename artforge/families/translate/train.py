@@ -81,7 +81,8 @@ COMMAND = TrainCommand(
              "  artforge evaluate runs/translate --out eval/   # FD/KID to the target domain, cycle error")
 
 
-def domain_images(domain: str, opts: TranslateTrainOptions, salt: int, progress: bool) -> tuple[torch.Tensor, np.ndarray, dict]:
+def domain_images(domain: str, opts: TranslateTrainOptions, salt: int,
+                  progress: bool) -> tuple[torch.Tensor, np.ndarray, dict]:
     """(training images (N, 3, S, S) uint8, held-out (M, S, S, 3) uint8, a description) of one domain."""
     size, seed = opts.size, opts.seed + salt
     if domain == PHOTOS:
