@@ -32,8 +32,10 @@ gpu-env:
 		'| ONNX Runtime providers', o.get_available_providers())"
 	touch $(STAMP)
 
+# ruff's rules, then the layers of pyproject.toml's import contract (a back arrow fails)
 lint: env
 	$(VENV)/bin/ruff check artforge tests
+	$(VENV)/bin/lint-imports
 
 test: env lint
 	$(PY) -m pytest -q --durations=15

@@ -133,7 +133,7 @@ def add_train_parser(commands, with_families: bool = True) -> None:
     sub = train.add_subparsers(dest="train_command", required=True, metavar="FAMILY")
     if not with_families:
         return
-    from artforge.families import families
+    from artforge.registry import families
     from artforge.options import add_options
 
     for family in families():
@@ -438,7 +438,7 @@ def add_bench_parser(commands) -> None:
 
 
 def run_loss_layers(args: argparse.Namespace) -> None:
-    from artforge.training.loss_layers import compare_loss_layers
+    from artforge.families.style.loss_layers import compare_loss_layers
 
     compare_loss_layers(Path(args.out), steps=args.steps, size=args.size, styles=args.style, vgg=args.vgg,
                         progress=not args.quiet)
@@ -468,7 +468,7 @@ def add_loss_layers_parser(commands) -> None:
 
 
 def run_init_gain(args: argparse.Namespace) -> None:
-    from artforge.training.init_gain import init_gain
+    from artforge.families.style.init_gain import init_gain
 
     if args.style and len(args.style) != 2:
         raise ArtforgeError("--style takes exactly two images: the base model's style, then the new one")
@@ -548,7 +548,7 @@ def add_reliability_parser(commands) -> None:
 
 
 def run_families(args: argparse.Namespace) -> None:
-    from artforge.families import families
+    from artforge.registry import families
 
     for family in families():
         print(f"{family.name:<10} {family.description}")
@@ -571,7 +571,7 @@ def add_family_verbs(commands) -> None:
     """Each family's own client command (`artforge generate`, `artforge stylize`), from its VERB."""
     import importlib
 
-    from artforge.families import families
+    from artforge.registry import families
 
     added = set()
     for family in families():

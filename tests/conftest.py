@@ -56,7 +56,7 @@ def triton(dcgan_repo):
 def style_run(tmp_path_factory):
     """A 2-style lite style-transfer checkpoint ('ink', 'mosaic') with distinct per-style parameters."""
     from artforge.checkpoint import save_checkpoint
-    from artforge.models import StyleNetConfig, StyleTransferNet
+    from artforge.families.style.network import StyleNetConfig, StyleTransferNet
     from tests.test_models_style import distinct_styles
 
     run = tmp_path_factory.mktemp("style-run")

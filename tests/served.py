@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from artforge.export.parity import UINT8_TOLERANCE, compare
-from artforge.families import load_network, spec_for
+from artforge.registry import load_network, spec_for
 
 
 @torch.no_grad()

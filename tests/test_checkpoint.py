@@ -9,8 +9,8 @@ import torch
 import artforge.checkpoint as ckpt
 from artforge.checkpoint import find_latest_checkpoint, load_checkpoint, save_checkpoint
 from artforge.errors import CheckpointError
-from artforge.families import build_from_checkpoint, load_network
-from artforge.models import DCGANConfig, Generator
+from artforge.registry import build_from_checkpoint, load_network
+from artforge.families.dcgan.network import DCGANConfig, Generator
 
 CONFIG = DCGANConfig(num_classes=3, z_dim=8, g_width=4, d_width=4)
 

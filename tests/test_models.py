@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from artforge.models import DCGANConfig, Discriminator, Generator
+from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
 
 
 @pytest.mark.parametrize("size", [32, 64])

@@ -4,8 +4,8 @@ import torch
 
 from artforge.export.parity import onnx_session
 from artforge.export.pipeline import export_checkpoint
-from artforge.export.triton_repo import parse_config
-from artforge.models import StyleNetConfig, StyleTransferNet
+from artforge.serving.repository_config import parse_config
+from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 
 
 def distinct_styles(net: StyleTransferNet) -> StyleTransferNet:
@@ -75,7 +75,7 @@ def test_the_fast_preset_keeps_full_resolution_thin_and_costs_a_quarter_of_lite(
 
 def test_a_checkpoint_from_before_early_downsampling_loads_as_johnsons_layout(tmp_path):
     from artforge.checkpoint import save_checkpoint
-    from artforge.families import load_network
+    from artforge.registry import load_network
 
     net = StyleTransferNet(StyleNetConfig.preset("lite", 2))
     save_checkpoint(tmp_path, family="style", config=net.config, step=1, weights=net.state_dict())

@@ -1,6 +1,7 @@
 """The built wheel holds the tree on disk: packages are found, not listed by hand (a hand-kept list once
 left artforge.families out of a wheel, found on a GPU machine), and the files export copies beside
 model.py ship inside it."""
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from artforge.families import families
+from artforge.registry import families
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_PY_HELPERS = ["triton_python_model.py", "request_limits.py", "decoding.py", "openvino_session.py"]
@@ -16,8 +17,12 @@ MODEL_PY_HELPERS = ["triton_python_model.py", "request_limits.py", "decoding.py"
 
 @pytest.fixture(scope="module")
 def wheel_files(tmp_path_factory) -> set[str]:
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "--no-build-isolation",
+    out, source = tmp_path_factory.mktemp("wheel"), tmp_path_factory.mktemp("source")
+    # built from a copy: setuptools' build/ folder would otherwise carry modules deleted since the last build
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    shutil.copytree(ROOT / "artforge", source / "artforge", ignore=shutil.ignore_patterns("__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
                     "--quiet", "-w", str(out)], check=True, capture_output=True, timeout=300)
     (wheel,) = out.glob("artforge-*.whl")
     with zipfile.ZipFile(wheel) as archive:

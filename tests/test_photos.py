@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from artforge.models import StyleNetConfig
+from artforge.families.style.network import StyleNetConfig
 from artforge.photos import HELD_OUT_PHOTOS, TRAINING_PHOTOS, builtin_photo, photo_crops
 from artforge.families.style import StyleSpec
 from artforge.families.style.train import content_images, split_folder

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from artforge.export.pipeline import export_checkpoint
-from artforge.families import load_network, spec_for
+from artforge.registry import load_network, spec_for
 from artforge.families.dcgan.train import train_dcgan
 from artforge.families.style.train import train_style
 from artforge.training.synth import synthesize_dataset

@@ -132,7 +132,7 @@ def kill_after(command: list[str], log: Path, seconds: float, start_timeout_s: f
 
 
 def newest_checkpoint_loads(run: Path) -> bool:
-    from artforge.families import load_network
+    from artforge.registry import load_network
 
     try:
         _network, checkpoint = load_network(run)
@@ -153,7 +153,7 @@ def same_weights(run_a: Path, run_b: Path) -> bool:
 
 def image_suite(work: Path, copies: int) -> dict[str, Any]:
     """Load `copies` sets of messy files as training data; count what was read and skipped."""
-    from artforge.training.dataset import load_image_folder
+    from artforge.image_folders import load_image_folder
 
     folder = work / "messy" / "all"
     folder.mkdir(parents=True)
@@ -222,7 +222,7 @@ def tiny_repository(work: Path) -> Path:
     """A Triton repository with a tiny DCGAN ('dcgan') and a 2-style lite network ('stylize')."""
     from artforge.checkpoint import save_checkpoint
     from artforge.export.pipeline import export_checkpoint
-    from artforge.models import StyleNetConfig, StyleTransferNet
+    from artforge.families.style.network import StyleNetConfig, StyleTransferNet
     from artforge.families.dcgan.train import train_dcgan
     from artforge.training.synth import synthesize_dataset
 

@@ -23,7 +23,7 @@ from artforge.benchmarks.load import measure_point, per_s
 from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
                                          time_calls, time_interleaved)
 from artforge.benchmarks.report import compute_ratios, write_reports
-from artforge.export.variants import measure_variants
+from artforge.benchmarks.variants import measure_variants
 from artforge.options import int_list, option
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ class BenchOptions:
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     """Run the whole benchmark and write its reports; returns the JSON document."""
     opts = BenchOptions(**kwargs)
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
 
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
@@ -124,7 +124,7 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
 
 def copy_model(repo: Path, name: str, suffix: str):
     """A copy of model NAME in the repository as NAME+SUFFIX; returns its config to change and write."""
-    from artforge.export.triton_repo import parse_config
+    from artforge.serving.repository_config import parse_config
 
     shutil.copytree(repo / name, repo / (name + suffix))
     config = parse_config((repo / name / "config.pbtxt").read_text())
@@ -133,7 +133,7 @@ def copy_model(repo: Path, name: str, suffix: str):
 
 
 def write_config(repo: Path, config) -> None:
-    from artforge.export.triton_repo import config_text
+    from artforge.serving.repository_config import config_text
 
     (repo / config.name / "config.pbtxt").write_text(config_text(config))
 
@@ -221,7 +221,7 @@ def load_peer(family_name: str, name: str, sizes: list[int]):
     import importlib
 
     from artforge.errors import ArtforgeError
-    from artforge.families import get_family
+    from artforge.registry import get_family
 
     family = get_family(family_name)
     if not family.peers:

@@ -90,7 +90,7 @@ def generated_images(opts: EvaluateOptions) -> Generated:
                          {"model": opts.source, "url": opts.url, "family": info.family})
     import torch
 
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
 
     network, checkpoint = load_network(opts.source)
     spec = spec_for(checkpoint)
@@ -114,7 +114,7 @@ def class_names(metadata: dict[str, Any]) -> list[str]:
 
 def real_images(data: str, size: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Up to `count` real images of the generator's size, their labels and the label names."""
-    from artforge.training.dataset import load_image_folder
+    from artforge.image_folders import load_image_folder
 
     folder = load_image_folder(Path(data), size=size, progress=False)
     chosen = np.sort(np.random.default_rng(seed).permutation(len(folder))[:count])
@@ -143,7 +143,7 @@ def evaluate(**options: Any) -> dict[str, Any]:
 def model_family(opts: EvaluateOptions):
     """The registered family of the checkpoint or served model (None for a model artforge did not make)."""
     from artforge.errors import CheckpointError
-    from artforge.families import get_family
+    from artforge.registry import get_family
 
     if opts.url:
         from artforge.serving.client import Client

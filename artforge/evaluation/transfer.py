@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from artforge.imaging import uint8_to_unit
-from artforge.training.loss_network import EFFICIENTNET_TAPS, FeatureTaps, efficientnet_lite0, gram, relative_error
+from artforge.feature_network import EFFICIENTNET_TAPS, FeatureTaps, efficientnet_lite0, gram, relative_error
 
 JUDGE_CONTENT_TAP = "block4"
 

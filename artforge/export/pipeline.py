@@ -20,7 +20,7 @@ from artforge.export.tensorrt import (ENGINE_TOLERANCE, PRECISIONS, EngineBuild,
                                      build_engine, require_tensorrt, size_classes)
 from artforge.export.triton_repo import (CPU_RUNTIMES, RUNTIMES, TritonOptions, model_config, validate_name,
                                          warmup_files, write_model_version)
-from artforge.families import load_network, spec_for
+from artforge.registry import load_network, spec_for
 from artforge.options import option
 
 log = logging.getLogger(__name__)

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_directory, atomic_write_bytes, atomic_write_text
 from artforge.serving.openvino_session import STATIC_SHAPES
+from artforge.serving.repository_config import config_text, parse_config, runtime_of  # noqa: F401  (export's API)
 
 if TYPE_CHECKING:  # the server reads configs with this module and needs no torch
     from artforge.spec import ModelSpec
@@ -171,24 +171,10 @@ def warmup_files(spec: ModelSpec) -> dict[str, bytes]:
     return {name: value.tobytes() for name, value in sample.items()}
 
 
-def config_text(config: mc.ModelConfig) -> str:
-    header = "# written by artforge export, generated from the model family's spec\n"
-    return header + text_format.MessageToString(config)
-
-
-def parse_config(text: str) -> mc.ModelConfig:
-    """Parse config.pbtxt with Triton's schema; a typo raises."""
-    return text_format.Parse(text, mc.ModelConfig())
-
-
 def existing_versions(model_dir: Path) -> list[int]:
     if not model_dir.is_dir():
         return []
     return sorted(int(p.name) for p in model_dir.iterdir() if p.is_dir() and p.name.isdigit())
-
-
-def runtime_of(config: mc.ModelConfig) -> str:
-    return config.backend or config.platform
 
 
 def check_compatible(model_dir: Path, new: mc.ModelConfig) -> None:

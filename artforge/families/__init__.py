@@ -1,13 +1,8 @@
-"""Model families, one module each, found by name through the registry.
+"""Model families, one module each, found by name through the registry (artforge.registry).
 
-    from artforge.families import get_family, load_network, spec_for
+    from artforge.registry import get_family, load_network, spec_for
 
-Importing this package registers the built-in families; a new family is a new module here
-(plus its tests) and one import line below.
+Importing this package registers the built-in families (the registry imports it on its first
+look-up); a new family is a new module here (plus its tests) and one import line below.
 """
-from artforge.families.registry import (Family, build_from_checkpoint, families, get_family, load_network,
-                                        register, spec_for)
-
-from artforge.families import critic, dcgan, music, poem, restore, style, stylegan, translate  # noqa: E402,F401  (importing them registers the built-ins)
-
-__all__ = ["Family", "build_from_checkpoint", "families", "get_family", "load_network", "register", "spec_for"]
+from artforge.families import critic, dcgan, music, poem, restore, style, stylegan, translate  # noqa: F401  (they register)

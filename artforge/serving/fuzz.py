@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from artforge.export.triton_repo import parse_config
+from artforge.serving.repository_config import parse_config
 from artforge.serving.server import Server, warmup_request
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artforge.errors import ArtforgeError
-from artforge.export.triton_repo import parse_config, runtime_of
+from artforge.serving.repository_config import parse_config, runtime_of
 
 # TensorRT major.minor -> the newest Triton container (NGC tag) that ships it, from the "Container
 # Versions" table of NVIDIA's Triton release notes. Another container: pass --image.

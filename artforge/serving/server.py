@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from artforge.errors import ArtforgeError
-from artforge.export.triton_repo import parse_config, runtime_of
+from artforge.serving.repository_config import parse_config, runtime_of
 
 log = logging.getLogger(__name__)
 LOG_NOISE = ("CudaDriverHelper", "NVML", "DCGM")  # errors every CPU-only start logs
@@ -309,7 +309,7 @@ def warmup_request(model_dir: Path) -> list[tuple[str, str, list[int], bytes]]:
     from its config.pbtxt and NAME/warmup/ files: a request the model is known to accept."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from artforge.export.triton_repo import parse_config
+    from artforge.serving.repository_config import parse_config
 
     config = parse_config((model_dir / "config.pbtxt").read_text())
     return [(name, mc.DataType.Name(entry.data_type).removeprefix("TYPE_"), [1, *entry.dims],

@@ -17,7 +17,7 @@ from artforge.errors import ArtforgeError
 from artforge.imaging import parse_colour
 from artforge.options import RunControl, option
 from artforge.training.common import Distributed
-from artforge.training.dataset import ImageFolder, load_image_folder
+from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer
 
 

@@ -109,7 +109,7 @@ def test_the_serving_path_alone_and_the_batch_curve_say_why_a_target_is_out_of_r
 @pytest.mark.slow
 def test_the_bench_repositorys_nocompute_copy_repeats_the_first_answer_of_each_shape(dcgan_run, tmp_path):
     from artforge.benchmarks.run import BenchOptions, build_bench_repository
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
     from artforge.serving.client import Client
     from artforge.serving.server import Server
 
@@ -330,9 +330,9 @@ def test_bench_refuses_an_unreadable_baseline_before_working(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
-    from artforge.export.variants import measure_variants
+    from artforge.benchmarks.variants import measure_variants
     from artforge.export.pipeline import export_checkpoint
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
 
     result = export_checkpoint(style_run[0], tmp_path / "repo", max_batch=2)
     spec = spec_for(load_network(style_run[0])[1])
@@ -359,11 +359,11 @@ def test_int8_variant_is_measured_with_its_quality_cost(style_run, tmp_path):
 def test_a_generators_int8_variant_also_reports_fd_and_kid_against_fp32(dcgan_run, tmp_path):
     from artforge.benchmarks.report import variant_lines
     from artforge.export.pipeline import export_checkpoint
-    from artforge.export.variants import measure_variants
-    from artforge.families import load_network, spec_for
+    from artforge.benchmarks.variants import measure_variants
+    from artforge.registry import load_network, spec_for
 
     from artforge.evaluation.metrics import measure_quality
-    from artforge.export.variants import generator_requests
+    from artforge.benchmarks.variants import generator_requests
 
     result = export_checkpoint(dcgan_run, tmp_path / "repo", max_batch=8)
     spec = spec_for(load_network(dcgan_run)[1])

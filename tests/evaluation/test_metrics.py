@@ -44,7 +44,7 @@ def test_precision_and_recall_tell_a_collapsed_generator_from_a_wrong_one():
 
 @pytest.fixture(scope="module")
 def art_halves(art32):
-    from artforge.training.dataset import load_image_folder
+    from artforge.image_folders import load_image_folder
 
     images = load_image_folder(art32, size=32, progress=False).images  # (30, 3, 32, 32), 5 styles x 6
     return images[0::2], images[1::2]
@@ -53,7 +53,7 @@ def art_halves(art32):
 @pytest.mark.slow
 def test_real_against_real_scores_far_better_than_an_untrained_generator(art_halves):
     from artforge.imaging import unit_to_uint8
-    from artforge.models import DCGANConfig, Generator
+    from artforge.families.dcgan.network import DCGANConfig, Generator
 
     first, second = art_halves
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 import numpy as np
 
 from artforge.evaluation.transfer import sliced_wasserstein, transfer_quality
-from artforge.training.loss_network import efficientnet_lite0
+from artforge.feature_network import efficientnet_lite0
 
 
 def test_sliced_wasserstein_is_zero_for_the_same_palette_and_grows_with_a_shift():

@@ -9,8 +9,8 @@ from artforge.errors import ArtforgeError, CheckpointError
 from artforge.export.onnx_model import read_metadata
 from artforge.export.parity import onnx_session
 from artforge.export.pipeline import export_checkpoint
-from artforge.export.triton_repo import parse_config
-from artforge.families import load_network, spec_for
+from artforge.serving.repository_config import parse_config
+from artforge.registry import load_network, spec_for
 
 
 def test_round_trip_onnx_runtime_equals_pytorch_for_float_and_uint8(dcgan_run, tmp_path):

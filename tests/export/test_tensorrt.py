@@ -9,7 +9,8 @@ from artforge.export.tensorrt import (ENGINE_TOLERANCE, EngineRunner, SizeClass,
                                       engine_profiles, engine_request, size_classes, tensorrt_missing)
 from artforge.families.dcgan import DCGANSpec
 from artforge.families.style import StyleSpec
-from artforge.models import DCGANConfig, StyleNetConfig
+from artforge.families.dcgan.network import DCGANConfig
+from artforge.families.style.network import StyleNetConfig
 from tests.export import fake_tensorrt
 
 SPEC = DCGANSpec(DCGANConfig(z_dim=16, num_classes=5))

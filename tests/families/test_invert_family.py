@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec
-from artforge.families import Family, register
-from artforge.families.registry import unregister
+from artforge.registry import Family, register
+from artforge.registry import unregister
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.spec import ModelSpec
 from artforge.options import ClientVerb, option
@@ -138,7 +138,7 @@ def add_verb_arguments(p) -> None:
 
 
 def run_verb(args) -> None:
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
     from artforge.imaging import read_image
 
     network, checkpoint = load_network(args.checkpoint, expect_family=NAME)
@@ -166,7 +166,7 @@ def invert_run(tmp_path_factory):
 
 def test_the_family_is_listed_and_trains_through_the_shared_loop(invert_run):
     from artforge.cli import main
-    from artforge.families import families, load_network
+    from artforge.registry import families, load_network
 
     assert NAME in [f.name for f in families()]
     net, checkpoint = load_network(invert_run, expect_family=NAME)

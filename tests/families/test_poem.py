@@ -324,7 +324,7 @@ def test_spec_traces_prefill_and_decode_cases_within_the_context():
 
 # ---- training, export, serving ----
 def test_training_learns_the_form_and_logs_heldout_perplexity(poem_run):
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.families.poem.train import write_poems
 
     records = [json.loads(line) for line in (poem_run / "log.jsonl").read_text().splitlines()]
@@ -341,7 +341,7 @@ def test_training_learns_the_form_and_logs_heldout_perplexity(poem_run):
 def test_export_serves_a_stream_identical_to_pytorch(poem_run, tmp_path, capsys):
     from artforge.cli import main
     from artforge.export.pipeline import export_checkpoint
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.families.poem.train import write_poems
     from artforge.serving.client import Client
     from artforge.serving.server import Server
@@ -411,7 +411,7 @@ def concurrent_poems(url: str, seeds) -> list[str]:
 def test_onnx_step_decodes_padded_batches_like_pytorch_one_stream_at_a_time(poem_run, tmp_path):
     from artforge.export.parity import onnx_session
     from artforge.export.pipeline import export_checkpoint
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.serving.decoding import continuous_batch
 
     result = export_checkpoint(poem_run, tmp_path / "repo", max_batch=4)

@@ -204,7 +204,7 @@ def test_hd_run_trains_with_feature_matching_and_restores_a_large_picture_over_g
     from artforge.checkpoint import load_checkpoint
     from artforge.cli import main
     from artforge.export.pipeline import export_checkpoint
-    from artforge.families import build_from_checkpoint
+    from artforge.registry import build_from_checkpoint
     from artforge.families.restore.train import train_restore
     from artforge.imaging import read_image, save_png, uint8_to_unit, unit_to_uint8
     from artforge.serving.server import Server

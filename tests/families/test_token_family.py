@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec, TokenStream
-from artforge.families import Family, register
-from artforge.families.registry import unregister
+from artforge.registry import Family, register
+from artforge.registry import unregister
 from artforge.options import option
 from artforge.spec import ModelSpec
 from artforge.training.common import init_distributed, step_generator

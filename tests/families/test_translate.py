@@ -71,7 +71,7 @@ def test_evaluate_measures_both_directions_against_the_target_domain(translate_r
 def test_export_serve_and_translate_both_ways_over_grpc(translate_run, tmp_path, capsys):
     from artforge.cli import main
     from artforge.export.pipeline import export_checkpoint
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.imaging import read_image, save_png, uint8_to_unit, unit_to_uint8
     from artforge.serving.server import Server
 

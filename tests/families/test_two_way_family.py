@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec
-from artforge.families import Family, register
-from artforge.families.registry import unregister
+from artforge.registry import Family, register
+from artforge.registry import unregister
 from artforge.imaging import uint8_to_unit, unit_to_uint8
 from artforge.options import option
 from artforge.spec import ModelSpec
@@ -126,7 +126,7 @@ def twoway_run(tmp_path_factory):
 
 
 def test_one_checkpoint_holds_and_rebuilds_both_networks(twoway_run):
-    from artforge.families import load_network
+    from artforge.registry import load_network
 
     net, checkpoint = load_network(twoway_run, expect_family=NAME)
     assert sorted(checkpoint.weights) == ["a_to_b.bias", "a_to_b.weight", "b_to_a.bias", "b_to_a.weight"]

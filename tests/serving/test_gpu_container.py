@@ -5,7 +5,7 @@ from artforge.cli import main
 from artforge.errors import ArtforgeError
 from artforge.export.triton_repo import TritonOptions, config_text, model_config
 from artforge.families.dcgan import DCGANSpec
-from artforge.models import DCGANConfig
+from artforge.families.dcgan.network import DCGANConfig
 from artforge.serving.gpu_container import COMPOSE_FILE, plan_container
 from artforge.serving.server import repository_models
 

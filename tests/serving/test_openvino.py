@@ -7,7 +7,7 @@ import pytest
 from artforge.errors import ArtforgeError
 from artforge.export.parity import onnx_session
 from artforge.export.pipeline import export_checkpoint
-from artforge.export.triton_repo import parse_config
+from artforge.serving.repository_config import parse_config
 from artforge.serving.client import Client
 from artforge.serving.server import Server
 

@@ -7,8 +7,8 @@ from safetensors.torch import save_file
 
 from artforge.errors import ArtforgeError
 from artforge.imaging import uint8_to_unit
-from artforge.families import load_network
-from artforge.training.loss_network import efficientnet_lite0, relative_error, vgg_from_file
+from artforge.registry import load_network
+from artforge.feature_network import efficientnet_lite0, relative_error, vgg_from_file
 from artforge.families.style.train import (StyleTrainOptions, content_images, perceptual_loss,
                                      style_targets, train_style)
 from artforge.training.synth import paint
@@ -93,7 +93,7 @@ def test_training_lowers_the_loss_and_the_checkpoint_rebuilds_the_network(style_
     opts = StyleTrainOptions(out=str(tmp_path / "run"), **options)
     content = content_images("builtin", 32)
     from artforge.families.style.network import StyleNetConfig, StyleTransferNet
-    from artforge.training.loss_network import gram
+    from artforge.feature_network import gram
 
     loss_net = efficientnet_lite0()
     targets = {k: gram(v) for k, v in loss_net(style_targets(style_images, 32)).items()}
@@ -159,7 +159,7 @@ def test_bf16_autocast_trains_the_style_network_through_the_shared_loop(style_im
 
 
 def test_the_colour_loss_measures_a_palette_and_its_gradient_moves_towards_it():
-    from artforge.training.loss_network import colour_directions, colour_quantiles
+    from artforge.feature_network import colour_directions, colour_quantiles
 
     axes = colour_directions()
     red = torch.zeros(1, 3, 16, 16)
@@ -175,7 +175,7 @@ def test_the_colour_loss_measures_a_palette_and_its_gradient_moves_towards_it():
     # the training option: a colour term joins the loss only when asked for, and adds to the total
     opts = StyleTrainOptions(out="unused", colour_weight=2.0)
     loss_net = efficientnet_lite0()
-    from artforge.training.loss_network import gram
+    from artforge.feature_network import gram
 
     styles = torch.nn.functional.interpolate(red, size=32)
     targets = {k: gram(v) for k, v in loss_net(styles).items()}

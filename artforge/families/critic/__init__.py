@@ -16,7 +16,7 @@ from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec
 from artforge.families.critic.network import EMBEDDING_DIM, CriticConfig, CriticNet
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.photos import photo_crops
 from artforge.spec import ModelSpec
 

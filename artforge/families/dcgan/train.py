@@ -23,7 +23,7 @@ from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generato
 from artforge.options import option
 from artforge.training.common import (RUN_CONTROL_CHANGES, Distributed, ema_decay_at, resolve_options, step_generator,
                                       update_ema)
-from artforge.training.dataset import ImageFolder
+from artforge.image_folders import ImageFolder
 from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
 from artforge.training.loop import TrainCommand, train
 

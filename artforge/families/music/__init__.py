@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from artforge.families.music.events import EventVocab
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.families.transformer import CachedLMSpec, DecoderLM
 
 NAME = "music"

@@ -90,7 +90,7 @@ def served_piece(args: argparse.Namespace):
 
 def local_piece(args: argparse.Namespace):
     from artforge.checkpoint import config_from_dict
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.families.music import MusicConfig
     from artforge.families.music.train import compose_pieces
 

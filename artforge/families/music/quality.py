@@ -23,7 +23,7 @@ COMPOSE = {"bars": 8, "temperature": 1.0, "top_p": 0.95}
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a music model (opts: EvaluateOptions)."""
     from artforge.checkpoint import config_from_dict
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.families.music import MusicConfig
     from artforge.families.music.corpus import heldout, midi_files, resolve_data
     from artforge.families.music.events import notes_to_tokens, parses_back, tokens_to_notes

@@ -4,7 +4,7 @@
 
 Pieces are read with mido into note events (events.py). Every training piece is also learnt moved
 up and down by 1..--transpose semitones (the key is not what makes a chorale); held-out pieces (split
-by file name) are measured as written. The shared token trainer (artforge/training/token_model.py) does the
+by file name) are measured as written. The shared token trainer (artforge/families/token_model.py) does the
 rest: windows of the event stream, AdamW, held-out perplexity, resume, DDP.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from artforge.families.transformer import sample_sequences
 from artforge.options import option
 from artforge.training.common import Distributed, resolve_options
 from artforge.training.loop import TrainCommand, train
-from artforge.training.token_model import END, RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
+from artforge.families.token_model import END, RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
 
 
 @dataclass

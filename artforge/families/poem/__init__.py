@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.families.transformer import CachedLMSpec, DecoderLM
 
 NAME = "poem"

@@ -23,7 +23,7 @@ WRITE = {"temperature": 0.8, "top_p": 0.9}
 
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a poem model (opts: EvaluateOptions)."""
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.families.poem.corpus import heldout, read_text_poems
     from artforge.families.poem.train import heldout_perplexity, write_poems
     from artforge.families.poem.write import checkpoint_config

@@ -4,7 +4,7 @@
 
 The poems are split by their text (corpus.heldout): a share never trained on measures perplexity.
 The vocabulary is the characters of the training poems seen at least --min-count times. The shared
-token trainer (artforge/training/token_model.py) does the rest: the poems joined into one stream, each after
+token trainer (artforge/families/token_model.py) does the rest: the poems joined into one stream, each after
 the end token, random windows of `context` + 1 characters, AdamW, held-out perplexity, resume, DDP.
 """
 from __future__ import annotations
@@ -23,7 +23,7 @@ from artforge.families.transformer import DecoderLM, sample_sequences, sequence_
 from artforge.options import option
 from artforge.training.common import Distributed, resolve_options
 from artforge.training.loop import TrainCommand, train
-from artforge.training.token_model import RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
+from artforge.families.token_model import RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
 
 
 @dataclass

@@ -48,7 +48,7 @@ def pieces(args: argparse.Namespace, seed: int):
             yield from client.stream_text(args.model, args.prompt, args.max_tokens, args.temperature, args.top_k,
                                           seed, args.top_p)
         return
-    from artforge.families import load_network
+    from artforge.registry import load_network
     from artforge.families.poem.train import write_poems
 
     lm, checkpoint = load_network(args.run, expect_family="poem")

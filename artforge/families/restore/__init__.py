@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.families.restore.network import RestoreConfig, RestoreNet
 from artforge.imaging import UINT8_NHWC, uint8_to_unit, unit_to_uint8
 from artforge.photos import photo_crops

@@ -73,7 +73,7 @@ def restoration_model(opts) -> tuple[Callable, tuple[np.ndarray, np.ndarray, np.
 def local_restorer(checkpoint) -> Callable:
     import torch
 
-    from artforge.families import build_from_checkpoint, spec_for
+    from artforge.registry import build_from_checkpoint, spec_for
 
     serving = spec_for(checkpoint).serving_network(build_from_checkpoint(checkpoint))
 

@@ -115,7 +115,7 @@ def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tenso
         held = photo_crops(HELD_OUT_IMAGES, opts.size, opts.size, opts.seed + 1, held_out=True)
         return pool.contiguous(), held, {"source": "scikit-image photos", "training_photos": list(TRAINING_PHOTOS),
                                          "held_out_photos": list(HELD_OUT_PHOTOS), "pool": opts.pool}
-    from artforge.training.dataset import split_image_folder
+    from artforge.image_folders import split_image_folder
 
     return split_image_folder(Path(opts.data), opts.size, opts.held_out, opts.seed, HELD_OUT_IMAGES, progress,
                               opts.fit, parse_colour(opts.background))
@@ -124,14 +124,14 @@ def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tenso
 def perceptual_network(weight: float, device: torch.device) -> nn.Module | None:
     if not weight:
         return None
-    from artforge.training.loss_network import load_loss_network
+    from artforge.feature_network import load_loss_network
 
     return load_loss_network(None).to(device)
 
 
 def perceptual_loss(taps: nn.Module, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Scale-free feature distance (relative_error) averaged over the loss network's style layers."""
-    from artforge.training.loss_network import relative_error
+    from artforge.feature_network import relative_error
 
     with torch.no_grad():
         target = taps(clean)

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.imaging import UINT8_NHWC, uint8_to_unit, unit_to_uint8
 from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 from artforge.photos import photo_crops

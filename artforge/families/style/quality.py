@@ -81,7 +81,7 @@ def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str
         return stylise, styles, {"model": opts.source, "url": opts.url, "family": info.family}, data_paths(opts.data)
     import torch
 
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
 
     network, checkpoint = load_network(opts.source)
     serving = spec_for(checkpoint).serving_network(network)
@@ -108,7 +108,7 @@ def data_paths(data: str) -> list[Path]:
 
 def load_styles(paths: list[Path], count: int) -> np.ndarray:
     """(S, PHOTO_SIZE, PHOTO_SIZE, 3) uint8 style images, one per style of the model."""
-    from artforge.training.dataset import load_image
+    from artforge.image_folders import load_image
 
     if len(paths) != count:
         raise ArtforgeError(f"the model has {count} style(s) but {len(paths)} style image(s) were found; pass "

@@ -26,9 +26,9 @@ from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 from artforge.options import RunControl, option
 from artforge.photos import builtin_photos, centre_crop
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
-from artforge.training.dataset import load_image, load_image_folder
+from artforge.image_folders import load_image, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
-from artforge.training.loss_network import (colour_directions, colour_quantiles, gram, load_loss_network,
+from artforge.feature_network import (colour_directions, colour_quantiles, gram, load_loss_network,
                                             relative_error, total_variation)
 
 log = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Everything artforge needs to know about the family is declared here or named from here: its config
 and networks (network.py), its serving contract (StyleGANSpec, here), its training with DiffAugment,
 lazy R1 and style mixing (train.py, augment.py); its client verb is the generators' shared
-`artforge generate` (artforge/generate.py), which reads the truncation and mixing controls from the
+`artforge generate` (artforge/families/generate.py), which reads the truncation and mixing controls from the
 contract below.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from artforge.contract import TensorSpec
-from artforge.families.registry import Family, register
+from artforge.registry import Family, register
 from artforge.families.stylegan.network import Generator, StyleGANConfig
 from artforge.generation import generation_request
 from artforge.imaging import UINT8_NHWC, unit_to_uint8
@@ -109,5 +109,5 @@ def generate_images(generator: Generator, config: StyleGANConfig, labels: np.nda
 FAMILY = register(Family(
     name=NAME, description="StyleGAN2 image generator: (z, style, truncation, noise) -> image; style mixing",
     config_cls=StyleGANConfig, build_network=Generator,
-    client="artforge.generate", trainer="artforge.families.stylegan.train",
+    client="artforge.families.generate", trainer="artforge.families.stylegan.train",
     make_spec=lambda config, meta, float_output=False: StyleGANSpec(config, meta.get("classes"), float_output)))

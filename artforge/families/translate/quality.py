@@ -59,7 +59,7 @@ def translation_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], tu
 def local_translator(checkpoint) -> Callable[[np.ndarray, int], np.ndarray]:
     import torch
 
-    from artforge.families import build_from_checkpoint, spec_for
+    from artforge.registry import build_from_checkpoint, spec_for
 
     serving = spec_for(checkpoint).serving_network(build_from_checkpoint(checkpoint))
 

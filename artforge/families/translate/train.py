@@ -92,7 +92,7 @@ def domain_images(domain: str, opts: TranslateTrainOptions, salt: int,
         return train_part, photo_crops(HELD_OUT_IMAGES, size, size, seed + 1, held_out=True), {"source": "photos"}
     if domain.startswith(PROCEDURAL):
         return procedural_domain(domain[len(PROCEDURAL):], opts.pool, size, seed)
-    from artforge.training.dataset import split_image_folder
+    from artforge.image_folders import split_image_folder
 
     return split_image_folder(Path(domain), size, opts.held_out, seed, HELD_OUT_IMAGES, progress, opts.fit,
                               parse_colour(opts.background))

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from artforge.families import load_network
+from artforge.registry import load_network
 from artforge.files import atomic_write_text, slug
 from artforge.imaging import make_grid, save_png, unit_to_uint8
 from artforge.evaluation.transfer import to_unit, transfer_judge, transfer_quality
-from artforge.training.loss_network import vgg_from_file
+from artforge.feature_network import vgg_from_file
 
 log = logging.getLogger(__name__)
 DEFAULT_STYLES = ("waves", "splatter")  # procedural paintings, when the user gives no --style

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from artforge.errors import DataError
-from artforge.training.dataset import load_image_folder
+from artforge.image_folders import load_image_folder
 
 
 def test_loads_every_image_with_labels_and_resizes(tmp_path):
@@ -110,7 +110,7 @@ def write_pairs(root, rng):
 
 
 def test_paired_folder_matches_by_name_crops_alike_and_reports_what_it_skipped(tmp_path, caplog):
-    from artforge.training.dataset import load_paired_folder
+    from artforge.image_folders import load_paired_folder
 
     write_pairs(tmp_path, np.random.default_rng(0))
     data = load_paired_folder(tmp_path, size=32)
@@ -128,7 +128,7 @@ def test_paired_folder_matches_by_name_crops_alike_and_reports_what_it_skipped(t
 
 def test_paired_folder_without_masks_and_bad_folders_are_clear(tmp_path):
     from artforge.errors import DataError
-    from artforge.training.dataset import load_paired_folder
+    from artforge.image_folders import load_paired_folder
 
     write_pairs(tmp_path / "data", np.random.default_rng(1))
     shutil.rmtree(tmp_path / "data" / "mask")
@@ -142,7 +142,7 @@ def test_paired_folder_without_masks_and_bad_folders_are_clear(tmp_path):
 
 def test_a_folder_split_holds_out_the_same_share_for_a_seed(art32, tmp_path):
     from artforge.errors import DataError
-    from artforge.training.dataset import split_image_folder
+    from artforge.image_folders import split_image_folder
 
     train, held, facts = split_image_folder(art32, 32, share=0.1, seed=4, max_held_out=64, progress=False)
     again = split_image_folder(art32, 32, share=0.1, seed=4, max_held_out=64, progress=False)[1]

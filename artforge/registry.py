@@ -1,11 +1,13 @@
 """The family registry: every stage finds a family by its name here, and names none itself.
 
-A family module declares a Family and registers it at import; artforge.families imports the
-built-in ones. Anything that loads a checkpoint rebuilds its network through the registry, from
-the config stored with the weights (no flags to repeat).
+A family module declares a Family and registers it at import; the first look-up imports the
+package of built-in families (artforge.families) by name, so the stages below the families never
+import them. Anything that loads a checkpoint rebuilds its network through the registry, from the
+config stored with the weights (no flags to repeat).
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -38,6 +40,12 @@ class Family:
 
 
 _REGISTRY: dict[str, Family] = {}
+BUILTIN_FAMILIES = "artforge.families"  # importing it registers every built-in family
+
+
+def load_builtin_families() -> None:
+    """Import the built-in families by name (once): a plug-in look-up, not an import edge to a higher layer."""
+    importlib.import_module(BUILTIN_FAMILIES)
 
 
 def register(family: Family) -> Family:
@@ -54,10 +62,12 @@ def unregister(name: str) -> None:
 
 
 def families() -> list[Family]:
+    load_builtin_families()
     return [_REGISTRY[name] for name in sorted(_REGISTRY)]
 
 
 def get_family(name: str) -> Family:
+    load_builtin_families()
     if name not in _REGISTRY:
         raise CheckpointError(f"unknown model family '{name}'; artforge knows {sorted(_REGISTRY)}")
     return _REGISTRY[name]

@@ -95,7 +95,7 @@ def local_generator(checkpoint: str | Path) -> Generator:
     """The checkpoint's serving network in-process (PyTorch), behind the same interface."""
     import torch
 
-    from artforge.families import load_network, spec_for
+    from artforge.registry import load_network, spec_for
 
     network, ckpt = load_network(checkpoint)
     spec = spec_for(ckpt)

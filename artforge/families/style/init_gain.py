@@ -20,7 +20,7 @@ SMOOTHING = 20  # steps in the running mean
 
 def init_gain(out: Path, steps: int = 300, size: int = 128, styles: list[str] | None = None,
               progress: bool = True) -> dict[str, Any]:
-    from artforge.training.loss_layers import write_default_styles
+    from artforge.families.style.loss_layers import write_default_styles
     from artforge.families.style.train import train_style
 
     out = Path(out)

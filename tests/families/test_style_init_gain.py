@@ -1,6 +1,6 @@
 import json
 
-from artforge.training.init_gain import first_step_at_or_below, quarter_steps
+from artforge.families.style.init_gain import first_step_at_or_below, quarter_steps
 from artforge.cli import main
 
 
