@@ -5,7 +5,7 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from artforge import __version__
 from artforge.errors import ArtforgeError
@@ -33,11 +33,6 @@ every command has its own --help with examples.
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
     """Keep example blocks as written and show defaults."""
-
-
-def given(args: argparse.Namespace, *names: str) -> dict[str, Any]:
-    """The options the user set (None means 'not given'), as keyword arguments."""
-    return {n: getattr(args, n) for n in names if getattr(args, n, None) is not None}
 
 
 def run_data_synth(args: argparse.Namespace) -> None:

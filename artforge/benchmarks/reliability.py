@@ -37,8 +37,6 @@ from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
 
 log = logging.getLogger(__name__)
-TINY_DCGAN = ["--size", "32", "--batch-size", "8", "--g-width", "8", "--d-width", "8", "--z-dim", "16",
-              "--sample-every", "100000"]
 NEVER_ENDS = 10**7  # steps the killed runs aim for: they are always killed first
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from artforge.evaluation.features import FEATURE_SPACE, ArtFeatures
+from artforge.evaluation.features import FEATURE_SPACE, FEATURE_SPACE_SHORT, ArtFeatures
 
 
 @dataclass
@@ -120,3 +120,20 @@ def measure_features(real: torch.Tensor, fake: torch.Tensor, k: int = 3, space: 
     precision, recall = precision_recall(real, fake, k)
     return Quality(space, len(real), len(fake), frechet_distance(real, fake), kid, kid_std, precision, recall,
                    diversity(fake) / diversity(real))
+
+
+class ImageQualityJudge:
+    """--eval-every for generators (the training loop's ImageJudge): FD, KID, precision and recall of the
+    generated images against the real ones, whose features are computed once."""
+
+    feature_space = FEATURE_SPACE_SHORT
+
+    def __init__(self):
+        self.extractor, self.real = ArtFeatures(), None
+
+    def __call__(self, generated: np.ndarray, real: np.ndarray) -> dict[str, float]:
+        if self.real is None:
+            self.real = image_features(real, self.extractor)
+        quality = measure_features(self.real, image_features(generated, self.extractor))
+        return {"fd": quality.fd, "kid": quality.kid, "kid_std": quality.kid_std, "precision": quality.precision,
+                "recall": quality.recall}

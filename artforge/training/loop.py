@@ -16,7 +16,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import torch
 from torch import nn
@@ -25,6 +25,7 @@ from tqdm import tqdm
 from artforge.checkpoint import (Checkpoint, config_from_dict, find_latest_checkpoint, load_checkpoint, load_weights,
                                  save_checkpoint)
 from artforge.errors import ArtforgeError
+from artforge.plots import curves_png
 from artforge.training.common import Distributed, RunLog, close_distributed, init_distributed, write_run_options
 
 log = logging.getLogger(__name__)
@@ -106,13 +107,24 @@ class FamilyTrainer(abc.ABC):
         return int(tree["step"])
 
 
-def train(trainer_cls: type[FamilyTrainer], opts: Any) -> Path | None:
+class ImageJudge(Protocol):
+    """What --eval-every asks of a quality measure for families that make images (passed in by the family,
+    e.g. artforge.evaluation.metrics.ImageQualityJudge: the loop never imports evaluation)."""
+
+    feature_space: str  # named on the curve's title
+
+    def __call__(self, generated: Any, real: Any) -> dict[str, float]:
+        """Measures of the generated images against the real ones (the first five are drawn: fd, kid...)."""
+
+
+def train(trainer_cls: type[FamilyTrainer], opts: Any,
+          image_judge: Callable[[], ImageJudge] | None = None) -> Path | None:
     """Join torchrun's process group if there is one, build the family's trainer, train, and leave the
-    group whatever happens; the newest checkpoint."""
+    group whatever happens; the newest checkpoint. `image_judge` builds --eval-every's measure of images."""
     ctx = init_distributed(getattr(opts, "device", "auto"), getattr(opts, "bf16", False),
                            getattr(opts, "deterministic", True))
     try:
-        return run_training(trainer_cls(opts, ctx), opts, ctx)
+        return run_training(trainer_cls(opts, ctx), opts, ctx, image_judge)
     finally:
         close_distributed(ctx)
 
@@ -129,7 +141,8 @@ def resume(trainer: FamilyTrainer, run: Path) -> int:
     return step
 
 
-def run_training(trainer: FamilyTrainer, opts: Any, ctx: Distributed) -> Path | None:
+def run_training(trainer: FamilyTrainer, opts: Any, ctx: Distributed,
+                 image_judge: Callable[[], ImageJudge] | None = None) -> Path | None:
     """Train until opts.steps; returns the newest checkpoint. `opts` is the family's options dataclass
     (out, steps, sample_every, checkpoint_every, keep, resume, progress are read here)."""
     run = Path(opts.out)
@@ -138,7 +151,7 @@ def run_training(trainer: FamilyTrainer, opts: Any, ctx: Distributed) -> Path | 
     if ctx.is_main:
         write_run_options(run, opts)
     history = RunLog(run / "log.jsonl", resume_step=step) if ctx.is_main else None
-    quality = QualityLog(trainer, opts, run) if ctx.is_main and getattr(opts, "eval_every", 0) else None
+    quality = QualityLog(trainer, opts, run, image_judge) if ctx.is_main and getattr(opts, "eval_every", 0) else None
     if quality and step == 0:
         history.write({"step": 0, **quality.measure(0)})  # the untrained network: where the curve starts
     bar = tqdm(total=opts.steps, initial=step, desc=trainer.family, unit="step", mininterval=0.5,
@@ -186,46 +199,34 @@ class QualityLog:
     """--eval-every: FD, KID, precision and recall of the family's images against its real ones, logged
     in log.jsonl with the step and drawn as RUN/quality.png. Real features are computed once."""
 
-    def __init__(self, trainer: FamilyTrainer, opts: Any, run: Path):
-        from artforge.evaluation.features import ArtFeatures
-
+    def __init__(self, trainer: FamilyTrainer, opts: Any, run: Path,
+                 image_judge: Callable[[], ImageJudge] | None = None):
         if opts.eval_every < 1 or getattr(opts, "eval_count", 8) < 8:
             raise ArtforgeError(f"--eval-every {opts.eval_every} must be at least 1 and --eval-count "
                                 f"{opts.eval_count} at least 8")
         self.trainer, self.opts, self.run = trainer, opts, run
         self.own = type(trainer).quality_measures is not FamilyTrainer.quality_measures
-        if not self.own and trainer.quality_images(8, opts.seed) is None:
+        if not self.own and (image_judge is None or trainer.quality_images(8, opts.seed) is None):
             raise ArtforgeError(f"--eval-every: the {trainer.family} family makes no images to measure")
-        self.extractor = None if self.own else ArtFeatures()
-        self.real = None
+        self.judge = None if self.own else image_judge()
 
     def measure(self, step: int) -> dict[str, float]:
-        from artforge.evaluation.metrics import image_features, measure_features
-
         trainer = self.trainer
         trainer.before_outputs()  # e.g. the EMA generator's batch-norm statistics, as samples see them
         if self.own:
             values = trainer.quality_measures()
             self.draw(step, values)
             return values
-        generated, real = trainer.quality_images(self.opts.eval_count, self.opts.seed)
-        if self.real is None:
-            self.real = image_features(real, self.extractor)
-        quality = measure_features(self.real, image_features(generated, self.extractor))
-        values = {"fd": quality.fd, "kid": quality.kid, "kid_std": quality.kid_std, "precision": quality.precision,
-                  "recall": quality.recall}
+        values = self.judge(*trainer.quality_images(self.opts.eval_count, self.opts.seed))
         self.draw(step, values)
         return values
 
     def draw(self, step: int, values: dict[str, float]) -> None:
-        from artforge.evaluation.features import FEATURE_SPACE_SHORT
-        from artforge.evaluation.plots import curves_png
-
         names = list(values) if self.own else ["fd", "kid"]
         records = [r for r in read_log(self.run / "log.jsonl") if names[0] in r and r["step"] < step]
         records.append({"step": step, **values})
         title = (f"{self.trainer.family}: measured on held-out data" if self.own else
-                 f"{self.trainer.family}: {self.opts.eval_count} images vs real, {FEATURE_SPACE_SHORT} "
+                 f"{self.trainer.family}: {self.opts.eval_count} images vs real, {self.judge.feature_space} "
                  "(not Inception FID)")
         curves_png([r["step"] for r in records], {n if self.own else n.upper(): [r[n] for r in records] for n in names},
                    self.run / "quality.png", title)

@@ -329,7 +329,7 @@ def auroc(inliers: torch.Tensor, outliers: torch.Tensor) -> float:
 
 
 def draw_confusion(report: dict[str, Any], path: Path) -> None:
-    from artforge.evaluation.plots import confusion_matrix_png
+    from artforge.plots import confusion_matrix_png
 
     title = (f"critic on {sum(map(sum, report['confusion_matrix']))} held-out images: "
              f"accuracy {report['accuracy']:.1%}")

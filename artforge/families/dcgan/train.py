@@ -23,6 +23,7 @@ from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generato
 from artforge.options import option
 from artforge.training.common import (RUN_CONTROL_CHANGES, Distributed, ema_decay_at, resolve_options, step_generator,
                                       update_ema)
+from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.image_folders import ImageFolder
 from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
 from artforge.training.loop import TrainCommand, train
@@ -58,7 +59,7 @@ def train_dcgan(**kwargs: Any) -> Path:
 
     Pass only the options you choose; with resume=True the others come from the run's saved options.
     """
-    return train(DCGANTrainer, resolve_options(kwargs, DCGANTrainOptions, RESUMABLE_CHANGES))
+    return train(DCGANTrainer, resolve_options(kwargs, DCGANTrainOptions, RESUMABLE_CHANGES), ImageQualityJudge)
 
 
 COMMAND = TrainCommand(

@@ -159,10 +159,6 @@ def tokens_to_notes(tokens: list[int], vocab: EventVocab) -> list[Note]:
     return sorted(notes, key=lambda n: (n.start, n.pitch))
 
 
-def duration_steps(tokens: list[int], vocab: EventVocab) -> int:
-    return sum(t - vocab.first_wait + 1 for t in tokens if vocab.first_wait <= t < vocab.first_velocity)
-
-
 def notes_to_midi(notes: list[Note], steps_per_beat: int, bpm: float = 90.0, program: int = 0):
     """A type-0 mido.MidiFile at `bpm` on one channel with a General MIDI `program` (0: piano)."""
     import mido

@@ -26,6 +26,7 @@ from artforge.families.stylegan import NAME as FAMILY
 from artforge.families.stylegan import generate_images
 from artforge.families.stylegan.augment import POLICIES, diff_augment
 from artforge.families.stylegan.network import PADDINGS, Discriminator, Generator, StyleGANConfig
+from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.imaging import make_grid, save_png, uint8_to_unit
 from artforge.options import option
 from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator, update_ema
@@ -72,7 +73,7 @@ def train_stylegan(**kwargs: Any) -> Path:
     opts = resolve_options(kwargs, StyleGANTrainOptions, RESUMABLE_CHANGES)
     if opts.r1_gamma is None:  # saved filled in, so a resume keeps it
         opts = dataclasses.replace(opts, r1_gamma=0.0002 * opts.size ** 2 / opts.batch_size)
-    return train(StyleGANTrainer, opts)
+    return train(StyleGANTrainer, opts, ImageQualityJudge)
 
 
 COMMAND = TrainCommand(
