@@ -122,7 +122,6 @@ def add_train_parser(commands, with_families: bool = True) -> None:
 
     Building it imports every family's training code (torch: over a second), so other commands skip it.
     """
-    import importlib
 
     train = commands.add_parser("train", help="train a model family", formatter_class=HelpFormatter)
     sub = train.add_subparsers(dest="train_command", required=True, metavar="FAMILY")
@@ -134,7 +133,7 @@ def add_train_parser(commands, with_families: bool = True) -> None:
     for family in families():
         if not family.trainer:
             continue
-        command = importlib.import_module(family.trainer).COMMAND
+        command = family.hook("trainer")
         p = sub.add_parser(family.name, formatter_class=argparse.RawDescriptionHelpFormatter, help=command.help,
                            description=command.description, epilog="examples:\n" + command.examples)
         add_options(p, command.options)
@@ -564,7 +563,6 @@ PARSER_BUILDERS: list[Callable] = [add_data_parser, add_train_parser, add_famili
 
 def add_family_verbs(commands) -> None:
     """Each family's own client command (`artforge generate`, `artforge stylize`), from its VERB."""
-    import importlib
 
     from artforge.registry import families
 
@@ -572,7 +570,7 @@ def add_family_verbs(commands) -> None:
     for family in families():
         if family.client and family.client not in added:  # generator families share `artforge generate`
             added.add(family.client)
-            verb = importlib.import_module(family.client).VERB
+            verb = family.hook("client")
             p = commands.add_parser(verb.name, formatter_class=HelpFormatter, help=verb.help,
                                     description=verb.description, epilog="examples:\n" + verb.examples)
             verb.add_arguments(p)

@@ -8,9 +8,10 @@ config stored with the weights (no flags to repeat).
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -20,25 +21,52 @@ from artforge.errors import CheckpointError
 from artforge.spec import ModelSpec
 
 
+HOOK_FORM = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class Evaluator(NamedTuple):
+    """`artforge evaluate` for a family measured otherwise than as a generator."""
+
+    measure: Callable[[Any], dict[str, Any]]  # (EvaluateOptions) -> the document written as evaluate.json
+    markdown_lines: Callable[[dict[str, Any]], list[str]]  # the document -> evaluate.md's lines
+
+
 @dataclass(frozen=True)
 class Family:
-    """What the generic stages need from a model family."""
+    """What the generic stages need from a model family. Hooks are "module:attribute" names, imported
+    only by the command that uses them (tests/test_registry.py imports and checks every one)."""
 
     name: str  # the checkpoint's 'family', the default model name on Triton
     description: str  # one line for `artforge families`
     config_cls: type  # the network config dataclass stored in every checkpoint
     build_network: Callable[[Any], nn.Module]  # config -> the inference network
     make_spec: Callable[..., ModelSpec]  # (config, checkpoint meta, float_output) -> serving contract
-    trainer: str = ""  # module whose COMMAND (training.loop.TrainCommand) is `artforge train NAME`
-    client: str = ""  # module whose VERB (options.ClientVerb) is the family's client command
-    # module whose evaluate_model(opts) and markdown_lines(document) are `artforge evaluate` for this family;
-    # without one, evaluate measures the model as a generator (noise and labels in, images out)
+    trainer: str = ""  # a training.loop.TrainCommand: `artforge train NAME`
+    client: str = ""  # an options.ClientVerb: the family's client command
+    # an Evaluator: `artforge evaluate` for this family; without one, evaluate measures the model as a
+    # generator (noise and labels in, images out)
     evaluator: str = ""
-    # module whose get_peer(name) is a public model of the same task that `artforge bench --peer NAME` times
-    # and `artforge evaluate --peer` scores next to this family's (none: the family has no peer)
+    # get_peer(name): a public model of the same task that `artforge bench --peer NAME` times and
+    # `artforge evaluate --peer` scores next to this family's (none: the family has no peer)
     peers: str = ""
 
+    def __post_init__(self):
+        for hook in HOOKS:
+            value = getattr(self, hook)
+            if value and not HOOK_FORM.match(value):
+                raise ValueError(f"family '{self.name}': {hook} '{value}' is not a 'module:attribute' name")
 
+    def hook(self, name: str) -> Any:
+        """The object a hook names, imported now."""
+        module, _, attribute = getattr(self, name).partition(":")
+        try:
+            return getattr(importlib.import_module(module), attribute)
+        except (ImportError, AttributeError) as e:
+            raise CheckpointError(f"family '{self.name}': its {name} hook '{getattr(self, name)}' cannot be "
+                                  f"loaded: {e}") from None
+
+
+HOOKS = ("trainer", "client", "evaluator", "peers")
 _REGISTRY: dict[str, Family] = {}
 BUILTIN_FAMILIES = "artforge.families"  # importing it registers every built-in family
 

@@ -218,7 +218,6 @@ def flops_per_item(network: torch.nn.Module, spec) -> int:
 def load_peer(family_name: str, name: str, sizes: list[int]):
     """The family's public peer NAME (a one-line error when the family has none or lacks that one, or
     when no --sizes say where to time it), its ONNX Runtime session opened once."""
-    import importlib
 
     from artforge.errors import ArtforgeError
     from artforge.registry import get_family
@@ -228,7 +227,7 @@ def load_peer(family_name: str, name: str, sizes: list[int]):
         raise ArtforgeError(f"--peer {name}: the {family_name} family has no public peer to compare with")
     if not sizes:
         raise ArtforgeError(f"--peer {name} is timed at each of --sizes: give them, e.g. --sizes 256,512")
-    return importlib.import_module(family.peers).get_peer(name)
+    return family.hook("peers")(name)
 
 
 def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path, peer=None):

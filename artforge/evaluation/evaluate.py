@@ -123,14 +123,13 @@ def real_images(data: str, size: int, count: int, seed: int) -> tuple[np.ndarray
 
 def evaluate(**options: Any) -> dict[str, Any]:
     """Measure, write OUT/evaluate.json and evaluate.md, return the document."""
-    import importlib
 
     opts = EvaluateOptions(**options)
     family = model_family(opts)
     if family and family.evaluator:  # the family measures its own kind of model (e.g. style transfer)
-        module = importlib.import_module(family.evaluator)
-        document = module.evaluate_model(opts)
-        text = "\n".join([f"# artforge evaluate: {family.name}", "", *module.markdown_lines(document)])
+        evaluator = family.hook("evaluator")
+        document = evaluator.measure(opts)
+        text = "\n".join([f"# artforge evaluate: {family.name}", "", *evaluator.markdown_lines(document)])
     else:
         document = measure_generator(opts)
         text = markdown(document)

@@ -70,7 +70,7 @@ class InvertSpec(ModelSpec):
 
 FAMILY = Family(name=NAME, description="test family: an image's negative", config_cls=InvertConfig,
                 build_network=InvertNet, make_spec=InvertSpec,
-                trainer=__name__, client=__name__)  # this module: COMMAND and VERB below
+                trainer=f"{__name__}:COMMAND", client=f"{__name__}:VERB")  # below
 
 
 # ---- 3. training: options, state, batches, step, samples ----

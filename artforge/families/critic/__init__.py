@@ -85,5 +85,5 @@ class CriticSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="art critic: (image) -> label probabilities, embedding, out-of-distribution score",
     config_cls=CriticConfig, build_network=CriticNet,
-    client="artforge.families.critic.critique", trainer="artforge.families.critic.train",
+    client="artforge.families.critic.critique:VERB", trainer="artforge.families.critic.train:COMMAND",
     make_spec=lambda config, meta, float_output=False: CriticSpec(config, meta)))

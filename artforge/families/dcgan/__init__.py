@@ -78,5 +78,5 @@ def generation_inputs(z_dim: int, styles: np.ndarray, seed: int) -> dict[str, np
 FAMILY = register(Family(
     name=NAME, description="style-conditional DCGAN image generator: (z, style index) -> image",
     config_cls=DCGANConfig, build_network=Generator,
-    client="artforge.families.generate", trainer="artforge.families.dcgan.train",
+    client="artforge.families.generate:VERB", trainer="artforge.families.dcgan.train:COMMAND",
     make_spec=lambda config, meta, float_output=False: DCGANSpec(config, meta.get("classes"), float_output)))

@@ -61,5 +61,5 @@ FAMILY = register(Family(
     name=NAME, description="music: a transformer over note events, streamed token by token (key/value cache) "
                            "to MIDI, piano roll and audio",
     config_cls=MusicConfig, build_network=build_network, make_spec=make_spec,
-    trainer="artforge.families.music.train", client="artforge.families.music.compose",
-    evaluator="artforge.families.music.quality"))
+    trainer="artforge.families.music.train:COMMAND", client="artforge.families.music.compose:VERB",
+    evaluator="artforge.families.music.quality:EVALUATOR"))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.registry import Evaluator
 
 COMPOSE = {"bars": 8, "temperature": 1.0, "top_p": 0.95}
 
@@ -110,3 +111,6 @@ def row(label: str, facts: dict[str, Any]) -> str:
 
 def fmt(value: float | None, digits: int = 2) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
+
+
+EVALUATOR = Evaluator(evaluate_model, markdown_lines)

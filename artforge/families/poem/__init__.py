@@ -70,5 +70,5 @@ def make_spec(config: PoemConfig, meta: dict | None = None, float_output: bool =
 FAMILY = register(Family(
     name=NAME, description="poems: a character transformer, streamed a character at a time (key/value cache)",
     config_cls=PoemConfig, build_network=build_network, make_spec=make_spec,
-    trainer="artforge.families.poem.train", client="artforge.families.poem.write",
-    evaluator="artforge.families.poem.quality"))
+    trainer="artforge.families.poem.train:COMMAND", client="artforge.families.poem.write:VERB",
+    evaluator="artforge.families.poem.quality:EVALUATOR"))

@@ -17,6 +17,7 @@ import numpy as np
 
 from artforge.errors import ArtforgeError
 from artforge.families.poem.form import VERSE_END, form_report
+from artforge.registry import Evaluator
 
 WRITE = {"temperature": 0.8, "top_p": 0.9}
 
@@ -101,3 +102,6 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
 
 def percent(value: float | None) -> str:
     return "—" if value is None else f"{value:.0%}"
+
+
+EVALUATOR = Evaluator(evaluate_model, markdown_lines)

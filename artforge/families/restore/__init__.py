@@ -90,6 +90,6 @@ class RestoreSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="art restoration (pix2pix U-Net): (damaged image, damage mask) -> restored image",
     config_cls=RestoreConfig, build_network=RestoreNet,
-    client="artforge.families.restore.restore", trainer="artforge.families.restore.train",
-    evaluator="artforge.families.restore.quality",
+    client="artforge.families.restore.restore:VERB", trainer="artforge.families.restore.train:COMMAND",
+    evaluator="artforge.families.restore.quality:EVALUATOR",
     make_spec=lambda config, meta, float_output=False: RestoreSpec(config, meta, float_output)))

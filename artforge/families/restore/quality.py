@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.registry import Evaluator
 
 
 def evaluate_model(opts) -> dict[str, Any]:
@@ -112,3 +113,6 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
     lines += ["", f"Masked-region PSNR against the best classical method ({document['best_classical']}): "
                   f"{margin:+.2f} dB ({'better' if margin > 0 else 'worse'}).", ""]
     return lines
+
+
+EVALUATOR = Evaluator(evaluate_model, markdown_lines)

@@ -81,6 +81,6 @@ class StyleSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="fast neural style transfer, N styles in one network: (photo, style weights) -> image",
     config_cls=StyleNetConfig, build_network=StyleTransferNet,
-    client="artforge.families.style.stylize", trainer="artforge.families.style.train",
-    evaluator="artforge.families.style.quality", peers="artforge.families.style.peer",
+    client="artforge.families.style.stylize:VERB", trainer="artforge.families.style.train:COMMAND",
+    evaluator="artforge.families.style.quality:EVALUATOR", peers="artforge.families.style.peer:get_peer",
     make_spec=lambda config, meta, float_output=False: StyleSpec(config, meta.get("styles"), float_output)))

@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.registry import Evaluator
 
 PHOTO_SIZE = 256  # the style contract's optimal size
 PHOTOS = 8  # crops of the held-out photos
@@ -135,3 +136,6 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
         lines += ["", f"The peer: {document['peer']['description']}, on the same photos, against the same "
                       "style images."]
     return lines + [""]
+
+
+EVALUATOR = Evaluator(evaluate_model, markdown_lines)

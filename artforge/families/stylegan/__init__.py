@@ -109,5 +109,5 @@ def generate_images(generator: Generator, config: StyleGANConfig, labels: np.nda
 FAMILY = register(Family(
     name=NAME, description="StyleGAN2 image generator: (z, style, truncation, noise) -> image; style mixing",
     config_cls=StyleGANConfig, build_network=Generator,
-    client="artforge.families.generate", trainer="artforge.families.stylegan.train",
+    client="artforge.families.generate:VERB", trainer="artforge.families.stylegan.train:COMMAND",
     make_spec=lambda config, meta, float_output=False: StyleGANSpec(config, meta.get("classes"), float_output)))

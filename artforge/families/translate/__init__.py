@@ -80,6 +80,6 @@ class TranslateSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="unpaired style conversion (CycleGAN): (image, direction a2b|b2a) -> the other domain",
     config_cls=TranslateConfig, build_network=TranslateNet,
-    client="artforge.families.translate.translate", trainer="artforge.families.translate.train",
-    evaluator="artforge.families.translate.quality",
+    client="artforge.families.translate.translate:VERB", trainer="artforge.families.translate.train:COMMAND",
+    evaluator="artforge.families.translate.quality:EVALUATOR",
     make_spec=lambda config, meta, float_output=False: TranslateSpec(config, meta, float_output)))

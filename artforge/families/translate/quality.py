@@ -11,6 +11,7 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.registry import Evaluator
 
 
 def evaluate_model(opts) -> dict[str, Any]:
@@ -96,3 +97,6 @@ def markdown_lines(document: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {t['fd']:.0f} | {u['fd']:.0f} | {t['kid']:.1f} | {u['kid']:.1f} | "
                      f"{t['precision']:.2f} | {t['recall']:.2f} | {r['cycle_l1_levels']:.1f} | {r['cycle_psnr']:.2f} |")
     return lines + [""]
+
+
+EVALUATOR = Evaluator(evaluate_model, markdown_lines)
