@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env gpu-env lint test test-fast demo demo-style reliability soak clean
+.PHONY: env gpu-env lint docs test test-fast demo demo-style reliability soak clean
 
 env: $(STAMP)
 
@@ -36,6 +36,10 @@ gpu-env:
 lint: env
 	$(VENV)/bin/ruff check artforge tests
 	$(VENV)/bin/lint-imports
+
+# docs/commands.md from the parsers (tests/test_docs.py fails when it is stale)
+docs: env
+	$(PY) -m artforge.command_docs > docs/commands.md
 
 test: env lint
 	$(PY) -m pytest -q --durations=15

@@ -502,7 +502,7 @@ def run_reliability(args: argparse.Namespace) -> None:
 
 
 def reliability_problems(results: dict) -> list[str]:
-    """What in a reliability run broke a promise (README, Reliability)."""
+    """What in a reliability run broke a promise (docs/operations.md, Reliability)."""
     kills, fuzz, images, soak = (results.get(k, {}) for k in ("kills", "fuzz", "images", "soak"))
     problems = []
     if kills and (kills["newest_checkpoint_loaded"] < kills["kills"] or not kills["identical_to_uninterrupted_run"]

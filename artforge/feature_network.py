@@ -66,7 +66,7 @@ def choose_layers(name: str, available: list[str], style_layers: tuple[str, ...]
 # Where EfficientNet-Lite0 can be tapped: the last block of a stage (ImageNet-trained blocks 0..15),
 # name -> block index. Strides 2, 4, 8, 16, 16, 32; channels 16, 24, 40, 80, 112, 192.
 EFFICIENTNET_TAPS = {"block0": 0, "block2": 2, "block4": 4, "block7": 7, "block10": 10, "block14": 14}
-# Chosen by measurement (`artforge loss-layers`; README, "Which loss layers, measured"):
+# Chosen by measurement (`artforge loss-layers`; docs/families/style.md, "Which loss layers, measured"):
 EFFICIENTNET_DEFAULT = (("block0", "block2", "block4", "block7"), "block2")
 
 

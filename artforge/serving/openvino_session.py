@@ -7,7 +7,7 @@ imports only numpy and openvino: no artforge, no torch.
 
 Why two compiled models: OpenVINO's CPU plugin runs a model with dynamic sizes (any photo size)
 slower than one compiled for a fixed shape (measured in `artforge bench --cpu-runtime openvino`; the
-README's "Real time on a CPU" cites the results files), and compiling one takes a noticeable time.
+benchmarks/results/README.md cites the results files), and compiling one takes a noticeable time.
 So every request runs on
 the dynamic model until its exact shape has been seen `COMPILE_AFTER` times; that shape is then
 compiled for on a background thread (no request waits 150 ms for it) and used from then on, for up

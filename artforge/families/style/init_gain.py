@@ -25,7 +25,7 @@ def init_gain(out: Path, steps: int = 300, size: int = 128, styles: list[str] | 
 
     out = Path(out)
     base_style, new_style = styles or write_default_styles(out / "styles", size)
-    # lite: the network the README's figures were measured with
+    # lite: the network docs/families/style.md's figures were measured with
     common = dict(size=size, steps=steps, sample_every=steps, checkpoint_every=steps, keep=1, progress=progress,
                   width="lite")
     train_style(out=str(out / "base"), styles=[base_style], **common)

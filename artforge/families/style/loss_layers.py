@@ -68,7 +68,7 @@ def compare_loss_layers(out: Path, steps: int = 400, size: int = 128, styles: li
         train_style(out=str(run), styles=styles, size=size, steps=steps, style_layers=",".join(candidate.style_layers),
                     content_layer=candidate.content_layer, loss_weights=candidate.loss_weights,
                     sample_every=steps, checkpoint_every=steps, keep=1, progress=progress,
-                    width="lite")  # the network the README's comparison was measured with
+                    width="lite")  # the network docs/families/style.md's comparison was measured with
         results = stylise_all(run, photos, len(styles))
         rows.append({"candidate": candidate.name, "style_layers": list(candidate.style_layers),
                      "content_layer": candidate.content_layer, "loss_network": candidate.loss_weights or

@@ -54,7 +54,7 @@ class StyleTrainOptions(RunControl):
     lr: float = option(1e-3, help="Adam learning rate")
     # content and style terms are relative errors (scale-free, see relative_error), so these
     # weights mean the same for every loss network and layer choice; style 3 kept more of the
-    # photo, 30 lost it, 10 was strongly stylised (300 steps at 128 px, README)
+    # photo, 30 lost it, 10 was strongly stylised (300 steps at 128 px, docs/families/style.md)
     content_weight: float = option(1.0, help="weight of the content loss")
     style_weight: float = option(5.0, help="weight of the style loss")
     tv_weight: float = option(1.0, help="weight of the total-variation smoothness loss")

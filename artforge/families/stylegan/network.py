@@ -19,7 +19,7 @@ Differences from the paper's code, each for export or CPU training:
 - `padding="reflect"` (an option; zeros by default, as in the paper) pads the 3x3 convolutions of
   both networks by mirroring: zeros tell every layer where the border is, and at small budgets the
   generator painted a frame around its images. Mirroring removes the frame and gives more variety
-  within a style, but also the positional cue that places a layout (measured in the README).
+  within a style, but also the positional cue that places a layout (measured in docs/families/stylegan.md).
   Checkpoints without the field were trained with zeros and keep them.
 """
 from __future__ import annotations

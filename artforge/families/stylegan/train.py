@@ -63,7 +63,7 @@ class StyleGANTrainOptions(StyleFolderOptions):
     padding: str = option("zeros", help="how the 3x3 convolutions fill the border: zeros (the paper's), or reflect "
                                         "(mirror the image): no frame around samples and more variety within a "
                                         "style, but weaker layouts; better without --augment, worse with it "
-                                        "(README)", choices=list(PADDINGS))
+                                        "(docs/families/stylegan.md)", choices=list(PADDINGS))
     sample_every: int = option(250, help="write a sample grid every N steps")
     checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
