@@ -24,17 +24,18 @@ from typing import Any
 def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | None = None,
            choices: list | None = None, required: bool = False, repeat: bool = False, cli: bool = True,
            each_call: bool = False, positional: bool = False, parse: Any = None,
-           default_factory: Any = dataclasses.MISSING) -> Any:
+           default_factory: Any = dataclasses.MISSING, aliases: tuple[str, ...] = ()) -> Any:
     """A dataclass field that also describes its command-line flag.
 
     `flag` renames it (default --field-name); a bool whose default is True and has a flag turns it
     off (--quiet for progress); `repeat` collects a list from a flag given several times; `cli=False`
     keeps it off the command line; `each_call` options (--resume, --quiet) belong to one command, not to
     the run: when the flag is absent their default applies, never the value a resumed run started with.
-    `positional` makes it an argument without a flag; `parse` turns the text into the value (int_list).
+    `positional` makes it an argument without a flag; `parse` turns the text into the value (int_list);
+    `aliases` are older spellings of the flag that are still accepted.
     """
     metadata = {"help": help, "flag": flag, "choices": choices, "required": required, "repeat": repeat, "cli": cli,
-                "each_call": each_call, "positional": positional, "parse": parse}
+                "each_call": each_call, "positional": positional, "parse": parse, "aliases": aliases}
     return dataclasses.field(default=default, default_factory=default_factory, metadata=metadata)
 
 
@@ -60,6 +61,7 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
     inherits, RunControl's last."""
     hints = typing.get_type_hints(options_cls)
     own = set(vars(options_cls).get("__annotations__", {}))  # the family's own options first, shared ones after
+
     def order(f) -> int:
         return 2 if f.name in RUN_CONTROL_FIELDS else int(f.name not in own)
 
@@ -79,7 +81,8 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
         elif meta.get("repeat"):
             parser.add_argument(flag, dest=f.name, action="append", help=help_text)
         else:
-            parser.add_argument(flag, dest=f.name, type=meta.get("parse") or typing.get_origin(kind) or kind,
+            parser.add_argument(flag, *meta.get("aliases", ()), dest=f.name,
+                                type=meta.get("parse") or typing.get_origin(kind) or kind,
                                 choices=meta.get("choices"), metavar=None if meta.get("choices") else
                                 flag.lstrip("-").upper().replace("-", "_"),
                                 required=meta.get("required", False), default=None, help=help_text)

@@ -59,7 +59,7 @@ def load_poems(opts: PoemTrainOptions) -> tuple[list[str], list[str]]:
     if not path.exists():
         raise ArtforgeError(f"--data {path} does not exist (make one with `artforge data poems`)")
     if not 0 < opts.heldout < 0.5:
-        raise ArtforgeError(f"--heldout {opts.heldout} must be between 0 and 0.5")
+        raise ArtforgeError(f"--held-out {opts.heldout} must be between 0 and 0.5")
     poems = list(read_text_poems(path))
     return [p for p in poems if not heldout(p, opts.heldout)], [p for p in poems if heldout(p, opts.heldout)]
 
