@@ -40,7 +40,7 @@ class TokenModelOptions(RunControl):
     lr: float = option(1e-3, help="AdamW peak learning rate (warm-up over 100 steps, cosine decay to 10%%)")
     weight_decay: float = option(0.1, help="AdamW weight decay")
     heldout: float = option(0.05, help="share of the data held out of training to measure perplexity on",
-                            flag="--held-out", aliases=("--heldout",))  # the other families' spelling; the old one works
+                            flag="--held-out", aliases=("--heldout",))  # as the others spell it; old one works
     seed: int = option(0, help="seeds initialisation and batches")
     eval_every: int = option(0, help="measure held-out perplexity every N steps into log.jsonl (0: at "
                                      "checkpoints only)")
