@@ -19,7 +19,8 @@ import torch
 from artforge.errors import ArtforgeError
 from artforge.families.transformer import DecoderLM, causal_lm_loss, sequence_perplexity
 from artforge.options import RunControl, option
-from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, step_generator
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.run_options import RUN_CONTROL_CHANGES
 from artforge.training.loop import FamilyTrainer
 
 END = 0  # ends a sequence and starts the next: every family's token 0

@@ -16,7 +16,7 @@ from torch import nn
 from artforge.errors import ArtforgeError
 from artforge.imaging import parse_colour
 from artforge.options import RunControl, option
-from artforge.training.common import Distributed
+from artforge.training.distributed import Distributed
 from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer
 

@@ -26,7 +26,8 @@ from artforge.checkpoint import (Checkpoint, config_from_dict, find_latest_check
                                  save_checkpoint)
 from artforge.errors import ArtforgeError
 from artforge.plots import curves_png
-from artforge.training.common import Distributed, RunLog, close_distributed, init_distributed, write_run_options
+from artforge.training.distributed import Distributed, close_distributed, init_distributed
+from artforge.training.run_folder import RunLog, write_run_options
 
 log = logging.getLogger(__name__)
 
@@ -233,7 +234,7 @@ class QualityLog:
 
 
 def read_log(path: Path) -> list[dict]:
-    from artforge.training.common import parse_record
+    from artforge.training.run_folder import parse_record
 
     if not path.exists():
         return []

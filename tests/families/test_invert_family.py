@@ -20,7 +20,8 @@ from artforge.registry import unregister
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.spec import ModelSpec
 from artforge.options import ClientVerb, option
-from artforge.training.common import init_distributed, resolve_options, step_generator
+from artforge.training.distributed import init_distributed, step_generator
+from artforge.training.run_options import resolve_options
 from artforge.training.loop import FamilyTrainer, TrainCommand, run_training, train
 
 NAME = "invert"

@@ -21,7 +21,7 @@ from artforge.registry import Family, register
 from artforge.registry import unregister
 from artforge.options import option
 from artforge.spec import ModelSpec
-from artforge.training.common import init_distributed, step_generator
+from artforge.training.distributed import init_distributed, step_generator
 from artforge.training.loop import FamilyTrainer, run_training
 
 NAME = "abc"

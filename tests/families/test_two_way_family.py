@@ -19,7 +19,7 @@ from artforge.registry import unregister
 from artforge.imaging import uint8_to_unit, unit_to_uint8
 from artforge.options import option
 from artforge.spec import ModelSpec
-from artforge.training.common import init_distributed, step_generator
+from artforge.training.distributed import init_distributed, step_generator
 from artforge.training.loop import FamilyTrainer, run_training
 
 NAME = "twoway"

@@ -30,7 +30,8 @@ from artforge.families.critic.network import BLOCKS, CriticConfig, CriticNet, fi
 from artforge.files import atomic_write_text
 from artforge.imaging import parse_colour
 from artforge.options import RunControl, option
-from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 

@@ -21,8 +21,9 @@ from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
 from artforge.options import option
-from artforge.training.common import (RUN_CONTROL_CHANGES, Distributed, ema_decay_at, resolve_options, step_generator,
-                                      update_ema)
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.ema import ema_decay_at, update_ema
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.image_folders import ImageFolder
 from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder

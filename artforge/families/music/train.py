@@ -21,7 +21,8 @@ from artforge.families.music.corpus import heldout, midi_files, resolve_data
 from artforge.families.music.events import EventVocab, Note, notes_to_tokens, read_notes, tokens_to_notes
 from artforge.families.transformer import sample_sequences
 from artforge.options import option
-from artforge.training.common import Distributed, resolve_options
+from artforge.training.distributed import Distributed
+from artforge.training.run_options import resolve_options
 from artforge.training.loop import TrainCommand, train
 from artforge.families.token_model import END, RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
 

@@ -21,7 +21,8 @@ from artforge.families.poem import END, NAME, PoemConfig, build_network, encode
 from artforge.families.poem.corpus import heldout, read_text_poems
 from artforge.families.transformer import DecoderLM, sample_sequences, sequence_perplexity
 from artforge.options import option
-from artforge.training.common import Distributed, resolve_options
+from artforge.training.distributed import Distributed
+from artforge.training.run_options import resolve_options
 from artforge.training.loop import TrainCommand, train
 from artforge.families.token_model import RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
 

@@ -31,7 +31,8 @@ from artforge.families.restore.damage import damage_batch
 from artforge.families.restore.network import ARCHITECTURES, RestoreConfig, RestoreNet, restore_discriminator
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.options import RunControl, option
-from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,8 @@ from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_
 from artforge.families.style.network import StyleNetConfig, StyleTransferNet
 from artforge.options import RunControl, option
 from artforge.photos import builtin_photos, centre_crop
-from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.image_folders import load_image, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.feature_network import (colour_directions, colour_quantiles, gram, load_loss_network,

@@ -29,7 +29,9 @@ from artforge.families.stylegan.network import PADDINGS, Discriminator, Generato
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.imaging import make_grid, save_png, uint8_to_unit
 from artforge.options import option
-from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator, update_ema
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.ema import update_ema
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
 from artforge.training.loop import TrainCommand, train
 

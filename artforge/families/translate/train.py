@@ -27,7 +27,8 @@ from artforge.families.translate import NAME as FAMILY
 from artforge.families.translate.network import TranslateConfig, TranslateNet, domain_discriminator
 from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.options import RunControl, option
-from artforge.training.common import RUN_CONTROL_CHANGES, Distributed, resolve_options, step_generator
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 
 log = logging.getLogger(__name__)
