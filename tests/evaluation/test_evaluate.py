@@ -63,7 +63,8 @@ def rows_of(net, style_paths) -> dict[str, dict[str, float]]:
     import torch
 
     from artforge.evaluation.transfer import transfer_judge, transfer_quality
-    from artforge.families.style import StyleServing, quality
+    from artforge.families.style import StyleServing
+    from artforge.families.style import evaluator as quality
     from artforge.photos import photo_crops
 
     photos = photo_crops(quality.PHOTOS, quality.PHOTO_SIZE, quality.PHOTO_SIZE, 0, held_out=True)
@@ -83,7 +84,7 @@ def test_the_peer_is_scored_with_the_peer_style_named_for_each_model_style():
     asked for the style that painted it than for the other one."""
     from artforge.evaluation.transfer import transfer_judge
     from artforge.families.style.peer import get_peer
-    from artforge.families.style.quality import score_peer
+    from artforge.families.style.evaluator import score_peer
     from artforge.photos import photo_crops
 
     peer = get_peer("magenta")

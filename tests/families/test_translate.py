@@ -11,7 +11,7 @@ import torch
 from artforge.errors import ArtforgeError
 from artforge.evaluation.evaluate import evaluate
 from artforge.families.translate.train import HistoryPool
-from artforge.families.translate.translate import direction_index
+from artforge.families.translate.client import direction_index
 
 TINY_TRANSLATE = dict(domain_a="procedural:grid", domain_b="procedural:waves", size=32, pool=12, batch_size=2,
                       width=4, blocks=1, pool_size=3, sample_every=1000, checkpoint_every=1000, progress=False)

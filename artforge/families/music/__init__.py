@@ -4,7 +4,7 @@ velocity), streamed from Triton a token at a time and turned into MIDI, a piano 
 Everything artforge needs to know about the family is declared here or named from here: its config
 and vocabulary (here; the events in events.py), its network (the shared transformer with a
 key/value cache, families/transformer.py), its serving contract (CachedLMSpec), its data (corpus.py:
-MIDI folders and the Bach chorales inside music21), training (train.py), evaluation (quality.py)
+MIDI folders and the Bach chorales inside music21), training (train.py), evaluation (evaluator.py)
 and its client verb (`artforge compose`, compose.py).
 """
 from __future__ import annotations
@@ -62,4 +62,4 @@ FAMILY = register(Family(
                            "to MIDI, piano roll and audio",
     config_cls=MusicConfig, build_network=build_network, make_spec=make_spec,
     trainer="artforge.families.music.train:COMMAND", client="artforge.families.music.compose:VERB",
-    evaluator="artforge.families.music.quality:EVALUATOR"))
+    evaluator="artforge.families.music.evaluator:EVALUATOR"))

@@ -71,4 +71,4 @@ FAMILY = register(Family(
     name=NAME, description="poems: a character transformer, streamed a character at a time (key/value cache)",
     config_cls=PoemConfig, build_network=build_network, make_spec=make_spec,
     trainer="artforge.families.poem.train:COMMAND", client="artforge.families.poem.write:VERB",
-    evaluator="artforge.families.poem.quality:EVALUATOR"))
+    evaluator="artforge.families.poem.evaluator:EVALUATOR"))

@@ -2,8 +2,8 @@
 
 Everything about the family is declared here or named from here: config and networks (network.py),
 the damage it learns to undo (damage.py), its serving contract (RestoreSpec, here), its training
-(train.py), its client verb (`artforge restore`, restore.py) and its evaluation against classical
-inpainting (quality.py).
+(train.py), its client verb (`artforge restore`, client.py) and its evaluation against classical
+inpainting (evaluator.py).
 """
 from __future__ import annotations
 
@@ -90,6 +90,6 @@ class RestoreSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="art restoration (pix2pix U-Net): (damaged image, damage mask) -> restored image",
     config_cls=RestoreConfig, build_network=RestoreNet,
-    client="artforge.families.restore.restore:VERB", trainer="artforge.families.restore.train:COMMAND",
-    evaluator="artforge.families.restore.quality:EVALUATOR",
+    client="artforge.families.restore.client:VERB", trainer="artforge.families.restore.train:COMMAND",
+    evaluator="artforge.families.restore.evaluator:EVALUATOR",
     make_spec=lambda config, meta, float_output=False: RestoreSpec(config, meta, float_output)))

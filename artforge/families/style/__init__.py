@@ -82,5 +82,5 @@ FAMILY = register(Family(
     name=NAME, description="fast neural style transfer, N styles in one network: (photo, style weights) -> image",
     config_cls=StyleNetConfig, build_network=StyleTransferNet,
     client="artforge.families.style.stylize:VERB", trainer="artforge.families.style.train:COMMAND",
-    evaluator="artforge.families.style.quality:EVALUATOR", peers="artforge.families.style.peer:get_peer",
+    evaluator="artforge.families.style.evaluator:EVALUATOR", peers="artforge.families.style.peer:get_peer",
     make_spec=lambda config, meta, float_output=False: StyleSpec(config, meta.get("styles"), float_output)))

@@ -4,7 +4,7 @@ One checkpoint holds both generators; it is served as one Triton model with a `d
 generators run on every batch and each item keeps its direction's result (torch.where): no
 data-dependent branch in the graph, so requests of either direction batch together, at twice the
 compute of one direction. Config and networks: network.py; training: train.py; client verb
-(`artforge translate`): translate.py; evaluation (FD/KID to the target domain, cycle error): quality.py.
+(`artforge translate`): client.py; evaluation (FD/KID to the target domain, cycle error): evaluator.py.
 """
 from __future__ import annotations
 
@@ -80,6 +80,6 @@ class TranslateSpec(ModelSpec):
 FAMILY = register(Family(
     name=NAME, description="unpaired style conversion (CycleGAN): (image, direction a2b|b2a) -> the other domain",
     config_cls=TranslateConfig, build_network=TranslateNet,
-    client="artforge.families.translate.translate:VERB", trainer="artforge.families.translate.train:COMMAND",
-    evaluator="artforge.families.translate.quality:EVALUATOR",
+    client="artforge.families.translate.client:VERB", trainer="artforge.families.translate.train:COMMAND",
+    evaluator="artforge.families.translate.evaluator:EVALUATOR",
     make_spec=lambda config, meta, float_output=False: TranslateSpec(config, meta, float_output)))
