@@ -10,6 +10,8 @@ import numpy as np
 
 from artforge.benchmarks.measure import latency_summary
 from artforge.errors import ServerUnavailable
+from artforge.serving.client import AsyncClient, Client
+from artforge.serving.fuzz import process_group_cpu_s
 
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 # A point ends early once the server is clearly gone: the client gave up on an UNAVAILABLE server,
@@ -129,8 +131,6 @@ def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: in
                   warmup: int, timeout_s: float = 10.0, server_pid: int | None = None) -> LoadPoint:
     """Run one sweep point and fill in client latencies, the server-side breakdown and (given the server's
     process) the CPU both sides used."""
-    from artforge.serving.fuzz import process_group_cpu_s
-    from artforge.serving.client import AsyncClient, Client
 
     point = LoadPoint(model, concurrency, batch)
     with Client(url, timeout_s=timeout_s, retries=0) as stats_client:

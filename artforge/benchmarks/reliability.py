@@ -35,6 +35,19 @@ from tqdm import tqdm
 from artforge.checkpoint import list_checkpoints, load_checkpoint
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
+from artforge.benchmarks.load import measure_point
+from artforge.benchmarks.measure import machine_facts
+from artforge.checkpoint import save_checkpoint
+from artforge.export.pipeline import export_checkpoint
+from artforge.families.dcgan.train import train_dcgan
+from artforge.families.style.network import StyleNetConfig, StyleTransferNet
+from artforge.image_folders import load_image_folder
+from artforge.imaging import MAX_PIXELS
+from artforge.registry import load_network
+from artforge.serving.client import Client
+from artforge.serving.fuzz import fuzz_server, process_group_rss_mb
+from artforge.serving.server import Server
+from artforge.training.synth import synthesize_dataset
 
 log = logging.getLogger(__name__)
 NEVER_ENDS = 10**7  # steps the killed runs aim for: they are always killed first
@@ -65,7 +78,6 @@ def run_reliability(out: str, kills: int = 30, fuzz_rounds: int = 20, image_copi
 
 
 def machine_name() -> str:
-    from artforge.benchmarks.measure import machine_facts
 
     facts = machine_facts()
     return f"{facts['cpu']}, {facts['cores']} cores"
@@ -75,8 +87,6 @@ def machine_name() -> str:
 
 def kill_suite(work: Path, kills: int, seed: int, progress: bool) -> dict[str, Any]:
     """SIGKILL real training `kills` times; check the checkpoints after each; resume; compare."""
-    from artforge.families.dcgan.train import train_dcgan
-    from artforge.training.synth import synthesize_dataset
 
     data, run = work / "data", work / "run"
     synthesize_dataset(data, size=32, per_style=4, seed=1, progress=False)
@@ -130,7 +140,6 @@ def kill_after(command: list[str], log: Path, seconds: float, start_timeout_s: f
 
 
 def newest_checkpoint_loads(run: Path) -> bool:
-    from artforge.registry import load_network
 
     try:
         _network, checkpoint = load_network(run)
@@ -151,7 +160,6 @@ def same_weights(run_a: Path, run_b: Path) -> bool:
 
 def image_suite(work: Path, copies: int) -> dict[str, Any]:
     """Load `copies` sets of messy files as training data; count what was read and skipped."""
-    from artforge.image_folders import load_image_folder
 
     folder = work / "messy" / "all"
     folder.mkdir(parents=True)
@@ -172,7 +180,6 @@ def image_suite(work: Path, copies: int) -> dict[str, Any]:
 
 def write_messy_images(folder: Path, copy: int) -> dict[str, str]:
     """One file of each kind a real art folder holds; {file name: expected outcome}."""
-    from artforge.imaging import MAX_PIXELS
 
     rng = np.random.default_rng(copy)
     picture = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -218,11 +225,6 @@ def write_png_header(path: Path, width: int, height: int) -> None:
 
 def tiny_repository(work: Path) -> Path:
     """A Triton repository with a tiny DCGAN ('dcgan') and a 2-style lite network ('stylize')."""
-    from artforge.checkpoint import save_checkpoint
-    from artforge.export.pipeline import export_checkpoint
-    from artforge.families.style.network import StyleNetConfig, StyleTransferNet
-    from artforge.families.dcgan.train import train_dcgan
-    from artforge.training.synth import synthesize_dataset
 
     synthesize_dataset(work / "data", size=32, per_style=4, seed=1, progress=False)
     train_dcgan(**tiny_options(work / "data", work / "dcgan", steps=2, checkpoint_every=2))
@@ -239,8 +241,6 @@ def tiny_repository(work: Path) -> Path:
 def fuzz_suite(repo: Path, rounds: int, progress: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
-    from artforge.serving.fuzz import fuzz_server
-    from artforge.serving.server import Server
 
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         report = fuzz_server(server, rounds, progress)
@@ -250,9 +250,6 @@ def fuzz_suite(repo: Path, rounds: int, progress: bool) -> dict[str, Any]:
 
 def soak_suite(repo: Path, seconds: float, chunk_requests: int = 500, progress: bool = False) -> dict[str, Any]:
     """Steady load on the DCGAN for `seconds`: errors, latency and server memory, start vs end."""
-    from artforge.benchmarks.load import measure_point
-    from artforge.serving.fuzz import process_group_rss_mb
-    from artforge.serving.server import Server
 
     inputs = {"z": np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32),
               "style": np.zeros((1, 1), np.int64)}
@@ -292,7 +289,6 @@ def counted_by_server(url: str, before: int, expected: int, wait_s: float = 10.0
 
 def server_successes(url: str) -> int:
     """Requests the DCGAN answered so far, by Triton's own statistics."""
-    from artforge.serving.client import Client
 
     with Client(url, timeout_s=10) as client:
         return int(client.statistics("dcgan").get("inference_stats", {}).get("success", {}).get("count", 0))

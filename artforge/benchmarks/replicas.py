@@ -23,6 +23,9 @@ from artforge.benchmarks.measure import latency_summary, machine_facts
 from artforge.files import atomic_write_text
 from artforge.serving.fuzz import process_group_cpu_s
 from artforge.serving.replicas import split_targets
+from artforge.export.pipeline import export_checkpoint
+from artforge.serving.client import Client
+from artforge.serving.server import replica_servers
 
 
 @dataclass
@@ -38,7 +41,6 @@ def drive(urls: list[str], model: str, inputs: dict[str, np.ndarray], concurrenc
           events: dict[float, Any] | None = None) -> tuple[Completion, float, float]:
     """Send requests from `concurrency` threads for `seconds`; events {at second: action} run meanwhile.
     Returns (completions, client CPU seconds, wall seconds)."""
-    from artforge.serving.client import Client
 
     record, lock, stop = Completion(), threading.Lock(), threading.Event()
     start = time.perf_counter()
@@ -143,8 +145,6 @@ def replicas_markdown(document: dict[str, Any]) -> str:
 
 def run_replica_benchmark(opts, ckpt, spec, out: Path) -> dict[str, Any]:
     """The sweep over 1..N replicas and (replicas started here) the kill run; bench.json and bench.md."""
-    from artforge.export.pipeline import export_checkpoint
-    from artforge.serving.server import replica_servers
 
     concurrency = max(opts.concurrency)
     seconds = max(1.0, opts.baseline_seconds)

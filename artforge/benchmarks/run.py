@@ -25,6 +25,14 @@ from artforge.benchmarks.measure import (count_flops, latency_summary, machine_f
 from artforge.benchmarks.report import compute_ratios, write_reports
 from artforge.benchmarks.variants import measure_variants
 from artforge.options import int_list, option
+from artforge.errors import ArtforgeError
+from artforge.export.parity import onnx_session
+from artforge.export.pipeline import export_checkpoint
+from artforge.registry import get_family, load_network, spec_for
+from artforge.serving.client import Client
+from artforge.serving.openvino_session import OpenVinoSession
+from artforge.serving.repository_config import config_text, parse_config
+from artforge.serving.server import Server
 
 log = logging.getLogger(__name__)
 NO_BATCHING_SUFFIX = "-nobatch"
@@ -69,7 +77,6 @@ class BenchOptions:
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     """Run the whole benchmark and write its reports; returns the JSON document."""
     opts = BenchOptions(**kwargs)
-    from artforge.registry import load_network, spec_for
 
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
@@ -108,7 +115,6 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
     """The checkpoint as MODEL (dynamic batching), MODEL-nobatch (every request runs alone) and
     MODEL-nocompute (batching as MODEL, but each input shape is computed once and its answer repeated:
     what Triton, gRPC and the Python backend cost by themselves)."""
-    from artforge.export.pipeline import export_checkpoint
 
     repo = work / "repo"
     result = export_checkpoint(opts.checkpoint, repo, max_batch=opts.max_batch, intra_op_threads=opts.threads,
@@ -124,7 +130,6 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
 
 def copy_model(repo: Path, name: str, suffix: str):
     """A copy of model NAME in the repository as NAME+SUFFIX; returns its config to change and write."""
-    from artforge.serving.repository_config import parse_config
 
     shutil.copytree(repo / name, repo / (name + suffix))
     config = parse_config((repo / name / "config.pbtxt").read_text())
@@ -133,7 +138,6 @@ def copy_model(repo: Path, name: str, suffix: str):
 
 
 def write_config(repo: Path, config) -> None:
-    from artforge.serving.repository_config import config_text
 
     (repo / config.name / "config.pbtxt").write_text(config_text(config))
 
@@ -143,7 +147,6 @@ def measure_inprocess(network: torch.nn.Module, spec, onnx_path: Path, opts: Ben
     """PyTorch eager and ONNX Runtime (and OpenVINO when Triton serves with it) in this process, timed in
     turn: batch-1 latency, largest-batch throughput; and the served runtime's batch curve, what batching
     can gain at all on this machine."""
-    from artforge.export.parity import onnx_session
 
     serving = spec.serving_network(network)
     session = onnx_session(onnx_path, threads=opts.threads)
@@ -171,7 +174,6 @@ def openvino_session(onnx_path: Path, opts: BenchOptions, **settings):
     """The served model's OpenVINO session in this process, as Triton's model.py opens it; None for ONNX Runtime."""
     if opts.cpu_runtime != "openvino":
         return None
-    from artforge.serving.openvino_session import OpenVinoSession
 
     return OpenVinoSession(onnx_path, opts.precision, opts.threads, **settings)
 
@@ -219,8 +221,6 @@ def load_peer(family_name: str, name: str, sizes: list[int]):
     """The family's public peer NAME (a one-line error when the family has none or lacks that one, or
     when no --sizes say where to time it), its ONNX Runtime session opened once."""
 
-    from artforge.errors import ArtforgeError
-    from artforge.registry import get_family
 
     family = get_family(family_name)
     if not family.peers:
@@ -233,8 +233,6 @@ def load_peer(family_name: str, name: str, sizes: list[int]):
 def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path, peer=None):
     """The concurrency x batch sweep at the model's optimal size, one client's batch-1 latency against
     in-process ONNX Runtime (interleaved), then (image-to-image) each size."""
-    from artforge.export.parity import onnx_session
-    from artforge.serving.server import Server
 
     points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
     points.append((model + NO_BATCHING_SUFFIX, max(opts.concurrency), 1))
@@ -277,7 +275,6 @@ class OneClient:
     @torch.no_grad()
     def measure(self, inputs: dict[str, np.ndarray], batch: int, peer_feed=None) -> dict[str, dict]:
         """The row of every way for these inputs; the peer too when given its feed for the same image."""
-        from artforge.serving.client import Client
 
         with Client(self.url, timeout_s=120, retries=0) as client, \
                 Client(self.url, timeout_s=120, retries=0, shared_memory=False) as payload:

@@ -22,6 +22,12 @@ import numpy as np
 from artforge.benchmarks.measure import latency_summary
 from artforge.contract import TokenStream
 from artforge.serving.decoding import batches_streams, decode, stepper
+from artforge.benchmarks.measure import machine_facts
+from artforge.export.parity import onnx_session
+from artforge.export.pipeline import export_checkpoint
+from artforge.files import atomic_write_text
+from artforge.serving.client import Client
+from artforge.serving.server import Server
 
 
 @dataclass
@@ -63,7 +69,6 @@ def stream_request(stream: TokenStream, index: int, prompt_length: int, max_toke
 def measure_stream_point(url: str, model: str, concurrency: int, requests: int, prompt_length: int,
                          max_tokens: int, timeout_s: float = 60.0) -> StreamPoint:
     """`requests` streams spread over `concurrency` client threads, each with its own connection."""
-    from artforge.serving.client import Client
 
     point, lock, counter = StreamPoint(model, concurrency), threading.Lock(), itertools.count()
     first, gaps, rates = [], [], []  # seconds, seconds, tokens/s
@@ -121,7 +126,6 @@ def measure_inprocess_stream(run, stream: TokenStream, prompt_length: int, max_t
 
 
 def onnx_runner(onnx_path: Path, threads: int):
-    from artforge.export.parity import onnx_session
 
     return onnx_session(onnx_path, threads=threads).run
 
@@ -209,10 +213,6 @@ def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]
     concurrency next to the same loop in-process."""
     import tempfile
 
-    from artforge.benchmarks.measure import machine_facts
-    from artforge.export.pipeline import export_checkpoint
-    from artforge.files import atomic_write_text
-    from artforge.serving.server import Server
 
     stream, variants = spec.stream, serving_variants(opts, spec.stream)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:

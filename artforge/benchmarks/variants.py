@@ -15,6 +15,11 @@ import numpy as np
 
 from artforge.benchmarks.measure import latency_summary, time_calls
 from artforge.export.parity import onnx_session
+from artforge.errors import ArtforgeError
+from artforge.evaluation.evaluate import image_output
+from artforge.evaluation.features import FEATURE_SPACE_SHORT
+from artforge.evaluation.metrics import measure_quality
+from artforge.generation import generation_request
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +64,6 @@ def measure_variant(name: str, path: Path, reference_path: Path, spec, seconds: 
 
 def generator_requests(spec, count: int, seed: int, batch: int = 32) -> list[dict[str, np.ndarray]] | None:
     """Requests drawn from a generator's contract as `artforge evaluate` draws them; None if not a generator."""
-    from artforge.errors import ArtforgeError
-    from artforge.evaluation.evaluate import image_output
-    from artforge.generation import generation_request
 
     try:
         image_output(spec.outputs)
@@ -74,9 +76,6 @@ def generator_requests(spec, count: int, seed: int, batch: int = 32) -> list[dic
 def distribution_cost(path: Path, reference_path: Path, spec, threads: int, count: int) -> dict[str, Any]:
     """FD/KID of a variant's images against fp32's for the same requests, next to the floor: fp32 against
     fp32 for other requests (what sampling alone gives). Generators only; {} for other models."""
-    from artforge.evaluation.evaluate import image_output
-    from artforge.evaluation.features import FEATURE_SPACE_SHORT
-    from artforge.evaluation.metrics import measure_quality
 
     requests, others = generator_requests(spec, count, 4000), generator_requests(spec, count, 8000)
     if requests is None:

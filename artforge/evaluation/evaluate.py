@@ -17,6 +17,11 @@ from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_text
 from artforge.options import option
+from artforge.errors import CheckpointError
+from artforge.evaluation.metrics import measure_quality
+from artforge.generation import generation_request
+from artforge.image_folders import load_image_folder
+from artforge.registry import get_family, load_network, spec_for
 
 
 @dataclass
@@ -65,7 +70,6 @@ def generate(inputs: tuple[TensorSpec, ...], metadata: dict, limits: dict, run: 
              count: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(count, H, W, 3) uint8 and the requested classes, in batches: request k is seeded seed + k
     (classes drawn uniformly, controls at their defaults)."""
-    from artforge.generation import generation_request
 
     requests = [generation_request(inputs, metadata, limits, min(batch, count - start), seed + k)
                 for k, start in enumerate(range(0, count, batch))]
@@ -90,7 +94,6 @@ def generated_images(opts: EvaluateOptions) -> Generated:
                          {"model": opts.source, "url": opts.url, "family": info.family})
     import torch
 
-    from artforge.registry import load_network, spec_for
 
     network, checkpoint = load_network(opts.source)
     spec = spec_for(checkpoint)
@@ -114,7 +117,6 @@ def class_names(metadata: dict[str, Any]) -> list[str]:
 
 def real_images(data: str, size: int, count: int, seed: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Up to `count` real images of the generator's size, their labels and the label names."""
-    from artforge.image_folders import load_image_folder
 
     folder = load_image_folder(Path(data), size=size, progress=False)
     chosen = np.sort(np.random.default_rng(seed).permutation(len(folder))[:count])
@@ -141,8 +143,6 @@ def evaluate(**options: Any) -> dict[str, Any]:
 
 def model_family(opts: EvaluateOptions):
     """The registered family of the checkpoint or served model (None for a model artforge did not make)."""
-    from artforge.errors import CheckpointError
-    from artforge.registry import get_family
 
     if opts.url:
         from artforge.serving.client import Client
@@ -161,7 +161,6 @@ def model_family(opts: EvaluateOptions):
 
 def measure_generator(opts: EvaluateOptions) -> dict[str, Any]:
     """A generator's images against real ones (and, with --critic, whether each class came out as asked)."""
-    from artforge.evaluation.metrics import measure_quality
 
     if opts.count < 8:
         raise ArtforgeError(f"--count {opts.count} is too few to measure a distribution; use at least 8")

@@ -13,6 +13,8 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.registry import load_network, spec_for
+from artforge.serving.client import Client
 
 PROBABILITIES = "probabilities"
 
@@ -65,7 +67,6 @@ def classifier(critic: str, url: str) -> tuple[Callable[[np.ndarray], np.ndarray
 def local_classifier(path: Path):
     import torch
 
-    from artforge.registry import load_network, spec_for
 
     network, checkpoint = load_network(path)
     spec = spec_for(checkpoint)
@@ -84,7 +85,6 @@ def local_classifier(path: Path):
 
 
 def served_classifier(name: str, url: str):
-    from artforge.serving.client import Client
 
     with Client(url) as client:
         info = client.model(name)

@@ -10,6 +10,8 @@ from typing import Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.evaluation.transfer import to_unit, transfer_judge
+from artforge.feature_network import relative_error
 
 PEAK_DB = 100.0  # PSNR of an exact copy, instead of infinity
 
@@ -50,8 +52,6 @@ def feature_distance(images: np.ndarray, clean: np.ndarray, judge=None) -> float
     """Relative error of EfficientNet-Lite0 block4 features against the clean image's (0 = same content)."""
     import torch
 
-    from artforge.evaluation.transfer import to_unit, transfer_judge
-    from artforge.feature_network import relative_error
 
     judge = judge or transfer_judge()
     tap = judge.info.content_layer

@@ -22,6 +22,7 @@ from artforge.export.triton_repo import (CPU_RUNTIMES, RUNTIMES, TritonOptions, 
                                          warmup_files, write_model_version)
 from artforge.registry import load_network, spec_for
 from artforge.options import option
+from artforge.serving.openvino_session import OpenVinoSession
 
 log = logging.getLogger(__name__)
 FORMATS = ("onnx", "tensorrt")
@@ -224,7 +225,6 @@ def check_engine_parity(engine: EngineBuild, onnx_path: Path, spec, classes: lis
 def check_openvino_parity(onnx_path: Path, spec, max_batch: int, precision: str,
                           threads: int) -> tuple[str, list[ParityResult]]:
     """OpenVINO against ONNX Runtime on the ONNX parity cases; (the precision OpenVINO really ran, the results)."""
-    from artforge.serving.openvino_session import OpenVinoSession
 
     float_tol, uint8_tol = OPENVINO_TOLERANCE[precision]
     session = onnx_session(onnx_path)

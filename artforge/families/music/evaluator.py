@@ -17,19 +17,20 @@ import numpy as np
 
 from artforge.errors import ArtforgeError
 from artforge.registry import Evaluator
+from artforge.checkpoint import config_from_dict
+from artforge.families.music import MusicConfig
+from artforge.families.music.corpus import heldout, midi_files, resolve_data
+from artforge.families.music.events import (notes_per_beat, notes_to_tokens, parses_back, pitch_class_histogram,
+                                            tokens_to_notes)
+from artforge.families.music.train import compose_pieces, read_pieces
+from artforge.families.transformer import sequence_perplexity
+from artforge.registry import load_network
 
 COMPOSE = {"bars": 8, "temperature": 1.0, "top_p": 0.95}
 
 
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a music model (opts: EvaluateOptions)."""
-    from artforge.checkpoint import config_from_dict
-    from artforge.registry import load_network
-    from artforge.families.music import MusicConfig
-    from artforge.families.music.corpus import heldout, midi_files, resolve_data
-    from artforge.families.music.events import notes_to_tokens, parses_back, tokens_to_notes
-    from artforge.families.music.train import compose_pieces, read_pieces
-    from artforge.families.transformer import sequence_perplexity
 
     if opts.url:
         raise ArtforgeError("evaluate a music model from its run or checkpoint (`artforge compose --model` "
@@ -64,7 +65,6 @@ def evaluate_model(opts) -> dict[str, Any]:
 
 def statistics(pieces: list, reference: list, steps_per_beat: int) -> dict[str, Any]:
     """Pitch classes and note density of `pieces`, and their distances to `reference`'s."""
-    from artforge.families.music.events import notes_per_beat, pitch_class_histogram
 
     def histogram(group):
         notes = [n for p in group for n in p]

@@ -25,6 +25,7 @@ from artforge.training.distributed import Distributed
 from artforge.training.run_options import resolve_options
 from artforge.training.loop import TrainCommand, train
 from artforge.families.token_model import END, RESUMABLE_CHANGES, Sequences, TokenModelOptions, TokenModelTrainer
+from artforge.families.music.render import piano_roll_png, write_midi
 
 
 @dataclass
@@ -93,7 +94,6 @@ class MusicTrainer(TokenModelTrainer):
         super().__init__(config, build_network(config, opts.dropout), sequences, opts, ctx)
 
     def write_samples(self, path: Path) -> None:
-        from artforge.families.music.render import piano_roll_png, write_midi
 
         pieces = compose_pieces(self.lm, self.config, count=2, seed=self.opts.seed, bars=8)
         for i, tokens in enumerate(pieces):

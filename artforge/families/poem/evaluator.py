@@ -18,16 +18,16 @@ import numpy as np
 from artforge.errors import ArtforgeError
 from artforge.families.poem.form import VERSE_END, form_report
 from artforge.registry import Evaluator
+from artforge.families.poem.corpus import heldout, read_text_poems
+from artforge.families.poem.train import heldout_perplexity, write_poems
+from artforge.families.poem.write import checkpoint_config
+from artforge.registry import load_network
 
 WRITE = {"temperature": 0.8, "top_p": 0.9}
 
 
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a poem model (opts: EvaluateOptions)."""
-    from artforge.registry import load_network
-    from artforge.families.poem.corpus import heldout, read_text_poems
-    from artforge.families.poem.train import heldout_perplexity, write_poems
-    from artforge.families.poem.write import checkpoint_config
 
     if opts.url:
         raise ArtforgeError("evaluate a poem model from its run or checkpoint (the served model is the same "

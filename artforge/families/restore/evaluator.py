@@ -14,12 +14,17 @@ import numpy as np
 
 from artforge.errors import ArtforgeError
 from artforge.registry import Evaluator
+from artforge.checkpoint import load_checkpoint
+from artforge.evaluation.restoration import classical_baselines, restoration_scores
+from artforge.evaluation.transfer import transfer_judge
+from artforge.families.restore.train import RestoreTrainOptions, clean_images, held_out_set
+from artforge.imaging import make_grid, save_png
+from artforge.registry import build_from_checkpoint, spec_for
+from artforge.serving.client import Client
 
 
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a restoration model (opts: EvaluateOptions)."""
-    from artforge.evaluation.restoration import classical_baselines, restoration_scores
-    from artforge.evaluation.transfer import transfer_judge
 
     restore, held, source = restoration_model(opts)
     clean, damaged, masks = held
@@ -38,7 +43,6 @@ def evaluate_model(opts) -> dict[str, Any]:
 
 def write_panel(path: Path, clean: np.ndarray, results: dict[str, np.ndarray], columns: int = 8) -> None:
     """Rows: clean, damaged, this model, each classical method; the first `columns` held-out images."""
-    from artforge.imaging import make_grid, save_png
 
     rows = [clean[:columns], *(images[:columns] for images in results.values())]
     save_png(make_grid(np.concatenate(rows), columns), path, upscale=max(1, 128 // clean.shape[1]))
@@ -47,8 +51,6 @@ def write_panel(path: Path, clean: np.ndarray, results: dict[str, np.ndarray], c
 def restoration_model(opts) -> tuple[Callable, tuple[np.ndarray, np.ndarray, np.ndarray], dict]:
     """(restore(damaged, masks) -> images, (clean, damaged, masks) held out, source) from a checkpoint or
     Triton; the held-out set is rebuilt from the run's options (--data overrides the clean images)."""
-    from artforge.checkpoint import load_checkpoint
-    from artforge.families.restore.train import RestoreTrainOptions, clean_images, held_out_set
 
     if opts.url and not opts.run:
         raise ArtforgeError("evaluating a served restoration model needs --run: the training run (or checkpoint) "
@@ -74,7 +76,6 @@ def restoration_model(opts) -> tuple[Callable, tuple[np.ndarray, np.ndarray, np.
 def local_restorer(checkpoint) -> Callable:
     import torch
 
-    from artforge.registry import build_from_checkpoint, spec_for
 
     serving = spec_for(checkpoint).serving_network(build_from_checkpoint(checkpoint))
 
@@ -88,7 +89,6 @@ def local_restorer(checkpoint) -> Callable:
 
 
 def served_restorer(opts) -> Callable:
-    from artforge.serving.client import Client
 
     def restore(damaged: np.ndarray, masks: np.ndarray) -> np.ndarray:
         with Client(opts.url) as client:

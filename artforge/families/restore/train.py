@@ -34,6 +34,9 @@ from artforge.options import RunControl, option
 from artforge.training.distributed import Distributed, step_generator
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.evaluation.restoration import psnr
+from artforge.feature_network import load_loss_network, relative_error
+from artforge.image_folders import split_image_folder
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data"}
@@ -116,7 +119,6 @@ def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tenso
         held = photo_crops(HELD_OUT_IMAGES, opts.size, opts.size, opts.seed + 1, held_out=True)
         return pool.contiguous(), held, {"source": "scikit-image photos", "training_photos": list(TRAINING_PHOTOS),
                                          "held_out_photos": list(HELD_OUT_PHOTOS), "pool": opts.pool}
-    from artforge.image_folders import split_image_folder
 
     return split_image_folder(Path(opts.data), opts.size, opts.held_out, opts.seed, HELD_OUT_IMAGES, progress,
                               opts.fit, parse_colour(opts.background))
@@ -125,14 +127,12 @@ def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tenso
 def perceptual_network(weight: float, device: torch.device) -> nn.Module | None:
     if not weight:
         return None
-    from artforge.feature_network import load_loss_network
 
     return load_loss_network(None).to(device)
 
 
 def perceptual_loss(taps: nn.Module, restored: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
     """Scale-free feature distance (relative_error) averaged over the loss network's style layers."""
-    from artforge.feature_network import relative_error
 
     with torch.no_grad():
         target = taps(clean)
@@ -224,7 +224,6 @@ class RestoreTrainer(FamilyTrainer):
         return restored.numpy()
 
     def before_outputs(self) -> None:
-        from artforge.evaluation.restoration import psnr
 
         restored = self.restore_held_out()
         masks = self.held_masks.astype(bool)

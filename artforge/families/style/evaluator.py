@@ -14,6 +14,12 @@ import numpy as np
 
 from artforge.errors import ArtforgeError
 from artforge.registry import Evaluator
+from artforge.evaluation.transfer import transfer_judge, transfer_quality
+from artforge.families.style.peer import get_peer
+from artforge.image_folders import load_image
+from artforge.imaging import input_images
+from artforge.photos import photo_crops
+from artforge.registry import load_network, spec_for
 
 PHOTO_SIZE = 256  # the style contract's optimal size
 PHOTOS = 8  # crops of the held-out photos
@@ -21,8 +27,6 @@ PHOTOS = 8  # crops of the held-out photos
 
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a style model (opts: EvaluateOptions)."""
-    from artforge.evaluation.transfer import transfer_judge, transfer_quality
-    from artforge.photos import photo_crops
 
     stylise, styles, source, style_paths = style_model(opts)
     style_images = load_styles(style_paths, len(styles))
@@ -42,8 +46,6 @@ def evaluate_model(opts) -> dict[str, Any]:
 def score_peer(given: str, styles: list[str], photos: np.ndarray, style_images: np.ndarray, judge) -> dict[str, Any]:
     """--peer NAME:I,J: the peer's style I stands for the model's first style, J for its second..., scored
     on the same photos against the same style images as the model."""
-    from artforge.evaluation.transfer import transfer_quality
-    from artforge.families.style.peer import get_peer
 
     name, _, picks = given.partition(":")
     try:
@@ -82,7 +84,6 @@ def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str
         return stylise, styles, {"model": opts.source, "url": opts.url, "family": info.family}, data_paths(opts.data)
     import torch
 
-    from artforge.registry import load_network, spec_for
 
     network, checkpoint = load_network(opts.source)
     serving = spec_for(checkpoint).serving_network(network)
@@ -100,7 +101,6 @@ def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str
 
 
 def data_paths(data: str) -> list[Path]:
-    from artforge.imaging import input_images
 
     if "," in data:
         return [Path(p.strip()) for p in data.split(",") if p.strip()]
@@ -109,7 +109,6 @@ def data_paths(data: str) -> list[Path]:
 
 def load_styles(paths: list[Path], count: int) -> np.ndarray:
     """(S, PHOTO_SIZE, PHOTO_SIZE, 3) uint8 style images, one per style of the model."""
-    from artforge.image_folders import load_image
 
     if len(paths) != count:
         raise ArtforgeError(f"the model has {count} style(s) but {len(paths)} style image(s) were found; pass "

@@ -31,6 +31,7 @@ from artforge.image_folders import load_image, load_image_folder
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.feature_network import (colour_directions, colour_quantiles, gram, load_loss_network,
                                             relative_error, total_variation)
+from artforge.training.synth import STYLES, paint
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"content"}
@@ -87,7 +88,6 @@ def content_images(source: str, size: int, background: tuple[int, int, int] = WH
     load_size = int(size * 1.15)
     if source != "builtin":
         return split_folder(load_image_folder(Path(source), load_size, background=background).images, size)
-    from artforge.training.synth import STYLES, paint
 
     images = [centre_crop(photo, load_size) for photo in builtin_photos()]
     images += [np.asarray(paint(style, load_size, seed=0, index=i)) for style in STYLES for i in range(2)]

@@ -12,12 +12,16 @@ import numpy as np
 
 from artforge.errors import ArtforgeError
 from artforge.registry import Evaluator
+from artforge.checkpoint import load_checkpoint
+from artforge.evaluation.metrics import measure_quality
+from artforge.evaluation.restoration import psnr
+from artforge.families.translate.train import TranslateTrainOptions, domain_images
+from artforge.registry import build_from_checkpoint, spec_for
+from artforge.serving.client import Client
 
 
 def evaluate_model(opts) -> dict[str, Any]:
     """The document `artforge evaluate` writes for a translation model (opts: EvaluateOptions)."""
-    from artforge.evaluation.metrics import measure_quality
-    from artforge.evaluation.restoration import psnr
 
     translate, (held_a, held_b), source, domains = translation_model(opts)
     if min(len(held_a), len(held_b)) < 8:
@@ -38,8 +42,6 @@ def evaluate_model(opts) -> dict[str, Any]:
 
 def translation_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], tuple, dict, list[str]]:
     """(translate(images, direction), (held-out A, held-out B), source, domain names)."""
-    from artforge.checkpoint import load_checkpoint
-    from artforge.families.translate.train import TranslateTrainOptions, domain_images
 
     if opts.url and not opts.run:
         raise ArtforgeError("evaluating a served translation model needs --run: the training run (or checkpoint) "
@@ -60,7 +62,6 @@ def translation_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], tu
 def local_translator(checkpoint) -> Callable[[np.ndarray, int], np.ndarray]:
     import torch
 
-    from artforge.registry import build_from_checkpoint, spec_for
 
     serving = spec_for(checkpoint).serving_network(build_from_checkpoint(checkpoint))
 
@@ -74,7 +75,6 @@ def local_translator(checkpoint) -> Callable[[np.ndarray, int], np.ndarray]:
 
 
 def served_translator(opts) -> Callable[[np.ndarray, int], np.ndarray]:
-    from artforge.serving.client import Client
 
     def translate(images: np.ndarray, direction: int) -> np.ndarray:
         with Client(opts.url) as client:

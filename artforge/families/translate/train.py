@@ -30,6 +30,8 @@ from artforge.options import RunControl, option
 from artforge.training.distributed import Distributed, step_generator
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.image_folders import split_image_folder
+from artforge.training.synth import STYLES, paint
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"domain_a", "domain_b"}
@@ -93,14 +95,12 @@ def domain_images(domain: str, opts: TranslateTrainOptions, salt: int,
         return train_part, photo_crops(HELD_OUT_IMAGES, size, size, seed + 1, held_out=True), {"source": "photos"}
     if domain.startswith(PROCEDURAL):
         return procedural_domain(domain[len(PROCEDURAL):], opts.pool, size, seed)
-    from artforge.image_folders import split_image_folder
 
     return split_image_folder(Path(domain), size, opts.held_out, seed, HELD_OUT_IMAGES, progress, opts.fit,
                               parse_colour(opts.background))
 
 
 def procedural_domain(style: str, count: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray, dict]:
-    from artforge.training.synth import STYLES, paint
 
     if style not in STYLES:
         raise ArtforgeError(f"unknown procedural style '{style}'; choose from {list(STYLES)}")
