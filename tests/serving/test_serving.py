@@ -107,7 +107,8 @@ def test_a_dead_server_is_a_clear_error_after_the_retry_budget():
     started = time.monotonic()
     with pytest.raises(ArtforgeError, match="unavailable after 3 tries"):
         client.models()
-    assert time.monotonic() - started < 30  # the retries back off in milliseconds; 30 s only catches a hang
+    # refused connects return at once and the retries back off in milliseconds: 120 s only catches a hang
+    assert time.monotonic() - started < 120
 
 
 @pytest.mark.parametrize("command", [["generate", "--count", "4", "--out", "grid.png"],
