@@ -73,19 +73,20 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
         kind = plain_type(hints[f.name])
         help_text = meta.get("help", "") + default_note(f)
         if meta.get("positional"):
-            parser.add_argument(f.name, help=help_text)
+            action = parser.add_argument(f.name, help=help_text)
         elif kind is bool:
             default = default_value(f) if meta.get("each_call") else None
-            parser.add_argument(flag, dest=f.name, action="store_const", const=not default_value(f),
-                                default=default, help=help_text)
+            action = parser.add_argument(flag, dest=f.name, action="store_const", const=not default_value(f),
+                                         default=default, help=help_text)
         elif meta.get("repeat"):
-            parser.add_argument(flag, dest=f.name, action="append", help=help_text)
+            action = parser.add_argument(flag, dest=f.name, action="append", help=help_text)
         else:
-            parser.add_argument(flag, *meta.get("aliases", ()), dest=f.name,
+            action = parser.add_argument(flag, *meta.get("aliases", ()), dest=f.name,
                                 type=meta.get("parse") or typing.get_origin(kind) or kind,
                                 choices=meta.get("choices"), metavar=None if meta.get("choices") else
                                 flag.lstrip("-").upper().replace("-", "_"),
                                 required=meta.get("required", False), default=None, help=help_text)
+        action.declared_default = default_value(f)  # what an absent flag means (argparse's own is None)
 
 
 def given_options(args: argparse.Namespace, options_cls: type) -> dict[str, Any]:

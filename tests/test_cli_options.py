@@ -13,9 +13,17 @@ from artforge.command_docs import subcommands
 FROZEN = Path(__file__).with_name("cli_options.json")
 
 
+def default_of(action: argparse.Action) -> str:
+    """What leaving the option out means: the options dataclass's default (argparse's own is None there, so
+    that a resumed run can tell a given option from an absent one); a flag without a value is just absent."""
+    if action.nargs == 0:
+        return "absent"
+    return repr(getattr(action, "declared_default", action.default))
+
+
 def options_of(prefix: str, parser: argparse.ArgumentParser, found: dict) -> dict:
     found[prefix] = sorted(
-        [" ".join(a.option_strings) or a.dest, repr(a.default), a.required, sorted(map(str, a.choices or []))]
+        [" ".join(a.option_strings) or a.dest, default_of(a), a.required, sorted(map(str, a.choices or []))]
         for a in parser._actions if not isinstance(a, argparse._SubParsersAction))
     for name, sub in subcommands(parser).items():
         options_of(f"{prefix} {name}", sub, found)
