@@ -29,9 +29,7 @@ def sections(prefix: str, parser: argparse.ArgumentParser) -> list[tuple[str, st
 def commands_markdown() -> str:
     previous, os.environ["COLUMNS"] = os.environ.get("COLUMNS"), WIDTH
     try:
-        # `train FAMILY` appears when train is asked for, the families' client verbs when no command is
-        found = dict(sections("artforge", build_parser([])))
-        found.update(sections("artforge", build_parser(["train"])))
+        found = dict(sections("artforge", build_parser([], everything=True)))
     finally:
         if previous is None:
             del os.environ["COLUMNS"]

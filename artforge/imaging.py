@@ -5,6 +5,7 @@ Networks see float images in [-1, 1], NCHW; files and the wire carry uint8 0-255
 """
 from __future__ import annotations
 
+import io
 import math
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from artforge.errors import ImageError, ImageTooLarge
 from artforge.files import atomic_write_bytes
+from artforge.photos import centre_crop
 
 # what the image families' serving contracts do with pixels (travels in every ONNX file they export)
 UINT8_NHWC = {"image_input": "uint8 NHWC 0-255", "image_output": "uint8 NHWC 0-255", "network_range": [-1, 1]}
@@ -106,7 +108,6 @@ def to_rgb(picture: Image.Image, background: tuple[int, int, int]) -> np.ndarray
 def fit_square(image: np.ndarray, size: int, fit: str = "crop", background: tuple[int, int, int] = WHITE) -> np.ndarray:
     """(size, size, 3): `crop` fills the square and cuts the longer side; `pad` keeps the whole picture,
     letterboxed on `background`."""
-    from artforge.photos import centre_crop
 
     if fit == "crop":
         return centre_crop(image, size)
@@ -162,7 +163,6 @@ def make_grid(images: np.ndarray, ncols: int, pad: int = 2, background: int = 25
 
 def save_png(image: np.ndarray, path: Path, upscale: int = 1) -> None:
     """Write an (H, W, 3) uint8 array as PNG atomically; `upscale` enlarges small art for viewing."""
-    import io
 
     picture = Image.fromarray(image)
     if upscale > 1:
@@ -174,7 +174,6 @@ def save_png(image: np.ndarray, path: Path, upscale: int = 1) -> None:
 
 def save_gif(frames: np.ndarray, path: Path, fps: float = 12.0, upscale: int = 1) -> None:
     """Write (N, H, W, 3) uint8 frames as a looping animated GIF, atomically (one palette per frame)."""
-    import io
 
     pictures = [Image.fromarray(frame) for frame in frames]
     if upscale > 1:

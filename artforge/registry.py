@@ -18,6 +18,7 @@ from torch import nn
 
 from artforge.checkpoint import Checkpoint, config_from_dict, load_checkpoint, weights_mismatch
 from artforge.errors import CheckpointError
+from artforge.options import Command
 from artforge.spec import ModelSpec
 
 
@@ -42,7 +43,7 @@ class Family:
     build_network: Callable[[Any], nn.Module]  # config -> the inference network
     make_spec: Callable[..., ModelSpec]  # (config, checkpoint meta, float_output) -> serving contract
     trainer: str = ""  # a training.loop.TrainCommand: `artforge train NAME`
-    client: str = ""  # an options.ClientVerb: the family's client command
+    client: str = ""  # an options.Command: the family's client command
     # an Evaluator: `artforge evaluate` for this family; without one, evaluate measures the model as a
     # generator (noise and labels in, images out)
     evaluator: str = ""
@@ -135,3 +136,20 @@ def spec_for(checkpoint: Checkpoint, float_output: bool = False) -> ModelSpec:
 def load_network(path: str | Path, expect_family: str | None = None) -> tuple[nn.Module, Checkpoint]:
     checkpoint = load_checkpoint(path, expect_family)
     return build_from_checkpoint(checkpoint), checkpoint
+
+
+# ---- `artforge families` ----
+@dataclass
+class NoOptions:
+    pass
+
+
+def list_families(_: NoOptions) -> None:
+    for family in families():
+        print(f"{family.name:<10} {family.description}")
+
+
+COMMAND = Command(
+    "families", help="list the model families, one line each",
+    description="List the model families this artforge knows: the names checkpoints, 'artforge train FAMILY' "
+                "and served models use.", examples="  artforge families", options=NoOptions, run=list_families)

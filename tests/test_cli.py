@@ -81,3 +81,35 @@ def test_gpu_check_without_a_gpu_says_so_in_one_line(tmp_path):
     assert done.returncode == 1 and done.stdout == ""
     assert len(done.stderr.strip().splitlines()) == 1 and "no CUDA GPU here" in done.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_every_command_is_declared_where_the_cli_says():
+    import dataclasses
+
+    from artforge.cli import COMMANDS, declared
+    from artforge.options import Command
+
+    for name, where in COMMANDS.items():
+        command = declared(where)
+        assert isinstance(command, Command) and command.name == name.split()[-1], where
+        assert dataclasses.is_dataclass(command.options) and command.help and command.examples, where
+
+
+def test_a_command_imports_only_its_own_module(tmp_path):
+    """`artforge serve` builds its parser without torch or any family (it starts in a fraction of a second);
+    `artforge --help` lists every command, the families' verbs included."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from artforge.cli import build_parser; build_parser({argv}); "
+             "print(sorted(m for m in ('torch', 'artforge.registry', 'artforge.export.pipeline') if m in sys.modules))")
+    for argv, expected in ((["serve", "--repository", "r"], "[]"), (["stream", "--help"], "[]"),
+                           (["data", "synth"], "[]"),
+                           ([], "['artforge.export.pipeline', 'artforge.registry', 'torch']")):
+        out = subprocess.run([sys.executable, "-c", probe.format(argv=argv)], capture_output=True, text=True,
+                             check=True, cwd=tmp_path).stdout.strip()
+        assert out == expected, (argv, out)
+    listed = subprocess.run([sys.executable, "-m", "artforge", "--help"], capture_output=True, text=True,
+                            check=True, cwd=tmp_path).stdout
+    for name in ("serve", "bench", "generate", "stylize", "critique", "train", "data"):
+        assert f"    {name} " in listed, name

@@ -1,11 +1,11 @@
 """Every family's hooks are "module:attribute" names: each one imports and is what its command expects."""
 import pytest
 
-from artforge.options import ClientVerb
+from artforge.options import Command
 from artforge.registry import Evaluator, Family, families
 from artforge.training.loop import TrainCommand
 
-KINDS = {"trainer": TrainCommand, "client": ClientVerb, "evaluator": Evaluator}
+KINDS = {"trainer": TrainCommand, "client": Command, "evaluator": Evaluator}
 
 
 @pytest.mark.parametrize("family", families(), ids=lambda f: f.name)

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from artforge.checkpoint import list_checkpoints, load_checkpoint
 from artforge.errors import ArtforgeError
+from artforge.options import Command, Progress, option
 from artforge.files import atomic_write_text
 from artforge.benchmarks.load import measure_point
 from artforge.benchmarks.measure import machine_facts
@@ -313,3 +315,55 @@ def format_value(value: Any) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} {v}" for k, v in value.items())
     return str(value)
+
+
+# ---- `artforge reliability` ----
+@dataclass(kw_only=True)
+class ReliabilityOptions(Progress):
+    out: str = option(help="folder for reliability.json and reliability.md", required=True)
+    kills: int = option(30, help="training processes to SIGKILL")
+    fuzz_rounds: int = option(20, help="times every malformed request is sent")
+    image_copies: int = option(5, help="sets of messy image files to load")
+    soak_seconds: float = option(0.0, help="seconds of steady load (0: no soak)")
+    seed: int = option(0, help="seeds the kill moments")
+
+
+def reliability_command(opts: ReliabilityOptions) -> None:
+    document = run_reliability(opts.out, kills=opts.kills, fuzz_rounds=opts.fuzz_rounds,
+                               image_copies=opts.image_copies, soak_seconds=opts.soak_seconds, seed=opts.seed,
+                               progress=opts.progress)
+    print((Path(opts.out) / "reliability.md").read_text())
+    print(f"reports: {opts.out}/reliability.json, reliability.md")
+    problems = reliability_problems(document["results"])
+    if problems:
+        raise ArtforgeError("reliability check failed: " + "; ".join(problems))
+
+
+def reliability_problems(results: dict) -> list[str]:
+    """What in a reliability run broke a promise (docs/operations.md, Reliability)."""
+    kills, fuzz, images, soak = (results.get(k, {}) for k in ("kills", "fuzz", "images", "soak"))
+    problems = []
+    if kills and (kills["newest_checkpoint_loaded"] < kills["kills"] or not kills["identical_to_uninterrupted_run"]
+                  or kills["leftover_folders"]):
+        problems.append(f"kills: {kills}")
+    if fuzz and (fuzz["answered_ok"] or not fuzz["server_up_and_healthy_after"]):
+        problems.append(f"fuzz: answered as valid {fuzz['answered_ok'][:3]}, healthy after "
+                        f"{fuzz['server_up_and_healthy_after']}")
+    if images and (images["wrong_outcomes"] or not images["transparent_files_on_background"]):
+        problems.append(f"images: {images['wrong_outcomes'][:3]}")
+    if soak and soak["errors"]:
+        problems.append(f"soak: {soak['errors']} errors")
+    return problems
+
+
+COMMAND = Command(
+    "reliability", help="measure reliability: training killed at random, malformed requests, messy images, a soak",
+    description="Kill real training processes at random moments and check every checkpoint, send every "
+                "kind of malformed request to a live Triton server, load a folder of messy image files, "
+                "and optionally hold a steady load (soak). Writes reliability.json and reliability.md and "
+                "exits non-zero when a promise broke (a checkpoint lost, a malformed request answered as "
+                "valid, a server left unhealthy, an image mis-read, a soak error). A count of 0 skips a suite.",
+    examples="  artforge reliability --out runs/reliability                      # make reliability\n"
+             "  artforge reliability --out runs/soak --kills 0 --fuzz-rounds 0 --image-copies 0 \\\n"
+             "      --soak-seconds 300                                          # make soak",
+    options=ReliabilityOptions, run=reliability_command)

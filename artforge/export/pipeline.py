@@ -21,7 +21,7 @@ from artforge.export.tensorrt import (ENGINE_TOLERANCE, PRECISIONS, EngineBuild,
 from artforge.export.triton_repo import (CPU_RUNTIMES, RUNTIMES, TritonOptions, model_config, validate_name,
                                          warmup_files, write_model_version)
 from artforge.registry import load_network, spec_for
-from artforge.options import option
+from artforge.options import Command, option
 from artforge.serving.openvino_session import OpenVinoSession
 
 log = logging.getLogger(__name__)
@@ -253,3 +253,28 @@ def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult
     path = work / "export.json"
     path.write_text(json.dumps(record, indent=2) + "\n")
     return path
+
+
+# ---- `artforge export` ----
+def export_command(opts: ExportOptions) -> None:
+    print(export_checkpoint(**asdict(opts)).summary())
+
+
+COMMAND = Command(
+    "export", help="export a checkpoint to ONNX (and TensorRT) in a Triton model repository",
+    description="Export a checkpoint to ONNX, check it against PyTorch with ONNX Runtime (batch 1, 3 and "
+                "max), optionally build a TensorRT engine, and add it as a new version to a Triton model "
+                "repository (REPO/NAME/config.pbtxt, REPO/NAME/VERSION/model.*). Nothing is written when "
+                "a check fails.",
+    examples="  artforge export runs/dcgan --repository repo                  # newest checkpoint, name 'dcgan'\n"
+             "  artforge export runs/dcgan/checkpoints/step_00002000 --repository repo --name art32\n"
+             "  artforge export runs/dcgan --repository repo-gpu --runtime native \\\n"
+             "      --formats onnx,tensorrt --precision fp16                  # needs TensorRT + NVIDIA GPU\n"
+             "  artforge export runs/style --repository repo --cpu-runtime openvino --precision bf16\n"
+             "                          # OpenVINO in bfloat16 (CPUs with AVX512-BF16 or AMX; others run\n"
+             "                          # float32); 'artforge bench --cpu-runtime openvino' measures it\n"
+             "runtimes: 'embedded' runs the ONNX file in Triton's Python backend with ONNX Runtime, or with\n"
+             "OpenVINO given --cpu-runtime openvino (what 'artforge serve' starts, CPU or GPU); 'native' uses\n"
+             "Triton's onnxruntime/tensorrt backends (NVIDIA's Triton container). Same model names and tensor\n"
+             "names either way.",
+    options=ExportOptions, run=export_command)

@@ -12,13 +12,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import torch
 
 from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
 from artforge.generation import generation_request, latent_walk, noise_inputs
 from artforge.imaging import make_grid, save_gif, save_png
-from artforge.options import ClientVerb
-from artforge.serving.client import resolve_label
+from artforge.options import Command, ServerAddress, option
+from artforge.registry import load_network, spec_for
+from artforge.serving.client import Client, resolve_label
 
 MAX_COUNT = 4096  # images held in memory at once: 4096 x 64x64x3 is 50 MB
 
@@ -39,37 +41,37 @@ class Generator:
         return np.concatenate([self.run({k: v[i:i + step] for k, v in request.items()}) for i in range(0, count, step)])
 
 
-def style_indices(count: int, num_styles: int, style: int | None) -> np.ndarray:
-    """One style for all, or all styles in turn (a grid with one column per style)."""
+def class_indices(count: int, num_classes: int, label: int | None) -> np.ndarray:
+    """One class for all, or all classes in turn (a grid with one column per class)."""
     if not 1 <= count <= MAX_COUNT:
         raise ArtforgeError(f"--count must be 1 to {MAX_COUNT}, got {count}; run the command again for more")
-    return np.full(count, style) if style is not None else np.arange(count) % max(1, num_styles)
+    return np.full(count, label) if label is not None else np.arange(count) % max(1, num_classes)
 
 
-def request_for(model: Generator, count: int, seed: int, style: str | int | None = None,
+def request_for(model: Generator, count: int, seed: int, label: str | int | None = None,
                 controls: dict[str, float] | None = None) -> dict[str, np.ndarray]:
-    styles = model.metadata.get("styles", [])
-    chosen = resolve_label(style, styles, kind="style") if styles else None
-    if style is not None and not styles:
-        raise ArtforgeError("this model has no styles (it was trained on one class); leave out --style")
-    classes = style_indices(count, len(styles), chosen) if model.metadata.get("class_input") else None
+    names = model.metadata.get("styles", [])  # the class names (the wire keeps the first name it had)
+    chosen = resolve_label(label, names, kind="class") if names else None
+    if label is not None and not names:
+        raise ArtforgeError("this model has no classes (it was trained on one folder); leave out --class")
+    classes = class_indices(count, len(names), chosen) if model.metadata.get("class_input") else None
     if classes is None:
-        style_indices(count, 1, None)  # the count check
+        class_indices(count, 1, None)  # the count check
     return generation_request(model.inputs, model.metadata, model.limits, count, seed, classes, controls)
 
 
-def generate(model: Generator, count: int, seed: int, style: str | int | None = None,
+def generate(model: Generator, count: int, seed: int, label: str | int | None = None,
              controls: dict[str, float] | None = None) -> np.ndarray:
     """(count, H, W, 3) uint8 images for a seed."""
-    return model.images(request_for(model, count, seed, style, controls))
+    return model.images(request_for(model, count, seed, label, controls))
 
 
-def walk(model: Generator, frames: int, points: int, seed: int, style: str | int | None = None,
+def walk(model: Generator, frames: int, points: int, seed: int, label: str | int | None = None,
          controls: dict[str, float] | None = None) -> np.ndarray:
-    """(frames, H, W, 3) uint8: a looping latent walk through `points` seeded way points of one style."""
+    """(frames, H, W, 3) uint8: a looping latent walk through `points` seeded way points of one class."""
     if not 2 <= points <= frames <= MAX_COUNT:
         raise ArtforgeError(f"--interpolate {frames} needs 2 <= --walk-points ({points}) <= frames <= {MAX_COUNT}")
-    request = request_for(model, points, seed, style if style is not None else
+    request = request_for(model, points, seed, label if label is not None else
                           (0 if model.metadata.get("styles") else None), controls)
     return model.images(latent_walk(request, noise_inputs(model.inputs, model.metadata), frames))
 
@@ -82,21 +84,17 @@ def remote_generator(client, name: str) -> Generator:
 
 
 def generator_image_output(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], what: str) -> str:
-    """The image output's name, if the contract is a generator's: fixed-size inputs (noise, a style,
+    """The image output's name, if the contract is a generator's: fixed-size inputs (noise, a class,
     controls), none of them a picture, and a uint8 image out."""
     image = next((t.name for t in outputs if t.dtype == "uint8" and len(t.shape) == 3), None)
     if image is None or any(t.dtype == "uint8" or any(isinstance(d, str) for d in t.shape) for t in inputs):
-        raise ArtforgeError(f"{what} is not a generator (noise and a style in, an image out); "
+        raise ArtforgeError(f"{what} is not a generator (noise and a class in, an image out); "
                             "`artforge generate` makes images with DCGAN and StyleGAN2 models")
     return image
 
 
 def local_generator(checkpoint: str | Path) -> Generator:
     """The checkpoint's serving network in-process (PyTorch), behind the same interface."""
-    import torch
-
-    from artforge.registry import load_network, spec_for
-
     network, ckpt = load_network(checkpoint)
     spec = spec_for(ckpt)
     image = generator_image_output(spec.inputs, spec.outputs, f"{checkpoint} (a '{ckpt.family}' model)")
@@ -127,66 +125,65 @@ def save_images(images: np.ndarray, out: str | Path, columns: int) -> list[Path]
     return [out]
 
 
-# ---- the command (generator families name this module as their client: Family(client=...)) ----
-def add_arguments(p) -> None:
-    p.add_argument("--model", default="dcgan", help="model name on the server")
-    p.add_argument("--count", type=int, default=16, help="images to generate")
-    p.add_argument("--seed", type=int, default=0, help="noise seed")
-    p.add_argument("--style", help="style index or name (default: all styles in turn)")
-    p.add_argument("--truncation", type=float, metavar="PSI",
-                   help="StyleGAN: pull each image towards its style's average, 1 = none, 0 = the average (0.7 is "
-                        "the usual trade of variety for quality)")
-    p.add_argument("--mix-from", type=int, metavar="LAYER",
-                   help="StyleGAN: layers from LAYER on take their style from a second latent (style mixing; "
-                        "low LAYER: the second latent sets the layout, high: only colour and texture)")
-    p.add_argument("--interpolate", type=int, metavar="FRAMES",
-                   help="write a latent walk of FRAMES images as an animated GIF (--out walk.gif)")
-    p.add_argument("--walk-points", type=int, default=4, help="with --interpolate: way points of the loop")
-    p.add_argument("--fps", type=float, default=12.0, help="with --interpolate: frames per second")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one request")
-    p.add_argument("--checkpoint", help="generate in-process from this checkpoint or run instead of a server")
-    p.add_argument("--columns", type=int, help="grid columns")
-    p.add_argument("--out", required=True, help="grid.png, a folder ending in / for single PNGs, or walk.gif")
+# ---- the command (generator families name it as their client: Family(client="...generate:VERB")) ----
+@dataclass(kw_only=True)
+class GenerateOptions(ServerAddress):
+    model: str = option("dcgan", help="model name on the server")
+    count: int = option(16, help="images to generate")
+    seed: int = option(0, help="noise seed")
+    label: str | None = option(None, help="class index or name, e.g. an art style of the training data's subfolders "
+                                          "(default: all classes in turn)", flag="--class", aliases=("--style",))
+    truncation: float | None = option(
+        None, metavar="PSI", help="StyleGAN: pull each image towards its class's average, 1 = none, 0 = the "
+                                  "average (0.7 is the usual trade of variety for quality)")
+    mix_from: int | None = option(
+        None, metavar="LAYER", help="StyleGAN: layers from LAYER on take their style from a second latent (style "
+                                    "mixing; low LAYER: the second latent sets the layout, high: only colour and "
+                                    "texture)")
+    interpolate: int | None = option(None, metavar="FRAMES", help="write a latent walk of FRAMES images as an "
+                                                                  "animated GIF (--out walk.gif)")
+    walk_points: int = option(4, help="with --interpolate: way points of the loop")
+    fps: float = option(12.0, help="with --interpolate: frames per second")
+    checkpoint: str | None = option(None, help="generate in-process from this checkpoint or run instead of a server")
+    columns: int | None = option(None, help="grid columns")
+    out: str = option(help="grid.png, a folder ending in / for single PNGs, or walk.gif", required=True)
 
 
-def controls_given(args) -> dict[str, float]:
-    given = {"truncation": args.truncation, "mix_from": args.mix_from}
+def controls_given(opts: GenerateOptions) -> dict[str, float]:
+    given = {"truncation": opts.truncation, "mix_from": opts.mix_from}
     return {name: value for name, value in given.items() if value is not None}
 
 
-def run(args) -> None:
-    if args.interpolate and Path(args.out).suffix.lower() != ".gif":
-        raise ArtforgeError(f"--interpolate writes an animated GIF: --out {args.out} must end in .gif")
-    if args.checkpoint:
-        write_output(local_generator(args.checkpoint), args)
+def run(opts: GenerateOptions) -> None:
+    if opts.interpolate and Path(opts.out).suffix.lower() != ".gif":
+        raise ArtforgeError(f"--interpolate writes an animated GIF: --out {opts.out} must end in .gif")
+    if opts.checkpoint:
+        write_output(local_generator(opts.checkpoint), opts)
         return
-    from artforge.serving.client import Client
-
-    with Client(args.url, timeout_s=args.timeout) as client:
-        write_output(remote_generator(client, args.model), args)
+    with Client(opts.url, timeout_s=opts.timeout) as client:
+        write_output(remote_generator(client, opts.model), opts)
 
 
-def write_output(model: Generator, args) -> None:
-    controls = controls_given(args)
-    if args.interpolate:
-        frames = walk(model, args.interpolate, args.walk_points, args.seed, args.style, controls)
-        save_gif(frames, Path(args.out), args.fps, upscale=max(1, 128 // frames.shape[1]))
-        print(f"wrote a {len(frames)}-frame latent walk to {args.out}")
+def write_output(model: Generator, opts: GenerateOptions) -> None:
+    controls = controls_given(opts)
+    if opts.interpolate:
+        frames = walk(model, opts.interpolate, opts.walk_points, opts.seed, opts.label, controls)
+        save_gif(frames, Path(opts.out), opts.fps, upscale=max(1, 128 // frames.shape[1]))
+        print(f"wrote a {len(frames)}-frame latent walk to {opts.out}")
         return
-    images = generate(model, args.count, args.seed, args.style, controls)
-    columns = args.columns or (len(images) if args.style is not None else min(len(images), 8))
-    paths = save_images(images, args.out, columns)
-    print(f"wrote {len(images)} image(s) to {paths[0] if len(paths) == 1 else args.out}")
+    images = generate(model, opts.count, opts.seed, opts.label, controls)
+    columns = opts.columns or (len(images) if opts.label is not None else min(len(images), 8))
+    paths = save_images(images, opts.out, columns)
+    print(f"wrote {len(images)} image(s) to {paths[0] if len(paths) == 1 else opts.out}")
 
 
-VERB = ClientVerb(
+VERB = Command(
     "generate", help="generate images with a DCGAN or StyleGAN2 over Triton gRPC (or in-process from a checkpoint)",
     description="Generate images with a generator served by Triton; the same --seed gives the same images as "
                 "--checkpoint (in-process PyTorch), within one grey level.",
     examples="  artforge generate --model dcgan --count 16 --seed 7 --out grid.png\n"
-             "  artforge generate --model dcgan --count 8 --style waves --out samples/\n"
-             "  artforge generate --model stylegan --truncation 0.7 --style 2 --out grid.png\n"
+             "  artforge generate --model dcgan --count 8 --class waves --out samples/\n"
+             "  artforge generate --model stylegan --truncation 0.7 --class 2 --out grid.png\n"
              "  artforge generate --model stylegan --interpolate 48 --out walk.gif\n"
              "  artforge generate --checkpoint runs/dcgan --count 16 --seed 7 --out local.png",
-    add_arguments=add_arguments, run=run)
+    options=GenerateOptions, run=run)

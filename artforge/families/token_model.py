@@ -32,7 +32,6 @@ RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"eval_every"}
 class TokenModelOptions(RunControl):
     """The options every token family has; a family's own (data, context default) come first."""
 
-    steps: int = option(2000, help="train until this many steps in total")
     batch_size: int = option(32, help="windows per step, split among processes")
     layers: int = option(4, help="transformer blocks")
     heads: int = option(4, help="attention heads per block")
@@ -42,11 +41,8 @@ class TokenModelOptions(RunControl):
     weight_decay: float = option(0.1, help="AdamW weight decay")
     heldout: float = option(0.05, help="share of the data held out of training to measure perplexity on",
                             flag="--held-out", aliases=("--heldout",))  # as the others spell it; old one works
-    seed: int = option(0, help="seeds initialisation and batches")
     eval_every: int = option(0, help="measure held-out perplexity every N steps into log.jsonl (0: at "
                                      "checkpoints only)")
-    sample_every: int = option(500, help="write samples every N steps")
-    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
 
 @dataclass

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec, TokenStream
+from artforge.serving.decoding import CachedSteps, decode
 from artforge.spec import ModelSpec
 
 
@@ -187,7 +188,6 @@ def sample_sequences(lm: DecoderLM, prompt: list[int], count: int, seed: int, ma
     """Continuations of `prompt` written in-process by the served loop (artforge/serving/decoding.py) with the
     key/value cache: sequence i with seed `seed + i`, each until `eos` (included) or max_tokens.
     `stop(tokens so far)` true ends a sequence early (e.g. enough bars of music)."""
-    from artforge.serving.decoding import CachedSteps, decode
 
     was_training = lm.training
     lm.eval()

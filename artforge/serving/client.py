@@ -15,6 +15,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from artforge.errors import ArtforgeError, ServerUnavailable
+from artforge.options import Command, Sampling, ServerAddress, option
 from artforge.serving.replicas import GRPC_SCHEMES, Replica, ReplicaSet, split_targets
 from artforge.serving.request_limits import shape_problem, value_problem
 from artforge.serving.shared_memory import SharedMemoryTransfer, is_local
@@ -341,3 +342,30 @@ class AsyncClient:
             except InferenceServerException as e:
                 await asyncio.sleep(retry_or_raise(e, f"inference on {name}", self.url, attempt, self.retries,
                                                    self.backoff_s))
+
+
+# ---- `artforge stream` ----
+@dataclass(kw_only=True)
+class StreamOptions(ServerAddress, Sampling):
+    model: str = option(help="model name on the server", required=True)
+    prompt: str = option(help="text to continue", required=True)
+    max_tokens: int = option(100, help="tokens to generate")
+
+
+def stream_command(opts: StreamOptions) -> None:
+    with Client(opts.url, timeout_s=opts.timeout) as client:
+        print(opts.prompt, end="", flush=True)
+        for piece in client.stream_text(opts.model, opts.prompt, opts.max_tokens, opts.temperature, opts.top_k,
+                                        opts.seed, opts.top_p):
+            print(piece, end="", flush=True)
+    print()
+
+
+COMMAND = Command(
+    "stream", help="continue a text prompt on a token model over a Triton gRPC stream, printing tokens as they come",
+    description="For models served as a loop (token streams: poems, music events): sends the prompt once "
+                "and prints each token the moment the server makes it. The same --seed gives the same "
+                "text; --temperature 0 always takes the likeliest token.",
+    examples="  artforge stream --model poem --prompt '床前明月光' --max-tokens 40\n"
+             "  artforge stream --model poem --prompt 'Shall I' --temperature 0.8 --top-k 20 --seed 3",
+    options=StreamOptions, run=stream_command)

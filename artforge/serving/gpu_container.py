@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from artforge.errors import ArtforgeError
+from artforge.options import Command, option
 from artforge.serving.repository_config import parse_config, runtime_of
 
 # TensorRT major.minor -> the newest Triton container (NGC tag) that ships it, from the "Container
@@ -121,3 +122,33 @@ def check_image(plan: ContainerPlan, strict: dict[str, str]) -> None:
     if wrong:
         raise ArtforgeError(f"{plan.image} ships TensorRT {shipped}, but engines here were built by another "
                             f"({describe(wrong)}); an engine only loads in the TensorRT that built it")
+
+
+# ---- `artforge gpu-compose` ----
+@dataclass(kw_only=True)
+class GpuComposeOptions:
+    repository: str = option(help="Triton model repository exported with --runtime native", required=True)
+    image: str | None = option(None, help="the Triton container to use (default: the one shipping the engines' "
+                                          "TensorRT)")
+
+
+def gpu_compose_command(opts: GpuComposeOptions) -> None:
+    plan = plan_container(opts.repository, opts.image)
+    for model, version in sorted(plan.tensorrt.items()):
+        print(f"  {model}: TensorRT {version} engine")
+    print(f"container: {plan.image}{'  (version-compatible engines)' if plan.version_compatible else ''}")
+    print(plan.compose_command())
+
+
+COMMAND = Command(
+    "gpu-compose", help="check a --runtime native repository and print the docker compose command for NVIDIA's "
+                        "container",
+    description="A TensorRT engine loads only in the TensorRT version that built it. This reads the version "
+                "'artforge export' recorded for every engine in the repository, refuses repositories that "
+                "no single Triton container can serve (mixed TensorRT versions, Python-backend models), "
+                "names the container whose TensorRT matches, and prints the docker compose command "
+                "(artforge/serving/docker-compose.gpu.yml) with the repository's absolute path.",
+    examples="  artforge gpu-compose --repository repo-gpu\n"
+             "  artforge gpu-compose --repository repo-gpu --image nvcr.io/nvidia/tritonserver:24.10-py3\n"
+             "containers per TensorRT version: docs/gpu.md",
+    options=GpuComposeOptions, run=gpu_compose_command)

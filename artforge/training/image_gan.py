@@ -1,6 +1,7 @@
 """What the class-conditional image generators (DCGAN, StyleGAN2) share in training: a folder with one
-subfolder of images per style, a generator, its weight average (EMA), a discriminator and their two
-optimisers. A family's trainer subclasses StyleFolderGANTrainer and adds its networks and its step.
+subfolder of images per class (an art style, a category of drawings), a generator, its weight average
+(EMA), a discriminator and their two optimisers. A family's trainer subclasses ClassFolderGANTrainer and
+adds its networks and its step.
 """
 from __future__ import annotations
 
@@ -22,10 +23,10 @@ from artforge.training.loop import FamilyTrainer
 
 
 @dataclass(kw_only=True)
-class StyleFolderOptions(RunControl):
-    """Options every style-folder GAN run has: its data, how images become squares, quality logging."""
+class ClassFolderOptions(RunControl):
+    """Options every class-folder GAN run has: its data, how images become squares, quality logging."""
 
-    data: str = option("", help="image folder, one subfolder per style (required unless --resume)")
+    data: str = option("", help="image folder, one subfolder per class (required unless --resume)")
     fit: str = option("crop", help="how an image becomes a square sample: crop (centre) or pad (the whole "
                                    "picture, letterboxed on --background)", choices=["crop", "pad"])
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
@@ -35,17 +36,17 @@ class StyleFolderOptions(RunControl):
     eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
 
 
-def load_style_folder(opts: Any, ctx: Distributed) -> ImageFolder:
+def load_class_folder(opts: Any, ctx: Distributed) -> ImageFolder:
     """The run's images (opts: data, size, fit, background, batch_size, progress), checked before any work."""
     if not opts.data:
-        raise ArtforgeError("--data is required: a folder with one subfolder of images per style")
+        raise ArtforgeError("--data is required: a folder with one subfolder of images per class")
     ctx.check_batch(opts.batch_size)
     return load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main, fit=opts.fit,
                              background=parse_colour(opts.background))
 
 
-class StyleFolderGANTrainer(FamilyTrainer):
-    """A GAN on a style folder: set self.data, self.opts, self.ctx, self.G, self.G_ema, self.D, self.opt_G
+class ClassFolderGANTrainer(FamilyTrainer):
+    """A GAN on a class folder: set self.data, self.opts, self.ctx, self.G, self.G_ema, self.D, self.opt_G
     and self.opt_D; the generator's average is what inference uses."""
 
     data: ImageFolder
@@ -61,7 +62,7 @@ class StyleFolderGANTrainer(FamilyTrainer):
     def check_resumable(self, checkpoint) -> None:
         super().check_resumable(checkpoint)
         if checkpoint.meta.get("classes") != self.data.classes:
-            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} was trained on styles "
+            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} was trained on classes "
                                 f"{checkpoint.meta.get('classes')}, the data folder has {self.data.classes}")
 
     def inference_weights(self) -> dict[str, torch.Tensor]:

@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from artforge.cli import main, reliability_problems
+from artforge.benchmarks.reliability import reliability_problems
+from artforge.cli import main
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from artforge.registry import Family, register
 from artforge.registry import unregister
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.spec import ModelSpec
-from artforge.options import ClientVerb, option
+from artforge.options import Command, option
 from artforge.training.distributed import init_distributed, step_generator
 from artforge.training.run_options import resolve_options
 from artforge.training.loop import FamilyTrainer, TrainCommand, run_training, train
@@ -132,13 +132,14 @@ class InvertTrainer(FamilyTrainer):
 
 
 # ---- 4. the family's own client command: `artforge invert-image` (in-process here, to stay short) ----
-def add_verb_arguments(p) -> None:
-    p.add_argument("--checkpoint", required=True, help="run or checkpoint folder")
-    p.add_argument("--input", required=True, help="a picture")
-    p.add_argument("--out", required=True, help="where its negative goes (.png)")
+@dataclass(kw_only=True)
+class InvertImageOptions:
+    checkpoint: str = option(help="run or checkpoint folder", required=True)
+    input: str = option(help="a picture", required=True)
+    out: str = option(help="where its negative goes (.png)", required=True)
 
 
-def run_verb(args) -> None:
+def run_verb(args: InvertImageOptions) -> None:
     from artforge.registry import load_network, spec_for
     from artforge.imaging import read_image
 
@@ -149,9 +150,9 @@ def run_verb(args) -> None:
     save_png(inverted, Path(args.out))
 
 
-VERB = ClientVerb("invert-image", help="an image's negative", description="Invert a picture with an invert model.",
-                  examples="  artforge invert-image --checkpoint runs/inv --input a.png --out b.png",
-                  add_arguments=add_verb_arguments, run=run_verb)
+VERB = Command("invert-image", help="an image's negative", description="Invert a picture with an invert model.",
+               examples="  artforge invert-image --checkpoint runs/inv --input a.png --out b.png",
+               options=InvertImageOptions, run=run_verb)
 
 
 # ---- the generic stages, none of which names the family ----

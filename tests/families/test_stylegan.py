@@ -166,10 +166,10 @@ def test_export_serve_and_generate_with_truncation_and_a_latent_walk(stylegan_ru
         with Client(server.grpc_url) as client:
             remote = remote_generator(client, "stylegan")
             for options in ({}, {"truncation": 0.5}, {"mix_from": 3}):
-                served = generate(remote, 6, seed=4, style="waves", controls=options)  # 6 > max batch 4
-                mine = generate(local, 6, seed=4, style="waves", controls=options)
+                served = generate(remote, 6, seed=4, label="waves", controls=options)  # 6 > max batch 4
+                mine = generate(local, 6, seed=4, label="waves", controls=options)
                 assert served.shape == (6, 32, 32, 3) and np.abs(served.astype(int) - mine.astype(int)).max() <= 1
-            assert not np.array_equal(generate(remote, 6, seed=4, style="waves", controls={"truncation": 0.0}),
+            assert not np.array_equal(generate(remote, 6, seed=4, label="waves", controls={"truncation": 0.0}),
                                       served)
             with pytest.raises(ArtforgeError, match="truncation"):
                 client.infer("stylegan", {**local_request(local), "truncation": np.full((1, 1), 3.0, np.float32)})

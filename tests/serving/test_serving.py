@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 def test_generate_over_grpc_equals_in_process_pytorch(triton, dcgan_run):
     with Client(triton.grpc_url) as client:
         for style in (None, "waves", 2):
-            remote = generate(remote_generator(client, "dcgan"), count=11, seed=7, style=style)  # 11 > max batch 8
-            local = generate(local_generator(dcgan_run), count=11, seed=7, style=style)
+            remote = generate(remote_generator(client, "dcgan"), count=11, seed=7, label=style)  # 11 > max batch 8
+            local = generate(local_generator(dcgan_run), count=11, seed=7, label=style)
             assert remote.shape == local.shape == (11, 32, 32, 3) and remote.dtype == np.uint8
             assert np.abs(remote.astype(int) - local.astype(int)).max() <= 1
         other_seed = generate(remote_generator(client, "dcgan"), count=11, seed=8)
@@ -33,15 +33,16 @@ def test_generate_command_served_and_from_the_checkpoint_draw_the_same_grid(trit
     from artforge.cli import main
     from artforge.imaging import make_grid, read_image, save_png
 
-    common = ["--count", "6", "--seed", "3", "--style", "waves", "--columns", "3"]
-    assert main(["generate", "--model", "dcgan", "--url", triton.grpc_url, *common,
+    common = ["--count", "6", "--seed", "3", "--columns", "3"]
+    assert main(["generate", "--model", "dcgan", "--url", triton.grpc_url, *common, "--class", "waves",
                  "--out", str(tmp_path / "served.png")]) == 0
-    assert main(["generate", "--checkpoint", str(dcgan_run), *common, "--out", str(tmp_path / "local.png")]) == 0
+    assert main(["generate", "--checkpoint", str(dcgan_run), *common, "--style", "waves",  # the old spelling works
+                 "--out", str(tmp_path / "local.png")]) == 0
     served, local = read_image(tmp_path / "served.png"), read_image(tmp_path / "local.png")
     assert served.shape == local.shape and served.shape[0] < served.shape[1]  # 2 rows of 3
     assert np.abs(served.astype(int) - local.astype(int)).max() <= 1
     with Client(triton.grpc_url) as client:  # the grid holds the requested pictures
-        pictures = generate(remote_generator(client, "dcgan"), count=6, seed=3, style="waves")
+        pictures = generate(remote_generator(client, "dcgan"), count=6, seed=3, label="waves")
     save_png(make_grid(pictures, 3), tmp_path / "want.png", upscale=4)
     assert np.array_equal(read_image(tmp_path / "want.png"), served)
 
@@ -58,8 +59,8 @@ def test_client_checks_inputs_against_model_metadata_before_sending(triton):
         for inputs, message in cases:
             with pytest.raises(ArtforgeError, match=message):
                 client.infer("dcgan", inputs)
-        with pytest.raises(ArtforgeError, match="style 9 is out of range"):
-            generate(remote_generator(client, "dcgan"), count=1, seed=0, style=9)
+        with pytest.raises(ArtforgeError, match="class 9 is out of range"):
+            generate(remote_generator(client, "dcgan"), count=1, seed=0, label=9)
         with pytest.raises(ArtforgeError, match="no truncation input"):
             generate(remote_generator(client, "dcgan"), count=1, seed=0, controls={"truncation": 0.7})
 

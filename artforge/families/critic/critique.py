@@ -6,6 +6,7 @@
 """
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,10 @@ from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
 from artforge.families.critic import NAME as FAMILY
-from artforge.imaging import WHITE, input_images, read_image_within
-from artforge.options import ClientVerb
+from artforge.files import atomic_write_bytes
+from artforge.imaging import WHITE, input_images, parse_colour, read_image_within
+from artforge.options import Command, ImageInput, Progress, ServerAddress, option
+from artforge.serving.client import Client
 
 
 @dataclass
@@ -81,8 +84,6 @@ def critique_paths(client, model: str, source: Path, progress: bool = True,
 
 def save_embeddings(verdicts: list[tuple[Path, Verdict]], path: Path) -> None:
     """OUT.npz with 'paths' and 'embeddings' (N, 1280), for similarity search."""
-    from artforge.files import atomic_write_bytes
-    import io
 
     buffer = io.BytesIO()
     np.savez(buffer, paths=np.array([str(p) for p, _ in verdicts]),
@@ -91,28 +92,21 @@ def save_embeddings(verdicts: list[tuple[Path, Verdict]], path: Path) -> None:
 
 
 # ---- `artforge critique`: the critic family's client command (Family(client=...) names this module) ----
-def add_arguments(p) -> None:
-    p.add_argument("--model", default="critic", help="model name on the server")
-    p.add_argument("--input", required=True, help="an image, or a folder of images (any size, 16 px and up)")
-    p.add_argument("--top", type=int, default=3, help="labels to show per picture, most likely first")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of lines")
-    p.add_argument("--embeddings", help="also save the embeddings to this .npz (paths, embeddings)")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for one picture")
-    p.add_argument("--background", default="white", help="colour for transparent areas: a name, #rrggbb or r,g,b")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+@dataclass(kw_only=True)
+class CritiqueOptions(ServerAddress, ImageInput, Progress):
+    model: str = option("critic", help="model name on the server")
+    top: int = option(3, help="labels to show per picture, most likely first")
+    json: bool = option(False, help="print one JSON document instead of lines")
+    embeddings: str | None = option(None, help="also save the embeddings to this .npz (paths, embeddings)")
 
 
-def run(args) -> None:
-    from artforge.imaging import parse_colour
-    from artforge.serving.client import Client
-
+def run(args: CritiqueOptions) -> None:
     if args.top < 1:
         raise ArtforgeError(f"--top {args.top} must be at least 1")
     if args.embeddings and not args.embeddings.endswith(".npz"):
         raise ArtforgeError(f"--embeddings {args.embeddings} must end in .npz")
     with Client(args.url, timeout_s=args.timeout) as client:
-        verdicts = critique_paths(client, args.model, Path(args.input), progress=not (args.quiet or args.json),
+        verdicts = critique_paths(client, args.model, Path(args.input), progress=args.progress and not args.json,
                                   background=parse_colour(args.background))
     if args.embeddings:
         save_embeddings(verdicts, Path(args.embeddings))
@@ -123,7 +117,7 @@ def run(args) -> None:
         print(f"{path}: {verdict.line(args.top)}")
 
 
-VERB = ClientVerb(
+VERB = Command(
     "critique", help="what an art critic on Triton makes of pictures: labels, and whether they look familiar",
     description="Send a picture (any size) or a folder of pictures to a critic served by Triton; print each "
                 "picture's most likely labels and its out-of-distribution score (above the model's threshold "
@@ -131,4 +125,4 @@ VERB = ClientVerb(
     examples="  artforge critique --input painting.jpg                  # model 'critic', top 3 labels\n"
              "  artforge critique --input gallery/ --top 1 --json > verdicts.json\n"
              "  artforge critique --input gallery/ --embeddings gallery.npz   # for similarity search",
-    add_arguments=add_arguments, run=run)
+    options=CritiqueOptions, run=run)

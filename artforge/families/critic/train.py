@@ -27,16 +27,17 @@ from artforge.errors import ArtforgeError
 from artforge.families.critic import NAME as FAMILY
 from artforge.families.critic import scaled_ood_score
 from artforge.families.critic.network import BLOCKS, CriticConfig, CriticNet, fit_ood_statistics
-from artforge.files import atomic_write_text
-from artforge.imaging import parse_colour
-from artforge.options import RunControl, option
-from artforge.training.distributed import Distributed, step_generator
-from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
-from artforge.image_folders import ImageFolder, load_image_folder
-from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.feature_network import imagenet_efficientnet_lite0
+from artforge.files import atomic_write_text
+from artforge.image_folders import ImageFolder, load_image_folder
+from artforge.imaging import parse_colour
+from artforge.options import RunControl, option, with_defaults
 from artforge.photos import photo_crops
 from artforge.plots import confusion_matrix_png
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
+from artforge.training.synth import synthesize_dataset
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data"}
@@ -45,6 +46,7 @@ OOD_FIT_PER_LABEL = 400  # training images per label the OOD statistics are fitt
 
 
 @dataclass
+@with_defaults(steps=600, sample_every=200, checkpoint_every=200)
 class CriticTrainOptions(RunControl):
     """Everything that defines a critic run; written to RUN/train_options.json."""
 
@@ -54,7 +56,6 @@ class CriticTrainOptions(RunControl):
     per_style: int = option(200, help="images per style when painting the procedural set (no --data)")
     size: int = option(128, help="side images are loaded at (square, see --fit) before augmentation")
     input_size: int = option(160, help="side the network resizes every image to (ImageNet's is 224)")
-    steps: int = option(600, help="train until this many steps in total")
     head_steps: int = option(200, help="steps that train only the head, before the last blocks join")
     tune_blocks: int = option(3, help=f"last EfficientNet blocks fine-tuned after --head-steps (0..{BLOCKS})")
     batch_size: int = option(32, help="global batch size, split among processes")
@@ -65,13 +66,10 @@ class CriticTrainOptions(RunControl):
     label_smoothing: float = option(0.1, cli=False)
     dropout: float = option(0.2, help="dropout before the classification layer")
     held_out: float = option(0.2, help="share of every label held out for measurement, never trained on")
-    seed: int = option(0, help="seeds the split, initialisation, batches and augmentation")
     bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
     fit: str = option("crop", help="how an image becomes a square: crop (centre) or pad (letterboxed)",
                       choices=["crop", "pad"])
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
-    sample_every: int = option(200, help="measure on the held-out images and draw the confusion matrix every N steps")
-    checkpoint_every: int = option(200, help="write a checkpoint every N steps")
 
 
 def train_critic(**kwargs: Any) -> Path:
@@ -207,8 +205,6 @@ def check_options(opts: CriticTrainOptions) -> None:
 def load_training_data(opts: CriticTrainOptions, ctx: Distributed) -> ImageFolder:
     """The labelled folder, or the procedural art set painted into RUN/data the first time."""
     if not opts.data:
-        from artforge.training.synth import synthesize_dataset
-
         opts.data = str(Path(opts.out) / "data")
         if not (Path(opts.data) / "dataset.json").exists():
             if ctx.is_main:
@@ -331,7 +327,6 @@ def auroc(inliers: torch.Tensor, outliers: torch.Tensor) -> float:
 
 
 def draw_confusion(report: dict[str, Any], path: Path) -> None:
-
     title = (f"critic on {sum(map(sum, report['confusion_matrix']))} held-out images: "
              f"accuracy {report['accuracy']:.1%}")
     confusion_matrix_png(report["confusion_matrix"], report["labels"], path, title)

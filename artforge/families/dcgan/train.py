@@ -20,13 +20,13 @@ from torch import nn
 from artforge.families.dcgan import NAME as FAMILY
 from artforge.imaging import make_grid, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.dcgan.network import DCGANConfig, Discriminator, Generator
-from artforge.options import option
+from artforge.options import option, with_defaults
 from artforge.training.distributed import Distributed, step_generator
 from artforge.training.ema import ema_decay_at, update_ema
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.image_folders import ImageFolder
-from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
+from artforge.training.image_gan import ClassFolderGANTrainer, ClassFolderOptions, load_class_folder
 from artforge.training.loop import TrainCommand, train
 from artforge.families.dcgan import generation_inputs
 
@@ -36,14 +36,13 @@ RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data", "eval_every", "eval_count"}
 
 
 @dataclass
-class DCGANTrainOptions(StyleFolderOptions):
+@with_defaults(sample_every=250)
+class DCGANTrainOptions(ClassFolderOptions):
     """Everything that defines a DCGAN run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
     size: int = option(32, help="image side in pixels", choices=[32, 64])
-    steps: int = option(2000, help="train until this many steps in total")
     batch_size: int = option(64, help="global batch size, split among processes")
-    seed: int = option(0, help="seeds initialisation, batches and noise")
     lr: float = option(2e-4, help="Adam learning rate of both players")
     beta1: float = option(0.5, cli=False)
     beta2: float = option(0.999, cli=False)
@@ -52,8 +51,6 @@ class DCGANTrainOptions(StyleFolderOptions):
     g_width: int = option(64, help="generator width")
     d_width: int = option(64, help="discriminator width")
     flip: bool = option(True, cli=False)
-    sample_every: int = option(250, help="write a sample grid every N steps")
-    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
 
 def train_dcgan(**kwargs: Any) -> Path:
@@ -74,13 +71,13 @@ COMMAND = TrainCommand(
              "  torchrun --nproc-per-node 2 -m artforge train dcgan --data data/art --out runs/ddp")
 
 
-class DCGANTrainer(StyleFolderGANTrainer):
+class DCGANTrainer(ClassFolderGANTrainer):
     """Generator, discriminator, the generator's weight average (EMA) and two Adam optimisers."""
 
     family = FAMILY
 
     def __init__(self, opts: DCGANTrainOptions, ctx: Distributed):
-        self.data = load_style_folder(opts, ctx)
+        self.data = load_class_folder(opts, ctx)
         super().__init__(DCGANConfig(image_size=opts.size, num_classes=len(self.data.classes), z_dim=opts.z_dim,
                                      g_width=opts.g_width, d_width=opts.d_width), opts.batch_size)
         self.opts, self.ctx = opts, ctx

@@ -2,41 +2,42 @@
 made, written as MIDI with a piano roll (and a WAV with --wav); or, with --run, composed in-process."""
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from artforge.options import ClientVerb
+from artforge.checkpoint import config_from_dict
+from artforge.errors import ArtforgeError
+from artforge.families.music import MusicConfig
+from artforge.families.music.events import EventVocab, tokens_to_notes
+from artforge.families.music.render import piano_roll_png, render_wav, write_midi
+from artforge.families.music.train import compose_pieces
+from artforge.options import Command, Sampling, ServerAddress, option, with_defaults
+from artforge.registry import load_network
+from artforge.serving.client import Client
 
 BEATS_PER_BAR = 4
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model", help="music model name on the server (events streamed over gRPC)")
-    where.add_argument("--run", help="a run or checkpoint folder: compose in-process with PyTorch instead")
-    p.add_argument("--bars", type=int, default=8, help="length in 4/4 bars; the model may end sooner")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same piece")
-    p.add_argument("--temperature", type=float, default=1.0, help="0: always the likeliest event; higher: bolder")
-    p.add_argument("--top-p", type=float, default=0.95, help="sample among the likeliest events whose probability "
-                                                              "reaches p (1: all)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest events (0: all)")
-    p.add_argument("--out", default="piece.mid", help="MIDI file to write; a piano roll goes beside it (.png)")
-    p.add_argument("--wav", help="also render audio to this WAV file (needs fluidsynth and a GM soundfont)")
-    p.add_argument("--soundfont", help="General MIDI soundfont for --wav (default: Debian's fluid-soundfont-gm)")
-    p.add_argument("--bpm", type=float, default=90.0, help="tempo of the MIDI file")
-    p.add_argument("--program", type=int, default=0, help="General MIDI instrument, 0-127 (0 piano, 19 church organ)")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any one event")
+@dataclass(kw_only=True)
+@with_defaults(top_p=0.95)
+class ComposeOptions(ServerAddress, Sampling):
+    model: str | None = option(None, help="music model name on the server (events streamed over gRPC)",
+                               one_of="where")
+    run: str | None = option(None, help="a run or checkpoint folder: compose in-process with PyTorch instead",
+                             one_of="where")
+    bars: int = option(8, help="length in 4/4 bars; the model may end sooner")
+    out: str = option("piece.mid", help="MIDI file to write; a piano roll goes beside it (.png)")
+    wav: str | None = option(None, help="also render audio to this WAV file (needs fluidsynth and a GM soundfont)")
+    soundfont: str | None = option(None, help="General MIDI soundfont for --wav (default: Debian's "
+                                              "fluid-soundfont-gm)")
+    bpm: float = option(90.0, help="tempo of the MIDI file")
+    program: int = option(0, help="General MIDI instrument, 0-127 (0 piano, 19 church organ)")
 
 
-def run(args: argparse.Namespace) -> None:
-    from artforge.errors import ArtforgeError
-    from artforge.families.music.events import tokens_to_notes
-    from artforge.families.music.render import piano_roll_png, render_wav, write_midi
-
+def run(args: ComposeOptions) -> None:
     if args.bars < 1 or not 0 <= args.program <= 127 or args.bpm <= 0:
         raise ArtforgeError("--bars must be at least 1, --program 0..127 and --bpm above 0")
     tokens, vocab = served_piece(args) if args.model else local_piece(args)
@@ -53,19 +54,15 @@ def run(args: argparse.Namespace) -> None:
     print(f"{len(notes)} notes, {len(tokens)} events: {', '.join(written)}")
 
 
-def bar_steps(args: argparse.Namespace, steps_per_beat: int) -> int:
+def bar_steps(args: ComposeOptions, steps_per_beat: int) -> int:
     return args.bars * BEATS_PER_BAR * steps_per_beat
 
 
-def served_piece(args: argparse.Namespace):
-    from artforge.families.music.events import EventVocab
-    from artforge.serving.client import Client
-
+def served_piece(args: ComposeOptions):
     with Client(args.url, timeout_s=args.timeout) as client:
         info = client.model(args.model)
         meta = info.metadata
         if not info.stream or "steps_per_beat" not in meta:
-            from artforge.errors import ArtforgeError
             raise ArtforgeError(f"model '{args.model}' is not a music model")
         vocab = EventVocab(meta["steps_per_beat"], **meta["vocab"])
         goal, waited, tokens = bar_steps(args, vocab.steps_per_beat), 0, []
@@ -88,12 +85,7 @@ def served_piece(args: argparse.Namespace):
     return tokens, vocab
 
 
-def local_piece(args: argparse.Namespace):
-    from artforge.checkpoint import config_from_dict
-    from artforge.registry import load_network
-    from artforge.families.music import MusicConfig
-    from artforge.families.music.train import compose_pieces
-
+def local_piece(args: ComposeOptions):
     lm, checkpoint = load_network(args.run, expect_family="music")
     config = config_from_dict(MusicConfig, checkpoint.meta["config"], str(checkpoint.path))
     tokens = compose_pieces(lm, config, 1, args.seed, args.bars, BEATS_PER_BAR, args.temperature, args.top_p,
@@ -101,7 +93,7 @@ def local_piece(args: argparse.Namespace):
     return tokens, config.events
 
 
-VERB = ClientVerb(
+VERB = Command(
     "compose", help="compose a piece with a music model: events streamed from Triton, written as MIDI and a "
                     "piano roll (WAV with --wav)",
     description="Start a piece from nothing on a music model served on Triton; its events (note on/off, waits,\n"
@@ -111,4 +103,4 @@ VERB = ClientVerb(
     examples="  artforge compose --model music --bars 8 --seed 3 --out piece.mid\n"
              "  artforge compose --model music --bars 16 --seed 3 --out piece.mid --wav piece.wav --program 19\n"
              "  artforge compose --run runs/music --bars 4 --out local.mid",
-    add_arguments=add_arguments, run=run)
+    options=ComposeOptions, run=run)

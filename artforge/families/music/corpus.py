@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 import os
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
+from artforge.options import Command, Progress, option
 
 log = logging.getLogger(__name__)
 MIDI_SUFFIXES = (".mid", ".midi")
@@ -85,3 +87,26 @@ def resolve_data(data: str, progress: bool = True) -> Path:
     if not folder.is_dir():
         raise ArtforgeError(f"--data {data} is not a folder of MIDI files (or 'bach')")
     return folder
+
+
+# ---- `artforge data music` ----
+@dataclass(kw_only=True)
+class MusicDataOptions(Progress):
+    source: str = option(help="which corpus", required=True, choices=["bach"])
+    out: str = option(help="folder to write the .mid files into", required=True)
+    limit: int = option(0, help="convert the first N chorales (0: all)")
+
+
+def music_command(opts: MusicDataOptions) -> None:
+    files = write_bach_chorales(opts.out, opts.limit, progress=opts.progress)
+    print(f"wrote {len(files)} chorales as MIDI files to {opts.out}")
+
+
+COMMAND = Command(
+    "music", help="write the Bach chorales inside music21 as MIDI files (any MIDI folder trains as it is)",
+    description="Convert the Bach chorales that ship inside the music21 wheel (MusicXML, about 400) into "
+                "MIDI files, the music family's training format. Needs music21: pip install "
+                "'artforge[music]'. Files already there are kept.",
+    examples="  artforge data music --source bach --out data/bach\n"
+             "  artforge train music --data data/bach --out runs/music",
+    options=MusicDataOptions, run=music_command)

@@ -11,6 +11,7 @@ import numpy as np
 from artforge.errors import ArtforgeError
 from artforge.families.music.events import Note, midi_bytes, notes_to_midi
 from artforge.files import atomic_write_bytes
+from artforge.plots import figure_png
 
 SOUNDFONTS = (Path("/usr/share/sounds/sf2/FluidR3_GM.sf2"), Path("/usr/share/sounds/sf2/default-GM.sf2"))
 RENDER_TIMEOUT_S = 120
@@ -25,7 +26,6 @@ def piano_roll_png(notes: list[Note], steps_per_beat: int, path: Path, title: st
     """Pitch against time in beats, bar lines every 4 beats, darker for louder notes."""
     from matplotlib.figure import Figure
 
-    from artforge.plots import figure_png
 
     end = max((n.end for n in notes), default=steps_per_beat * 4)
     pitches = [n.pitch for n in notes] or [60]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from artforge.errors import ArtforgeError
+from artforge.options import Command, option
 
 FORTUNES = Path("/usr/share/games/fortunes")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -152,3 +153,30 @@ def gather_poems(source_name: str, out: str | Path, path: str | None = None, lim
     tmp.replace(out / "poems.txt")
     (out / "source.json").write_text(json.dumps(described, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     return described
+
+
+# ---- `artforge data poems` ----
+@dataclass(kw_only=True)
+class PoemsDataOptions:
+    source: str = option(help="which corpus", required=True, choices=list(SOURCES))
+    out: str = option(help="folder to write poems.txt and source.json into", required=True)
+    path: str | None = option(None, help="where the corpus is, if not where its install puts it")
+    limit: int = option(0, help="keep the first N poems (0: all)")
+
+
+def poems_command(opts: PoemsDataOptions) -> None:
+    described = gather_poems(opts.source, opts.out, opts.path, opts.limit)
+    print(f"wrote {described['poems']} poems ({described['characters']} characters, "
+          f"{described['distinct_characters']} distinct) from {described['path']} to {Path(opts.out) / 'poems.txt'}")
+
+
+SOURCE_LINES = "\n".join(f"  {s.name:9} {s.description}\n            install: {s.install}" for s in SOURCES.values())
+COMMAND = Command(
+    "poems", help="gather poems from a corpus installed on this machine into the poem family's training format",
+    description="Write OUT/poems.txt (UTF-8, one verse line per line, a blank line between poems) and "
+                "OUT/source.json from a corpus that a package manager installed (nothing is downloaded).\n\n"
+                f"sources:\n{SOURCE_LINES}",
+    examples="  artforge data poems --source tang300 --out data/tang300\n"
+             "  artforge data poems --source tang --path node_modules/chinese-poetry --out data/tang\n"
+             "  artforge data poems --source english --out data/english",
+    options=PoemsDataOptions, run=poems_command)

@@ -2,31 +2,30 @@
 it; or, with --run, written in-process from a checkpoint (no server)."""
 from __future__ import annotations
 
-import argparse
 import sys
+from dataclasses import dataclass
 
-from artforge.options import ClientVerb
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--model", help="poem model name on the server (served: streamed over gRPC)")
-    where.add_argument("--run", help="a run or checkpoint folder: write in-process with PyTorch instead")
-    p.add_argument("--prompt", default="", help="how the poem begins (default: from nothing)")
-    p.add_argument("--max-tokens", type=int, default=200, help="most characters to write; the poem may end sooner")
-    p.add_argument("--temperature", type=float, default=0.8, help="0: always the likeliest character; higher: bolder")
-    p.add_argument("--top-p", type=float, default=0.9, help="sample among the likeliest characters whose "
-                                                             "probability reaches p (1: all)")
-    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest characters (0: all)")
-    p.add_argument("--seed", type=int, default=0, help="same seed, same poem")
-    p.add_argument("--count", type=int, default=1, help="poems to write (seeds SEED, SEED+1, ...)")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for any one character")
+from artforge.checkpoint import config_from_dict
+from artforge.errors import ArtforgeError
+from artforge.families.poem import PoemConfig
+from artforge.families.poem.train import write_poems
+from artforge.options import Command, Sampling, ServerAddress, option, with_defaults
+from artforge.registry import load_network
+from artforge.serving.client import Client
 
 
-def run(args: argparse.Namespace) -> None:
-    from artforge.errors import ArtforgeError
+@dataclass(kw_only=True)
+@with_defaults(temperature=0.8, top_p=0.9)
+class WriteOptions(ServerAddress, Sampling):
+    model: str | None = option(None, help="poem model name on the server (served: streamed over gRPC)", one_of="where")
+    run: str | None = option(None, help="a run or checkpoint folder: write in-process with PyTorch instead",
+                             one_of="where")
+    prompt: str = option("", help="how the poem begins (default: from nothing)")
+    max_tokens: int = option(200, help="most characters to write; the poem may end sooner")
+    count: int = option(1, help="poems to write (seeds SEED, SEED+1, ...)")
 
+
+def run(args: WriteOptions) -> None:
     if args.count < 1 or args.max_tokens < 1:
         raise ArtforgeError("--count and --max-tokens must be at least 1")
     for i in range(args.count):
@@ -39,17 +38,13 @@ def run(args: argparse.Namespace) -> None:
     sys.stdout.flush()
 
 
-def pieces(args: argparse.Namespace, seed: int):
+def pieces(args: WriteOptions, seed: int):
     """The poem's text after the prompt, a character at a time."""
     if args.model:
-        from artforge.serving.client import Client
-
         with Client(args.url, timeout_s=args.timeout) as client:
             yield from client.stream_text(args.model, args.prompt, args.max_tokens, args.temperature, args.top_k,
                                           seed, args.top_p)
         return
-    from artforge.registry import load_network
-    from artforge.families.poem.train import write_poems
 
     lm, checkpoint = load_network(args.run, expect_family="poem")
     poem = write_poems(lm, checkpoint_config(checkpoint), 1, seed, args.prompt, args.max_tokens, args.temperature,
@@ -58,13 +53,10 @@ def pieces(args: argparse.Namespace, seed: int):
 
 
 def checkpoint_config(checkpoint):
-    from artforge.checkpoint import config_from_dict
-    from artforge.families.poem import PoemConfig
-
     return config_from_dict(PoemConfig, checkpoint.meta["config"], str(checkpoint.path))
 
 
-VERB = ClientVerb(
+VERB = Command(
     "write", help="write a poem with a poem model, streamed from Triton as it is written",
     description="Continue a prompt (or start from nothing) with a poem model served on Triton, printing each\n"
                 "character the moment the server makes it; the poem ends when the model ends it or at\n"
@@ -72,4 +64,4 @@ VERB = ClientVerb(
     examples="  artforge write --model poem --prompt 春 --max-tokens 64\n"
              "  artforge write --model poem --prompt 床前 --temperature 0.7 --seed 3 --count 4\n"
              "  artforge write --run runs/poem --prompt 'Shall I' --top-p 0.95",
-    add_arguments=add_arguments, run=run)
+    options=WriteOptions, run=run)

@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from artforge.contract import DynamicDim, TensorSpec
-from artforge.registry import Family, register
+from artforge.families.restore.damage import damage_batch
 from artforge.families.restore.network import RestoreConfig, RestoreNet
 from artforge.imaging import UINT8_NHWC, uint8_to_unit, unit_to_uint8
 from artforge.photos import photo_crops
+from artforge.registry import Family, register
 from artforge.spec import ModelSpec
 
 NAME = "restore"
@@ -79,7 +80,6 @@ class RestoreSpec(ModelSpec):
     def representative_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None,
                               held_out: bool = False) -> dict[str, np.ndarray]:
         """Damaged crops of the built-in photos, as a restoration request looks."""
-        from artforge.families.restore.damage import damage_batch
 
         sizes = sizes or self.optimal_sizes()
         clean = photo_crops(batch, sizes["height"], sizes["width"], seed, held_out=held_out)

@@ -9,14 +9,16 @@ model gets an all-zero one and finds local damage itself.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from artforge.errors import ArtforgeError
 from artforge.families.restore import NAME as FAMILY
-from artforge.imaging import WHITE, read_image, read_image_within, save_png
-from artforge.options import ClientVerb
+from artforge.imaging import WHITE, parse_colour, read_image, read_image_within, save_png
+from artforge.options import Command, ImageInput, ServerAddress, option, with_defaults
+from artforge.serving.client import Client
 
 
 def read_mask(path: Path, height: int, width: int) -> np.ndarray:
@@ -49,31 +51,26 @@ def restore_path(client, model: str, source: Path, out: Path, mask_path: Path | 
 
 
 # ---- `artforge restore`: the restoration family's client command ----
-def add_arguments(p) -> None:
-    p.add_argument("--model", default="restore", help="model name on the server")
-    p.add_argument("--input", required=True, help="the damaged picture (any size, 16 px and up)")
-    p.add_argument("--mask", help="white where the picture is damaged, same size (grey levels: >= 128 is damaged); "
-                                  "without one the model finds the damage itself")
-    p.add_argument("--out", required=True, help="the restored picture, .png")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the answer")
-    p.add_argument("--background", default="white", help="colour for transparent areas of the picture")
+@dataclass(kw_only=True)
+@with_defaults(timeout=120.0)
+class RestoreOptions(ServerAddress, ImageInput):
+    model: str = option("restore", help="model name on the server")
+    mask: str | None = option(None, help="white where the picture is damaged, same size (grey levels: >= 128 is "
+                                         "damaged); without one the model finds the damage itself")
+    out: str = option(help="the restored picture, .png", required=True)
 
 
-def run(args) -> None:
-    from artforge.imaging import parse_colour
-    from artforge.serving.client import Client
-
+def run(args: RestoreOptions) -> None:
     with Client(args.url, timeout_s=args.timeout) as client:
         out = restore_path(client, args.model, Path(args.input), Path(args.out),
                            Path(args.mask) if args.mask else None, parse_colour(args.background))
     print(f"wrote {out}")
 
 
-VERB = ClientVerb(
+VERB = Command(
     "restore", help="restore a damaged picture with a restoration model on Triton (gRPC)",
     description="Send a damaged picture (any size) and optionally a mask of the damage to a restoration "
                 "model served by Triton; save the restored picture as PNG.",
     examples="  artforge restore --input damaged.png --mask mask.png --out fixed.png     # model 'restore'\n"
              "  artforge restore --model restore --input scan.jpg --out fixed.png     # no mask: it looks",
-    add_arguments=add_arguments, run=run)
+    options=RestoreOptions, run=run)

@@ -25,18 +25,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from artforge.errors import ArtforgeError
-from artforge.families.restore import NAME as FAMILY
+from artforge.evaluation.restoration import psnr
 from artforge.families.image_to_image import feature_matching_loss, lsgan_discriminator_loss, lsgan_generator_loss
+from artforge.families.restore import NAME as FAMILY
 from artforge.families.restore.damage import damage_batch
 from artforge.families.restore.network import ARCHITECTURES, RestoreConfig, RestoreNet, restore_discriminator
-from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
-from artforge.options import RunControl, option
-from artforge.training.distributed import Distributed, step_generator
-from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
-from artforge.training.loop import FamilyTrainer, TrainCommand, train
-from artforge.evaluation.restoration import psnr
 from artforge.feature_network import load_loss_network, relative_error
 from artforge.image_folders import split_image_folder
+from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
+from artforge.options import RunControl, option, with_defaults
+from artforge.photos import HELD_OUT_PHOTOS, TRAINING_PHOTOS, photo_crops
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 
 log = logging.getLogger(__name__)
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data"}
@@ -45,6 +46,7 @@ HELD_OUT_IMAGES = 64
 
 
 @dataclass
+@with_defaults(steps=3000)
 class RestoreTrainOptions(RunControl):
     """Everything that defines a restoration run; written to RUN/train_options.json."""
 
@@ -52,7 +54,6 @@ class RestoreTrainOptions(RunControl):
     data: str = option(BUILTIN, help="folder of clean images (subfolders are fine), or 'builtin': crops of the "
                                      "scikit-image photos (two photos held out)")
     size: int = option(64, help="side of the square training crops")
-    steps: int = option(3000, help="train until this many steps in total")
     batch_size: int = option(16, help="global batch size, split among processes")
     lr: float = option(2e-4, help="Adam learning rate of both players")
     l1_weight: float = option(100.0, help="weight of the L1 distance to the clean image (the GAN loss has 1)")
@@ -72,12 +73,9 @@ class RestoreTrainOptions(RunControl):
                                          "(EfficientNet-Lite0 from its wheel, the style family's layers); 0: off")
     pool: int = option(2000, help="with --data builtin: how many crops of the training photos to draw from")
     held_out: float = option(0.1, help="with a folder: share of its images held out, never trained on")
-    seed: int = option(0, help="seeds the split, initialisation, batches and damage")
     bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
     fit: str = option("crop", help="how a folder image becomes a square: crop (centre) or pad", choices=["crop", "pad"])
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
-    sample_every: int = option(500, help="write held-out samples (clean, damaged, restored) every N steps")
-    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
 
 def train_restore(**kwargs: Any) -> Path:
@@ -113,8 +111,6 @@ COMMAND = TrainCommand(
 def clean_images(opts: RestoreTrainOptions, progress: bool) -> tuple[torch.Tensor, np.ndarray, dict]:
     """(training pool (N, 3, S, S) uint8, held-out (M, S, S, 3) uint8, a description of the data)."""
     if opts.data == BUILTIN:
-        from artforge.photos import HELD_OUT_PHOTOS, TRAINING_PHOTOS, photo_crops
-
         pool = torch.from_numpy(photo_crops(opts.pool, opts.size, opts.size, opts.seed)).permute(0, 3, 1, 2)
         held = photo_crops(HELD_OUT_IMAGES, opts.size, opts.size, opts.seed + 1, held_out=True)
         return pool.contiguous(), held, {"source": "scikit-image photos", "training_photos": list(TRAINING_PHOTOS),
@@ -224,7 +220,6 @@ class RestoreTrainer(FamilyTrainer):
         return restored.numpy()
 
     def before_outputs(self) -> None:
-
         restored = self.restore_held_out()
         masks = self.held_masks.astype(bool)
         self.report = {"psnr": psnr(restored, self.held_clean), "psnr_masked": psnr(restored, self.held_clean, masks),

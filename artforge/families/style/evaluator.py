@@ -13,13 +13,13 @@ from typing import Any, Callable
 import numpy as np
 
 from artforge.errors import ArtforgeError
-from artforge.registry import Evaluator
 from artforge.evaluation.transfer import transfer_judge, transfer_quality
 from artforge.families.style.peer import get_peer
 from artforge.image_folders import load_image
 from artforge.imaging import input_images
 from artforge.photos import photo_crops
-from artforge.registry import load_network, spec_for
+from artforge.registry import Evaluator, load_network, spec_for
+from artforge.serving.client import Client
 
 PHOTO_SIZE = 256  # the style contract's optimal size
 PHOTOS = 8  # crops of the held-out photos
@@ -68,8 +68,6 @@ def score_peer(given: str, styles: list[str], photos: np.ndarray, style_images: 
 def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str], dict, list[Path]]:
     """(stylise(photos, k) -> images, style names, source, style image paths) from a checkpoint or Triton."""
     if opts.url:
-        from artforge.serving.client import Client
-
         client = Client(opts.url)
         info = client.model(opts.source)
         styles = [str(s) for s in info.metadata.get("styles", [])]
@@ -101,7 +99,6 @@ def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str
 
 
 def data_paths(data: str) -> list[Path]:
-
     if "," in data:
         return [Path(p.strip()) for p in data.split(",") if p.strip()]
     return input_images(Path(data))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from artforge.errors import ArtforgeError
+from artforge.export.parity import onnx_session
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,6 @@ class OnnxStylePeer:
         return path
 
     def session(self, threads: int = 0):
-        from artforge.export.parity import onnx_session
-
         return onnx_session(self.path(), threads=threads)
 
     def feed(self, images: np.ndarray, style: int) -> dict[str, np.ndarray]:

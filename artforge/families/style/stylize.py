@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
 
 from artforge.errors import ArtforgeError
-from artforge.options import ClientVerb
-from artforge.imaging import WHITE, input_images, read_image_within, save_png
 from artforge.families.style import NAME as FAMILY
-from artforge.serving.client import resolve_label
+from artforge.imaging import WHITE, input_images, parse_colour, read_image_within, save_png
+from artforge.options import Command, ImageInput, Progress, ServerAddress, option, with_defaults
+from artforge.serving.client import Client, resolve_label
 
 log = logging.getLogger(__name__)
 
@@ -93,31 +94,24 @@ def stylize_paths(client, model: str, source: Path, out: str | Path, style=None,
 
 
 # ---- `artforge stylize`: the style family's client command (Family(client=...) names this module) ----
-def add_arguments(p) -> None:
-    p.add_argument("--model", default="style",
-                   help="model name on the server ('artforge export' names it after the family unless --name)")
-    p.add_argument("--input", required=True, help="an image, or a folder of images")
-    p.add_argument("--style", help="style index or name")
-    p.add_argument("--blend", help="mix of styles, e.g. ink=0.5,mosaic=0.5 (normalised to sum 1)")
-    p.add_argument("--out", required=True, help="OUT.png for one image, or a folder")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one image")
-    p.add_argument("--background", default="white",
-                   help="colour for transparent areas of the input: a name, #rrggbb or r,g,b")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+@dataclass(kw_only=True)
+@with_defaults(timeout=120.0)
+class StylizeOptions(ServerAddress, ImageInput, Progress):
+    model: str = option("style", help="model name on the server ('artforge export' names it after the family "
+                                      "unless --name)")
+    style: str | None = option(None, help="style index or name")
+    blend: str | None = option(None, help="mix of styles, e.g. ink=0.5,mosaic=0.5 (normalised to sum 1)")
+    out: str = option(help="OUT.png for one image, or a folder", required=True)
 
 
-def run(args) -> None:
-    from artforge.imaging import parse_colour
-    from artforge.serving.client import Client
-
+def run(args: StylizeOptions) -> None:
     with Client(args.url, timeout_s=args.timeout) as client:
         written = stylize_paths(client, args.model, Path(args.input), args.out, style=args.style,
-                                blend=args.blend, progress=not args.quiet, background=parse_colour(args.background))
+                                blend=args.blend, progress=args.progress, background=parse_colour(args.background))
     print(f"wrote {len(written)} image(s): {written[0] if len(written) == 1 else args.out}")
 
 
-VERB = ClientVerb(
+VERB = Command(
     "stylize", help="stylise photos with a style-transfer model on Triton (gRPC)",
     description="Send a photo (any size, up to 2048x2048 and beyond) or a folder of photos to a style "
                 "model served by Triton and save the results as PNG.",
@@ -125,4 +119,4 @@ VERB = ClientVerb(
              "  artforge stylize --input photo.jpg --blend ink=0.5,mosaic=0.5 --out mix.png\n"
              "  artforge stylize --model stylize --input photos/ --style 1 --out stylised/\n"
              "a model with one style needs neither --style nor --blend.",
-    add_arguments=add_arguments, run=run)
+    options=StylizeOptions, run=run)

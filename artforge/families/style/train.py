@@ -23,7 +23,7 @@ from artforge.errors import ArtforgeError, ImageError
 from artforge.families.style import NAME as FAMILY
 from artforge.imaging import WHITE, make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
 from artforge.families.style.network import StyleNetConfig, StyleTransferNet
-from artforge.options import RunControl, option
+from artforge.options import RunControl, option, with_defaults
 from artforge.photos import builtin_photos, centre_crop
 from artforge.training.distributed import Distributed, step_generator
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
@@ -39,6 +39,7 @@ PANEL_PHOTOS = 2  # held-out content images shown in every sample panel
 
 
 @dataclass
+@with_defaults(sample_every=250)
 class StyleTrainOptions(RunControl):
     """Everything that defines a style-transfer run; written to RUN/train_options.json."""
 
@@ -48,7 +49,6 @@ class StyleTrainOptions(RunControl):
     content: str = option("builtin", help="folder of content photos, or 'builtin' (scikit-image's photos + "
                                           "procedural art)")
     size: int = option(256, help="training crop size")
-    steps: int = option(2000, help="total steps")
     batch_size: int = option(4, help="global batch size, split among processes")
     width: str = option("fast", help="network: fast (early downsampling, 16 channels: real time on a laptop CPU), "
                                      "lite (Johnson's layout, 16 channels, 5x5), full (Johnson's, 32 channels, 9x9)",
@@ -72,9 +72,6 @@ class StyleTrainOptions(RunControl):
     bf16: bool = option(False, help="bfloat16 autocast for the style network")
     background: str = option("white", help="colour for transparent areas of style and content images: a name, "
                                            "#rrggbb or r,g,b")
-    seed: int = option(0, help="seeds initialisation and batches")
-    sample_every: int = option(250, help="write a sample panel every N steps")
-    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
 
 @dataclass

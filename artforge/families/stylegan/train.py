@@ -28,11 +28,11 @@ from artforge.families.stylegan.augment import POLICIES, diff_augment
 from artforge.families.stylegan.network import PADDINGS, Discriminator, Generator, StyleGANConfig
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.imaging import make_grid, save_png, uint8_to_unit
-from artforge.options import option
+from artforge.options import option, with_defaults
 from artforge.training.distributed import Distributed, step_generator
 from artforge.training.ema import update_ema
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
-from artforge.training.image_gan import StyleFolderGANTrainer, StyleFolderOptions, load_style_folder
+from artforge.training.image_gan import ClassFolderGANTrainer, ClassFolderOptions, load_class_folder
 from artforge.training.loop import TrainCommand, train
 
 log = logging.getLogger(__name__)
@@ -41,14 +41,13 @@ R1_EVERY = 16  # lazy regularisation: the penalty every 16 steps, scaled by 16
 
 
 @dataclass
-class StyleGANTrainOptions(StyleFolderOptions):
+@with_defaults(sample_every=250)
+class StyleGANTrainOptions(ClassFolderOptions):
     """Everything that defines a StyleGAN2 run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
     size: int = option(32, help="image side in pixels", choices=[16, 32, 64, 128])
-    steps: int = option(2000, help="train until this many steps in total")
     batch_size: int = option(32, help="global batch size, split among processes")
-    seed: int = option(0, help="seeds initialisation, batches, noise and augmentation")
     lr: float = option(0.0025, help="Adam learning rate of both players (the mapping network runs at 1/100 of it)")
     r1_gamma: float | None = option(None, help="R1 penalty weight (default 0.0002 * size^2 / batch-size)")
     mixing: float = option(0.9, help="share of generator batches trained with two latents (style mixing)")
@@ -66,8 +65,6 @@ class StyleGANTrainOptions(StyleFolderOptions):
                                         "(mirror the image): no frame around samples and more variety within a "
                                         "style, but weaker layouts; better without --augment, worse with it "
                                         "(docs/families/stylegan.md)", choices=list(PADDINGS))
-    sample_every: int = option(250, help="write a sample grid every N steps")
-    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
 
 def train_stylegan(**kwargs: Any) -> Path:
@@ -88,7 +85,7 @@ COMMAND = TrainCommand(
              "  artforge train stylegan --out runs/stylegan --resume --steps 6000        # continue, same result")
 
 
-class StyleGANTrainer(StyleFolderGANTrainer):
+class StyleGANTrainer(ClassFolderGANTrainer):
     """Generator, discriminator, the generator's weight average (EMA) and two Adam optimisers.
 
     Gradients are averaged across processes by hand (Distributed.average_gradients), not by DDP:
@@ -98,7 +95,7 @@ class StyleGANTrainer(StyleFolderGANTrainer):
     family = FAMILY
 
     def __init__(self, opts: StyleGANTrainOptions, ctx: Distributed):
-        self.data = load_style_folder(opts, ctx)
+        self.data = load_class_folder(opts, ctx)
         super().__init__(StyleGANConfig(opts.size, len(self.data.classes), opts.z_dim, opts.w_dim, opts.mapping_layers,
                                         opts.channel_base, opts.channel_max, opts.padding), opts.batch_size)
         self.opts, self.ctx = opts, ctx

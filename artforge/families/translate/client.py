@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -12,8 +13,9 @@ from tqdm import tqdm
 from artforge.errors import ArtforgeError
 from artforge.families.translate import DIRECTIONS
 from artforge.families.translate import NAME as FAMILY
-from artforge.imaging import WHITE, input_images, read_image_within, save_png
-from artforge.options import ClientVerb
+from artforge.imaging import WHITE, input_images, parse_colour, read_image_within, save_png
+from artforge.options import Command, ImageInput, Progress, ServerAddress, option, with_defaults
+from artforge.serving.client import Client
 
 
 def direction_index(direction: str, domains: list[str]) -> int:
@@ -54,32 +56,25 @@ def translate_paths(client, model: str, source: Path, out: str, direction: str, 
     return targets
 
 
-def add_arguments(p) -> None:
-    p.add_argument("--model", default="translate", help="model name on the server")
-    p.add_argument("--input", required=True, help="a picture or a folder of pictures (any size, 16 px and up)")
-    p.add_argument("--direction", default="a2b",
-                   help="a2b, b2a, or FROM2TO with the model's domain names (e.g. photos2waves)")
-    p.add_argument("--out", required=True, help="OUT.png for one picture, or a folder")
-    p.add_argument("--url", default="127.0.0.1:8001", help="Triton gRPC address")
-    p.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for one picture")
-    p.add_argument("--background", default="white", help="colour for transparent areas of the input")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+@dataclass(kw_only=True)
+@with_defaults(timeout=120.0)
+class TranslateOptions(ServerAddress, ImageInput, Progress):
+    model: str = option("translate", help="model name on the server")
+    direction: str = option("a2b", help="a2b, b2a, or FROM2TO with the model's domain names (e.g. photos2waves)")
+    out: str = option(help="OUT.png for one picture, or a folder", required=True)
 
 
-def run(args) -> None:
-    from artforge.imaging import parse_colour
-    from artforge.serving.client import Client
-
+def run(args: TranslateOptions) -> None:
     with Client(args.url, timeout_s=args.timeout) as client:
         written = translate_paths(client, args.model, Path(args.input), args.out, args.direction,
-                                  progress=not args.quiet, background=parse_colour(args.background))
+                                  progress=args.progress, background=parse_colour(args.background))
     print(f"wrote {len(written)} picture(s): {written[0] if len(written) == 1 else args.out}")
 
 
-VERB = ClientVerb(
+VERB = Command(
     "translate", help="convert pictures to the other domain with a CycleGAN model on Triton (gRPC)",
     description="Send a picture (any size) or a folder to a translation model served by Triton, in the "
                 "direction asked, and save the results as PNG.",
     examples="  artforge translate --input photo.png --direction a2b --out art.png     # model 'translate'\n"
              "  artforge translate --input paintings/ --direction waves2photos --out photos/",
-    add_arguments=add_arguments, run=run)
+    options=TranslateOptions, run=run)

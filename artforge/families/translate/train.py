@@ -25,12 +25,13 @@ from torch import nn
 from artforge.errors import ArtforgeError
 from artforge.families.translate import NAME as FAMILY
 from artforge.families.translate.network import TranslateConfig, TranslateNet, domain_discriminator
-from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
-from artforge.options import RunControl, option
-from artforge.training.distributed import Distributed, step_generator
-from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
-from artforge.training.loop import FamilyTrainer, TrainCommand, train
 from artforge.image_folders import split_image_folder
+from artforge.imaging import make_grid, parse_colour, save_png, uint8_to_unit, unit_to_uint8
+from artforge.options import RunControl, option, with_defaults
+from artforge.photos import photo_crops
+from artforge.training.distributed import Distributed, step_generator
+from artforge.training.loop import FamilyTrainer, TrainCommand, train
+from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.training.synth import STYLES, paint
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ HELD_OUT_IMAGES = 64
 
 
 @dataclass
+@with_defaults(steps=3000)
 class TranslateTrainOptions(RunControl):
     """Everything that defines a translation run; written to RUN/train_options.json."""
 
@@ -48,7 +50,6 @@ class TranslateTrainOptions(RunControl):
                                         "'procedural:STYLE' (e.g. procedural:waves)")
     domain_b: str = option("procedural:waves", help="domain B, the same kinds as --domain-a")
     size: int = option(64, help="side of the square training crops (a multiple of 4)")
-    steps: int = option(3000, help="train until this many steps in total")
     batch_size: int = option(4, help="images of each domain per step, split among processes")
     lr: float = option(2e-4, help="Adam learning rate of generators and discriminators")
     cycle_weight: float = option(10.0, help="weight of the cycle losses |G_BA(G_AB(a)) - a| and |G_AB(G_BA(b)) - b|")
@@ -58,12 +59,9 @@ class TranslateTrainOptions(RunControl):
     blocks: int = option(6, help="generator residual blocks")
     pool: int = option(1000, help="images drawn for a 'photos' or 'procedural' domain")
     held_out: float = option(0.1, help="with a folder: share of its images held out, never trained on")
-    seed: int = option(0, help="seeds the split, initialisation, batches and pools")
     bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
     fit: str = option("crop", help="how a folder image becomes a square: crop (centre) or pad", choices=["crop", "pad"])
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
-    sample_every: int = option(500, help="write held-out samples (A, A->B, B, B->A) every N steps")
-    checkpoint_every: int = option(500, help="write a checkpoint every N steps")
 
 
 def train_translate(**kwargs: Any) -> Path:
@@ -89,8 +87,6 @@ def domain_images(domain: str, opts: TranslateTrainOptions, salt: int,
     """(training images (N, 3, S, S) uint8, held-out (M, S, S, 3) uint8, a description) of one domain."""
     size, seed = opts.size, opts.seed + salt
     if domain == PHOTOS:
-        from artforge.photos import photo_crops
-
         train_part = torch.from_numpy(photo_crops(opts.pool, size, size, seed)).permute(0, 3, 1, 2).contiguous()
         return train_part, photo_crops(HELD_OUT_IMAGES, size, size, seed + 1, held_out=True), {"source": "photos"}
     if domain.startswith(PROCEDURAL):
@@ -101,7 +97,6 @@ def domain_images(domain: str, opts: TranslateTrainOptions, salt: int,
 
 
 def procedural_domain(style: str, count: int, size: int, seed: int) -> tuple[torch.Tensor, np.ndarray, dict]:
-
     if style not in STYLES:
         raise ArtforgeError(f"unknown procedural style '{style}'; choose from {list(STYLES)}")
     images = np.stack([np.asarray(paint(style, size, seed, i)) for i in range(count + HELD_OUT_IMAGES)])
