@@ -71,20 +71,28 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     big = max((v for k, v in inproc.items() if k.startswith("onnxruntime_b")), key=lambda v: v["batch"])
     ratios["ort_gflops_fraction"] = (big[throughput_key(document)] * document["model"]["gflop_per_item"]
                                      / document["machine"]["matmul_fp32_gflops"])
+    ratios.update(size_ratios(document, served))
+    return ratios
+
+
+def size_ratios(document: dict[str, Any], served: str) -> dict[str, float]:
+    """Per picture size (models with dynamic sizes): Triton against the in-process runtimes and the peer, and
+    what shared memory and the serving path account for."""
+    found: dict[str, float] = {}
     for size, row in document.get("sizes", {}).items():
         if "p50_ms" in row["triton_b1"]:
-            ratios[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
+            found[f"triton_vs_ort_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["onnxruntime_b1"]["p50_ms"]
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("triton_grpc_payload_b1", {}):
-            ratios[f"shared_memory_gain_b1_{size}px"] = (row["triton_grpc_payload_b1"]["p50_ms"]
+            found[f"shared_memory_gain_b1_{size}px"] = (row["triton_grpc_payload_b1"]["p50_ms"]
                                                          / row["triton_b1"]["p50_ms"])
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("openvino_b1", {}):
-            ratios[f"triton_vs_openvino_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"]
+            found[f"triton_vs_openvino_b1_{size}px"] = row["triton_b1"]["p50_ms"] / row["openvino_b1"]["p50_ms"]
         if "p50_ms" in row.get("triton_nocompute_b1", {}) and "p50_ms" in row.get(f"{served}_b1", {}):
-            ratios[f"serving_path_share_b1_{size}px"] = (row["triton_nocompute_b1"]["p50_ms"]
+            found[f"serving_path_share_b1_{size}px"] = (row["triton_nocompute_b1"]["p50_ms"]
                                                          / row[f"{served}_b1"]["p50_ms"])
         if "p50_ms" in row["triton_b1"] and "p50_ms" in row.get("peer_b1", {}):
-            ratios[f"triton_vs_peer_fps_{size}px"] = row["triton_b1"]["fps"] / row["peer_b1"]["fps"]
-    return ratios
+            found[f"triton_vs_peer_fps_{size}px"] = row["triton_b1"]["fps"] / row["peer_b1"]["fps"]
+    return found
 
 
 def served_runtime(document: dict[str, Any]) -> str:
@@ -125,20 +133,32 @@ def at_clients(name: str) -> tuple[str, str]:
 
 
 def markdown(document: dict[str, Any]) -> str:
-    m, inproc = document["machine"], document["inprocess"]
+    lines = (header_lines(document) + inprocess_lines(document) + triton_lines(document) + sizes_lines(document)
+             + (variant_lines(document["variants"]) if document.get("variants") else []) + ratio_lines(document))
+    return "\n".join(lines) + "\n"
+
+
+def header_lines(document: dict[str, Any]) -> list[str]:
+    """The title (family and outputs) and the machine, runtimes and model cost the figures belong to."""
+    m = document["machine"]
     unit = document["model"].get("unit", "image")  # the family's unit: image, frame, token...
     specs = document["model"].get("spec", {}).get("outputs", [])
     outputs = ", ".join(f"{t['name']} {tuple(t['shape'])}" for t in specs)
-    lines = [f"# artforge bench: {document['model']['family']}" + (f" ({outputs})" if outputs else ""), "",
-             f"{m['cpu']}, {m['cores']} cores" + (f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else "")
-             + f"; torch {m['torch']}, onnxruntime {m['onnxruntime']}"
-             + (f", openvino {m['openvino']}" if m.get("openvino") else "") + "; "
-             f"Triton serves with {served_runtime(document)}"
-             + (f" ({document['options'].get('precision', 'fp32')})" if served_runtime(document) == "openvino" else "")
-             + "; "
-             f"fp32 matmul peak {m['matmul_fp32_gflops']:.0f} GFLOP/s; "
-             f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per {unit}", "",
-             "## In-process", "", f"| runtime | batch | p50 ms | p99 ms | {unit}s/s |", "|---|---|---|---|---|"]
+    return [f"# artforge bench: {document['model']['family']}" + (f" ({outputs})" if outputs else ""), "",
+            f"{m['cpu']}, {m['cores']} cores" + (f" ({', '.join(m['cpu_flags'])})" if m.get("cpu_flags") else "")
+            + f"; torch {m['torch']}, onnxruntime {m['onnxruntime']}"
+            + (f", openvino {m['openvino']}" if m.get("openvino") else "") + "; "
+            f"Triton serves with {served_runtime(document)}"
+            + (f" ({document['options'].get('precision', 'fp32')})" if served_runtime(document) == "openvino" else "")
+            + "; "
+            f"fp32 matmul peak {m['matmul_fp32_gflops']:.0f} GFLOP/s; "
+            f"model {document['model']['gflop_per_item'] * 1e3:.1f} MFLOP per {unit}"]
+
+
+def inprocess_lines(document: dict[str, Any]) -> list[str]:
+    """In-process runtimes, the batch curve, and one client at batch 1 every way in turn."""
+    inproc, unit = document["inprocess"], document["model"].get("unit", "image")
+    lines = ["", "## In-process", "", f"| runtime | batch | p50 ms | p99 ms | {unit}s/s |", "|---|---|---|---|---|"]
     for name, r in inproc.items():
         if name == "batch_curve":
             continue
@@ -156,11 +176,17 @@ def markdown(document: dict[str, Any]) -> str:
         lines += ["", "One client, batch 1, every way timed in turn (a slow stretch of the machine falls on all):", "",
                   "| way | p50 ms | " + f"{unit}s/s |", "|---|---|---|"]
         lines += [f"| {name} | {r['p50_ms']:.2f} | {r['fps']:.0f} |" for name, r in one.items() if "p50_ms" in r]
-    lines += ["", "## Triton over gRPC", "",
-              "MODEL-nobatch runs every request alone; MODEL-nocompute (and `triton_nocompute` above) batches as "
-              "MODEL but computes each input shape once and repeats the answer: the serving path alone.", "",
-              f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
-              "infer ms | executed batch | CPU s: client, server |", "|---" * 14 + "|"]
+    return lines
+
+
+def triton_lines(document: dict[str, Any]) -> list[str]:
+    """Every sweep point over gRPC: latency percentiles, throughput, server-side times, CPU spent."""
+    unit = document["model"].get("unit", "image")
+    lines = ["", "## Triton over gRPC", "",
+             "MODEL-nobatch runs every request alone; MODEL-nocompute (and `triton_nocompute` above) batches as "
+             "MODEL but computes each input shape once and repeats the answer: the serving path alone.", "",
+             f"| model | conc. | batch | p50 ms | p90 | p95 | p99 | req/s | {unit}s/s | errors | queue ms | "
+             "infer ms | executed batch | CPU s: client, server |", "|---" * 14 + "|"]
     for p in document["triton"]:
         lat, srv = p["latency_ms"] or {k: float("nan") for k in ("p50", "p90", "p95", "p99")}, p["server_ms"]
         lines.append(f"| {p['model']} | {p['concurrency']} | {p['batch']} | {lat['p50']:.2f} | {lat['p90']:.2f} | "
@@ -169,30 +195,38 @@ def markdown(document: dict[str, Any]) -> str:
                      f"{p['errors']} | {srv.get('queue', float('nan')):.2f} | "
                      f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} | "
                      f"{p.get('client_cpu_s', 0):.1f}, {p.get('server_cpu_s', 0):.1f} in {p.get('seconds', 0):.1f} s |")
-    if document.get("sizes"):
-        peer = next((row["peer_b1"]["peer"] for row in document["sizes"].values() if "peer_b1" in row), None)
-        first = next(iter(document["sizes"].values()))
-        ways = ("pytorch", "onnxruntime") + (("openvino",) if served_runtime(document) == "openvino" else ()) + \
-            ("triton",) + (("triton_grpc_payload",) if "triton_grpc_payload_b1" in first else ()) + \
-            (("triton_nocompute",) if "triton_nocompute_b1" in first else ())
-        titles = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "triton": "Triton",
-                  "triton_grpc_payload": "Triton, image in gRPC", "triton_nocompute": "Triton, no compute"}
-        lines += ["", "## Frames per second by size (one client)", "",
-                  "| size | " + " | ".join(f"{titles[r]} b{b}" for b in (1, 4) for r in ways) + " |"
-                  + (f" {peer} (peer, in-process ORT) b1 |" if peer else ""),
-                  "|---|" + "---|" * (2 * len(ways)) + ("---|" if peer else "")]
-        for size, row in document["sizes"].items():
-            cells = [fps_cell(row[f"{r}_b{b}"]) for b in (1, 4) for r in ways]
-            cells += [fps_cell(row["peer_b1"])] if peer else []
-            lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
-    if document.get("variants"):
-        lines += variant_lines(document["variants"])
-    lines += ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
+    return lines
+
+
+def sizes_lines(document: dict[str, Any]) -> list[str]:
+    """Frames per second by picture size, every way (and the public peer), for models with dynamic sizes."""
+    if not document.get("sizes"):
+        return []
+    peer = next((row["peer_b1"]["peer"] for row in document["sizes"].values() if "peer_b1" in row), None)
+    first = next(iter(document["sizes"].values()))
+    ways = ("pytorch", "onnxruntime") + (("openvino",) if served_runtime(document) == "openvino" else ()) + \
+        ("triton",) + (("triton_grpc_payload",) if "triton_grpc_payload_b1" in first else ()) + \
+        (("triton_nocompute",) if "triton_nocompute_b1" in first else ())
+    titles = {"pytorch": "PyTorch", "onnxruntime": "ORT", "openvino": "OpenVINO", "triton": "Triton",
+              "triton_grpc_payload": "Triton, image in gRPC", "triton_nocompute": "Triton, no compute"}
+    lines = ["", "## Frames per second by size (one client)", "",
+             "| size | " + " | ".join(f"{titles[r]} b{b}" for b in (1, 4) for r in ways) + " |"
+             + (f" {peer} (peer, in-process ORT) b1 |" if peer else ""),
+             "|---|" + "---|" * (2 * len(ways)) + ("---|" if peer else "")]
+    for size, row in document["sizes"].items():
+        cells = [fps_cell(row[f"{r}_b{b}"]) for b in (1, 4) for r in ways]
+        cells += [fps_cell(row["peer_b1"])] if peer else []
+        lines.append(f"| {size}x{size} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def ratio_lines(document: dict[str, Any]) -> list[str]:
+    lines = ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in document["ratios"].items():
         meaning, better, target = ratio_info(name)
         bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
         lines.append(f"| {meaning} | {value:.3f} | {bound} | {verdict(name, document)} |")
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def verdict(name: str, document: dict[str, Any]) -> str:
