@@ -243,7 +243,6 @@ def tiny_repository(work: Path) -> Path:
 def fuzz_suite(repo: Path, rounds: int, progress: bool) -> dict[str, Any]:
     from dataclasses import asdict
 
-
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         report = fuzz_server(server, rounds, progress)
         alive = server.alive() and not server.check_health()

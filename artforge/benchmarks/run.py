@@ -114,10 +114,8 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     out = Path(opts.out)
     peer = load_peer(ckpt.family, opts.peer, opts.sizes) if opts.peer else None  # fails before any work
     if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
-
         return run_replica_benchmark(opts, ckpt, spec, out)
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
-
         return run_stream_benchmark(opts, ckpt, network, spec, out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
@@ -247,7 +245,6 @@ def flops_per_item(network: torch.nn.Module, spec) -> int:
 def load_peer(family_name: str, name: str, sizes: list[int]):
     """The family's public peer NAME (a one-line error when the family has none or lacks that one, or
     when no --sizes say where to time it), its ONNX Runtime session opened once."""
-
 
     family = get_family(family_name)
     if not family.peers:

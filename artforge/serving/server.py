@@ -309,7 +309,6 @@ def warmup_request(model_dir: Path) -> list[tuple[str, str, list[int], bytes]]:
     from its config.pbtxt and NAME/warmup/ files: a request the model is known to accept."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-
     config = parse_config((model_dir / "config.pbtxt").read_text())
     return [(name, mc.DataType.Name(entry.data_type).removeprefix("TYPE_"), [1, *entry.dims],
              (model_dir / "warmup" / entry.input_data_file).read_bytes())

@@ -26,7 +26,6 @@ def piano_roll_png(notes: list[Note], steps_per_beat: int, path: Path, title: st
     """Pitch against time in beats, bar lines every 4 beats, darker for louder notes."""
     from matplotlib.figure import Figure
 
-
     end = max((n.end for n in notes), default=steps_per_beat * 4)
     pitches = [n.pitch for n in notes] or [60]
     figure = Figure(figsize=(min(14, 2 + end / steps_per_beat / 4), 3.2))

@@ -82,7 +82,6 @@ def style_model(opts) -> tuple[Callable[[np.ndarray, int], np.ndarray], list[str
         return stylise, styles, {"model": opts.source, "url": opts.url, "family": info.family}, data_paths(opts.data)
     import torch
 
-
     network, checkpoint = load_network(opts.source)
     serving = spec_for(checkpoint).serving_network(network)
     styles = [str(s) for s in checkpoint.meta.get("styles", [])]
