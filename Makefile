@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env gpu-env lint docs test test-fast demo demo-style reliability soak clean
+.PHONY: env gpu-env perf-analyzer lint docs test test-fast demo demo-style reliability soak clean
 
 env: $(STAMP)
 
@@ -15,7 +15,22 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(MAKE) --no-print-directory perf-analyzer
 	touch $(STAMP)
+
+# NVIDIA's perf_analyzer (`artforge bench --perf-analyzer`): the binary inside the tritonclient 2.51 wheel
+# (Triton 2.51's release, as nvidia-pytriton 0.7.0's server; later wheels need glibc 2.38 or ship none),
+# installed without its dependencies: its grpc extra pins protobuf<5, which onnx rules out, and the 2.51
+# client runs on the newer protobuf (the test suite uses it). It loads libcudart.so.12 (the CUDA runtime
+# wheel; artforge puts it on LD_LIBRARY_PATH) and libb64.so.0d (Debian; installed here when root).
+perf-analyzer:
+	$(PY) -m pip install --quiet --no-deps tritonclient==2.51.0 nvidia-cuda-runtime-cu12
+	@ldconfig -p | grep -q libb64.so.0d || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then \
+			apt-get install -y -qq libb64-0d > /dev/null 2>&1 || \
+			{ apt-get update -qq > /dev/null && apt-get install -y -qq libb64-0d > /dev/null; } || \
+			echo "perf_analyzer needs libb64.so.0d: apt-get install libb64-0d failed"; \
+		else echo "perf_analyzer needs libb64.so.0d: sudo apt-get install libb64-0d"; fi; }
 
 # GPU machines (docs/gpu.md): the CUDA build of PyTorch (CUDA 12, like TensorRT 10.5's cu12 wheels) and
 # the gpu extra, whose onnxruntime-gpu replaces onnxruntime (with both installed the CUDA provider is

@@ -26,6 +26,15 @@ RATIOS = {
     "inprocess_batching_gain": ("the served runtime's best batch / batch 1 in-process, items/s: what any batcher "
                                 "can gain at most", "higher", None),
     "ort_gflops_fraction": ("ONNX Runtime largest-batch GFLOP/s / fp32 matmul peak", "higher", None),
+    "artforge_p50_over_perf_analyzer_cN": ("artforge's load generator p50 / perf_analyzer's p50, N clients, batch 1, "
+                                           "the same request measured back to back", "lower", None),
+    "backend_overhead_b1_ms": ("Triton's server time per request (queue + input + infer + output, by perf_analyzer, "
+                               "1 client) of artforge's model.py answering from memory minus a trivial Python-backend "
+                               "model of the same tensors (ms): what artforge's model.py adds", "lower", 0.3),
+    "server_vs_inprocess_b1_ms": ("Triton's server time per request of the model (by perf_analyzer, 1 client) minus "
+                                  "the in-process p50 of the runtime it serves with (ms)", "lower", None),
+    "artforge_throughput_over_perf_analyzer_cN": ("artforge's load generator req/s / perf_analyzer's infer/s, "
+                                                  "N clients, batch 1", "higher", None),
 }
 
 
@@ -72,7 +81,33 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
     ratios["ort_gflops_fraction"] = (big[throughput_key(document)] * document["model"]["gflop_per_item"]
                                      / document["machine"]["matmul_fp32_gflops"])
     ratios.update(size_ratios(document, served))
+    ratios.update(perf_analyzer_ratios(document, family, top))
     return ratios
+
+
+def perf_analyzer_ratios(document: dict[str, Any], model: str, top: int) -> dict[str, float]:
+    """artforge's load generator against perf_analyzer on the same points: 1 client's p50, the most clients'
+    throughput."""
+    points = {p["concurrency"]: p for p in (document.get("perf_analyzer") or {}).get("points", []) if "p50_ms" in p}
+    found = {}
+    mine = find_point(document, model, 1, 1)
+    if 1 in points and mine and mine["requests"]:
+        found["artforge_p50_over_perf_analyzer_c1"] = mine["latency_ms"]["p50"] / points[1]["p50_ms"]
+    backend = (document.get("perf_analyzer") or {}).get("backend", {})
+    if all("p50_ms" in backend.get(way, {}) for way in ("nocompute", "trivial")):
+        found["backend_overhead_b1_ms"] = (server_us(backend["nocompute"]) - server_us(backend["trivial"])) / 1000
+    served = document["inprocess"].get(f"{served_runtime(document)}_b1")
+    if 1 in points and served:
+        found["server_vs_inprocess_b1_ms"] = server_us(points[1]) / 1000 - served["latency_ms"]["p50"]
+    mine = find_point(document, model, top, 1)
+    if top in points and mine and mine["requests"] and points[top]["throughput"]:
+        found[f"artforge_throughput_over_perf_analyzer_c{top}"] = mine["requests_per_s"] / points[top]["throughput"]
+    return found
+
+
+def server_us(point: dict[str, Any]) -> float:
+    """Triton's time for one request as perf_analyzer reports it: queue, compute input, infer, output (µs)."""
+    return sum(point[f"server_{part}_us"] for part in ("queue", "compute_input", "compute_infer", "compute_output"))
 
 
 def size_ratios(document: dict[str, Any], served: str) -> dict[str, float]:
@@ -122,7 +157,8 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     clients = re.search(r"_c(\d+)$", name)
     if clients:
         meaning, better, target = RATIOS[name[:clients.start()] + "_cN"]
-        return meaning.replace("N clients", f"{clients.group(1)} clients"), better, target
+        n = clients.group(1)
+        return meaning.replace("N clients", f"{n} client" + ("s" if n != "1" else "")), better, target
     return RATIOS[name]
 
 
@@ -133,8 +169,9 @@ def at_clients(name: str) -> tuple[str, str]:
 
 
 def markdown(document: dict[str, Any]) -> str:
-    lines = (header_lines(document) + inprocess_lines(document) + triton_lines(document) + sizes_lines(document)
-             + (variant_lines(document["variants"]) if document.get("variants") else []) + ratio_lines(document))
+    variants = variant_lines(document["variants"]) if document.get("variants") else []
+    lines = (header_lines(document) + inprocess_lines(document) + triton_lines(document)
+             + perf_analyzer_lines(document) + sizes_lines(document) + variants + ratio_lines(document))
     return "\n".join(lines) + "\n"
 
 
@@ -195,6 +232,36 @@ def triton_lines(document: dict[str, Any]) -> list[str]:
                      f"{p['errors']} | {srv.get('queue', float('nan')):.2f} | "
                      f"{srv.get('compute_infer', float('nan')):.2f} | {p['executed_batch']:.1f} | "
                      f"{p.get('client_cpu_s', 0):.1f}, {p.get('server_cpu_s', 0):.1f} in {p.get('seconds', 0):.1f} s |")
+    return lines
+
+
+def perf_analyzer_lines(document: dict[str, Any]) -> list[str]:
+    """Each batch-1 point as artforge's load generator and NVIDIA's perf_analyzer measured it, back to back,
+    with Triton's own split of perf_analyzer's requests."""
+    perf = document.get("perf_analyzer")
+    if not perf:
+        return []
+    model = document["model"]["family"]
+    lines = ["", "## perf_analyzer beside artforge's load generator", "",
+             f"{perf['version']}; each point right after artforge's, the same request bytes (gRPC, batch 1); "
+             "server split in µs: queue, compute input, infer, output.", "",
+             "| conc. | artforge p50 ms | perf_analyzer p50 ms | artforge p99 | perf_analyzer p99 | artforge req/s | "
+             "perf_analyzer infer/s | server split µs | stability |", "|---" * 9 + "|"]
+    for p in perf["points"]:
+        mine = find_point(document, model, p["concurrency"], 1)
+        if "error" in p or not mine or not mine["latency_ms"]:
+            lines.append(f"| {p['concurrency']} | | | | | | | | {p.get('error', 'no artforge point')} |")
+            continue
+        split = " + ".join(f"{p[k]:.0f}" for k in ("server_queue_us", "server_compute_input_us",
+                                                   "server_compute_infer_us", "server_compute_output_us"))
+        lines.append(f"| {p['concurrency']} | {mine['latency_ms']['p50']:.2f} | {p['p50_ms']:.2f} | "
+                     f"{mine['latency_ms']['p99']:.2f} | {p['p99_ms']:.2f} | {mine['requests_per_s']:.0f} | "
+                     f"{p['throughput']:.0f} | {split} | {p['stability']} |")
+    backend = {way: p for way, p in perf.get("backend", {}).items() if "p50_ms" in p}
+    if len(backend) == 2:
+        lines += ["", "Triton's time per request at 1 client (perf_analyzer): artforge's model.py answering from "
+                  f"memory {server_us(backend['nocompute']):.0f} µs, a trivial Python-backend model of the same "
+                  f"tensors (reads them, answers zeros) {server_us(backend['trivial']):.0f} µs."]
     return lines
 
 

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 from artforge.benchmarks.load import measure_point, per_s
+from artforge.benchmarks.perf_analyzer import PerfAnalyzer, find_perf_analyzer, write_input_data
 from artforge.benchmarks.measure import (
     count_flops,
     latency_summary,
@@ -58,6 +59,7 @@ from artforge.serving.server import Server
 log = logging.getLogger(__name__)
 NO_BATCHING_SUFFIX = "-nobatch"
 NO_COMPUTE_SUFFIX = "-nocompute"  # the same model answering from memory: the serving path alone
+TRIVIAL_SUFFIX = "-trivial"  # the backend's floor: a model.py that reads the inputs and answers zeros
 
 
 @dataclass
@@ -92,6 +94,9 @@ class BenchOptions:
     url: str = option("", help="with --model: measure replicas already running at these gRPC addresses "
                                "(a,b,...) instead: 1, 2 .. N of them, no kill")
     model: str = option("", help="the model's name on the --url servers (default: the checkpoint's family)")
+    perf_analyzer: bool = option(False, help="also measure each concurrency point (batch 1) with NVIDIA's "
+                                             "perf_analyzer, right after artforge's own load generator: same "
+                                             "model, same request bytes; bench.md shows both side by side")
     progress: bool = option(True, help="no progress bar", flag="--quiet", each_call=True)
 
 
@@ -113,6 +118,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     spec = spec_for(ckpt)
     out = Path(opts.out)
     peer = load_peer(ckpt.family, opts.peer, opts.sizes) if opts.peer else None  # fails before any work
+    analyzer = find_perf_analyzer() if opts.perf_analyzer else None  # likewise
     if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
         return run_replica_benchmark(opts, ckpt, spec, out)
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
@@ -124,7 +130,8 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         onnx_path = repo / model / "1" / "model.onnx"
         inprocess = measure_inprocess(network, spec, onnx_path, opts)
         gflop_per_item = flops_per_item(network, spec) / 1e9
-        sweep, by_size, one_client = measure_triton(repo, model, spec, opts, network, onnx_path, peer)
+        sweep, by_size, one_client, perf = measure_triton(repo, model, spec, opts, network, onnx_path, peer,
+                                                          analyzer)
         variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
             if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
@@ -132,7 +139,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
                 "machine": {**machine_facts(), "matmul_fp32_gflops": matmul_peak_gflops()},
                 "options": opts.__dict__, "inprocess": inprocess,
                 "triton": [p.to_json(spec.unit) for p in sweep], "one_client_b1": one_client, "sizes": by_size,
-                "variants": variants}
+                "variants": variants, "perf_analyzer": perf}
     document["ratios"] = compute_ratios(document)
     write_reports(document, out)
     return document
@@ -152,7 +159,20 @@ def build_bench_repository(opts: BenchOptions, work: Path) -> Path:
     path_only = copy_model(repo, result.name, NO_COMPUTE_SUFFIX)
     path_only.parameters["artforge.answer_from_memory"].string_value = "true"
     write_config(repo, path_only)
+    if opts.perf_analyzer:
+        add_trivial_model(repo, result.name)
     return repo
+
+
+def add_trivial_model(repo: Path, name: str) -> None:
+    """MODEL-trivial: the same config, a model.py that only reads the inputs and answers zeros (what the
+    Python backend costs at the least, for perf_analyzer's split of artforge's own model.py)."""
+    trivial = copy_model(repo, name, TRIVIAL_SUFFIX)
+    write_config(repo, trivial)
+    source = Path(__file__).with_name("trivial_python_model.py").read_text()
+    for version in (repo / trivial.name).iterdir():
+        if (version / "model.py").exists():
+            (version / "model.py").write_text(source)
 
 
 def copy_model(repo: Path, name: str, suffix: str):
@@ -254,9 +274,11 @@ def load_peer(family_name: str, name: str, sizes: list[int]):
     return family.hook("peers")(name)
 
 
-def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path, peer=None):
-    """The concurrency x batch sweep at the model's optimal size, one client's batch-1 latency against
-    in-process ONNX Runtime (interleaved), then (image-to-image) each size."""
+def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, onnx_path: Path, peer=None,
+                   analyzer: PerfAnalyzer | None = None):
+    """The concurrency x batch sweep at the model's optimal size (with perf_analyzer's figure of each batch-1
+    point right after artforge's), one client's batch-1 latency against in-process ONNX Runtime
+    (interleaved), then (image-to-image) each size."""
 
     points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
     points.append((model + NO_BATCHING_SUFFIX, max(opts.concurrency), 1))
@@ -264,6 +286,7 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
     pool = {b: spec.sample_inputs(b, seed=100 + b, sizes=spec.optimal_sizes()) for b in opts.batch_sizes}
     make_inputs = lambda batch, i: pool[batch]  # noqa: E731 - same bytes every request: measures serving, not numpy
     results, by_size = [], {}
+    perf = perf_analyzer_setup(analyzer, spec, opts, repo.parent) if analyzer else None
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         for name, concurrency, batch in tqdm(points, desc="triton sweep", unit="point", disable=not opts.progress):
             point = measure_point(server.grpc_url, name, make_inputs, concurrency, batch, opts.requests, opts.warmup,
@@ -271,14 +294,30 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
             results.append(point)
             if point.stopped:
                 log.error("benchmark stopped: %s (%s)", point.stopped, point.first_error)
-                return results, by_size, {}
+                return results, by_size, {}, perf
+            if perf is not None and name == model and batch == 1:
+                perf["points"].append(analyzer.measure(server.grpc_url, model, Path(perf["input_data"]),
+                                                       concurrency, perf["window_requests"]))
+        if perf is not None:  # artforge's model.py answering from memory against the backend's floor
+            perf["backend"] = {way: analyzer.measure(server.grpc_url, model + suffix, Path(perf["input_data"]), 1,
+                                                     perf["window_requests"])
+                               for way, suffix in (("nocompute", NO_COMPUTE_SUFFIX), ("trivial", TRIVIAL_SUFFIX))}
         ways = OneClient(server.grpc_url, model, spec, spec.serving_network(network),
                          onnx_session(onnx_path, threads=opts.threads), opts, peer,
                          openvino_session(onnx_path, opts, static_shapes=32))  # every shape timed gets its own
         one_client = ways.measure(spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes()), 1)
         for size in opts.sizes if spec.dynamic_dims else []:
             by_size[str(size)] = measure_size(ways, spec, size)
-    return results, by_size, one_client
+    return results, by_size, one_client, perf
+
+
+def perf_analyzer_setup(analyzer: PerfAnalyzer, spec, opts: BenchOptions, work: Path) -> dict[str, Any]:
+    """What bench.json records of perf_analyzer before its points: the binary, the request it sends (the
+    batch-1 request artforge's load generator sends) and its window."""
+    request = spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes())  # the sweep's batch-1 pool
+    return {"version": analyzer.version(), "binary": str(analyzer.binary),
+            "input_data": str(write_input_data(request, work / "perf_analyzer_input.json", opts.max_batch > 0)),
+            "window_requests": max(opts.requests, 100), "points": []}
 
 
 class OneClient:

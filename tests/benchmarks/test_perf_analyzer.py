@@ -1,0 +1,121 @@
+"""NVIDIA's perf_analyzer beside artforge's load generator: the input it sends, the figures it reports, and a
+real run against a live Triton server."""
+import base64
+import json
+import os
+
+import numpy as np
+import pytest
+
+from artforge.benchmarks import perf_analyzer as pa
+from artforge.benchmarks.load import server_totals
+from artforge.benchmarks.report import compute_ratios, perf_analyzer_lines
+from artforge.errors import ArtforgeError
+from artforge.serving.client import Client
+
+
+def usable_perf_analyzer() -> pa.PerfAnalyzer:
+    """The installed perf_analyzer; CI (make env installs every piece) must have it, elsewhere a missing
+    system library skips with the one line that says what to install."""
+    try:
+        return pa.find_perf_analyzer()
+    except ArtforgeError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(e))
+
+
+def test_input_data_carries_the_request_bytes_without_the_batch_dimension(tmp_path):
+    request = {"z": np.random.default_rng(0).standard_normal((1, 16)).astype(np.float32),
+               "style": np.array([[3]], np.int64), "image": np.arange(2 * 3 * 3, dtype=np.uint8).reshape(1, 2, 3, 3)}
+    entry = json.loads(pa.write_input_data(request, tmp_path / "in.json").read_text())["data"][0]
+    for name, array in request.items():
+        sent = np.frombuffer(base64.b64decode(entry[name]["b64"]), array.dtype).reshape(entry[name]["shape"])
+        assert entry[name]["shape"] == list(array.shape[1:]) and np.array_equal(sent, array[0])
+    whole = json.loads(pa.write_input_data(request, tmp_path / "b.json", batched=False).read_text())["data"][0]
+    assert whole["image"]["shape"] == [1, 2, 3, 3]  # a model without batching gets the tensor as it is
+
+
+def test_the_csv_report_becomes_a_point_in_milliseconds_and_microseconds(tmp_path):
+    (tmp_path / "r.csv").write_text(
+        "Concurrency,Inferences/Second,Client Send,Network+Server Send/Recv,Server Queue,Server Compute Input,"
+        "Server Compute Infer,Server Compute Output,Client Recv,p50 latency,p90 latency,p95 latency,p99 latency\n"
+        "4,1275.31,5,1525,563,30,784,168,4,1922,6249,7741,21437\n")
+    point = pa.read_point(tmp_path / "r.csv")
+    assert point["concurrency"] == 4 and point["throughput"] == 1275.31
+    assert point["p50_ms"] == pytest.approx(1.922) and point["p99_ms"] == pytest.approx(21.437)
+    assert point["server_queue_us"] == 563 and point["server_compute_infer_us"] == 784
+
+
+def test_a_missing_binary_or_library_is_one_line_naming_what_to_install(monkeypatch, tmp_path):
+    monkeypatch.setattr(pa.shutil, "which", lambda *a, **k: None)
+    with pytest.raises(ArtforgeError, match="perf_analyzer not found.*tritonclient==2.51.0"):
+        pa.find_perf_analyzer()
+    monkeypatch.setattr(pa.shutil, "which", lambda *a, **k: str(tmp_path / "perf_analyzer"))
+    monkeypatch.setattr(pa, "missing_libraries", lambda binary, env: ["libb64.so.0d"])
+    with pytest.raises(ArtforgeError, match="cannot load libb64.so.0d: install Debian libb64-0d"):
+        pa.find_perf_analyzer()
+
+
+def test_agreement_ratios_compare_the_same_points():
+    point = lambda c, p50, rps: {"model": "dcgan", "concurrency": c, "batch": 1, "requests": 100,  # noqa: E731
+                                 "requests_per_s": rps, "latency_ms": {"p50": p50, "p99": 2 * p50}}
+    document = {"model": {"family": "dcgan", "unit": "image", "gflop_per_item": 0.001},
+                "machine": {"matmul_fp32_gflops": 100.0}, "options": {},
+                "inprocess": {"onnxruntime_b1": {"batch": 1, "latency_ms": {"p50": 0.2, "p99": 0.3},
+                                                 "images_per_s": 5000},
+                              "pytorch_b1": {"batch": 1, "latency_ms": {"p50": 1.0, "p99": 1.1}, "images_per_s": 1000}},
+                "triton": [point(1, 1.2, 800), point(8, 4.0, 2000)],
+                "perf_analyzer": {"version": "Perf Analyzer Version 2.51.0", "points": [
+                    {"concurrency": 1, "p50_ms": 0.6, "p99_ms": 1.0, "throughput": 1500.0, "server_queue_us": 20,
+                     "server_compute_input_us": 10, "server_compute_infer_us": 300, "server_compute_output_us": 80,
+                     "stability": "rule"},
+                    {"concurrency": 8, "p50_ms": 2.0, "p99_ms": 5.0, "throughput": 4000.0, "server_queue_us": 20,
+                     "server_compute_input_us": 10, "server_compute_infer_us": 300, "server_compute_output_us": 80,
+                     "stability": "rule"}]}}
+    ratios = compute_ratios(document)
+    assert ratios["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(2.0)
+    assert ratios["artforge_throughput_over_perf_analyzer_c8"] == pytest.approx(0.5)
+    assert "| 1 | 1.20 | 0.60 | 2.40 | 1.00 | 800 | 1500 | 20 + 10 + 300 + 80 | rule |" in perf_analyzer_lines(document)
+
+
+@pytest.mark.slow
+def test_perf_analyzer_measures_the_served_model_with_artforges_request(triton, tmp_path):
+    """A real perf_analyzer run against the live server: Triton's own statistics count its requests."""
+    analyzer = usable_perf_analyzer()
+    assert "2.51" in analyzer.version()
+    request = {"z": np.zeros((1, 16), np.float32), "style": np.array([[1]], np.int64)}
+    with Client(triton.grpc_url) as client:
+        before = server_totals(client.statistics("dcgan"))["success"]
+        point = analyzer.measure(triton.grpc_url, "dcgan", pa.write_input_data(request, tmp_path / "in.json"), 2, 100)
+        after = server_totals(client.statistics("dcgan"))["success"]
+    assert "error" not in point, point
+    assert point["concurrency"] == 2 and point["throughput"] > 0 and 0 < point["p50_ms"] <= point["p99_ms"]
+    assert after - before >= 3 * 100  # at least the three windows the stability rule looks at
+    assert point["server_compute_infer_us"] > 0 and "within" in point["stability"]
+
+
+@pytest.mark.slow
+def test_bench_puts_perf_analyzers_figures_beside_its_own(dcgan_run, tmp_path):
+    from artforge.cli import main
+
+    usable_perf_analyzer()
+    out = tmp_path / "bench"
+    assert main(["bench", str(dcgan_run), "--out", str(out), "--concurrency", "1,4", "--batch-sizes", "1",
+                 "--requests", "100", "--warmup", "10", "--baseline-seconds", "0.5", "--perf-analyzer",
+                 "--quiet"]) == 0
+    result = json.loads((out / "bench.json").read_text())
+    points = result["perf_analyzer"]["points"]
+    assert [p["concurrency"] for p in points] == [1, 4] and all("error" not in p for p in points), points
+    mine = {p["concurrency"]: p for p in result["triton"] if p["model"] == "dcgan"}
+    ratios = result["ratios"]
+    assert ratios["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(
+        mine[1]["latency_ms"]["p50"] / points[0]["p50_ms"])
+    assert ratios["artforge_throughput_over_perf_analyzer_c4"] == pytest.approx(
+        mine[4]["requests_per_s"] / points[1]["throughput"])
+    backend = result["perf_analyzer"]["backend"]  # artforge's model.py from memory, and the trivial model
+    split = lambda p: sum(p[f"server_{k}_us"] for k in ("queue", "compute_input", "compute_infer",  # noqa: E731
+                                                         "compute_output"))
+    assert ratios["backend_overhead_b1_ms"] == pytest.approx((split(backend["nocompute"])
+                                                              - split(backend["trivial"])) / 1000)
+    assert "## perf_analyzer beside artforge's load generator" in (out / "bench.md").read_text()
