@@ -57,20 +57,25 @@ class PerfAnalyzer:
         return (done.stdout.strip() or done.stderr.strip()).splitlines()[0] if done.returncode == 0 else "unknown"
 
     def measure(self, url: str, model: str, input_data: Path, concurrency: int, window_requests: int,
-                streaming: bool = False, timeout_s: float = 600.0) -> dict[str, Any]:
+                streaming: bool = False, output_bytes: int = 0, timeout_s: float = 600.0) -> dict[str, Any]:
         """One concurrency point: perf_analyzer's throughput, latency percentiles (ms) and Triton's server-side
-        split (µs), with the stability rule it met."""
+        split (µs), with the stability rule it met. `output_bytes` > 0 sends inputs and outputs through
+        system shared memory (regions that large for the outputs), as artforge's client does with large
+        tensors to a local server; otherwise they travel in the gRPC messages."""
         attempts = [(window_requests, STABLE_PERCENT), (2 * window_requests, 50)]
         problem = ""
         for requests, percent in attempts:
             csv_path = input_data.with_name(f"perf_analyzer_{model}_c{concurrency}.csv")
             csv_path.unlink(missing_ok=True)
             command = self.command(url, model, input_data, concurrency, requests, percent, csv_path, streaming)
+            if output_bytes:
+                command += ["--shared-memory", "system", "--output-shared-memory-size", str(output_bytes)]
             done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=timeout_s)
             if done.returncode == 0 and csv_path.exists():
                 point = read_point(csv_path)
                 point["stability"] = (f"last 3 windows of {requests} requests within ±{percent}% "
                                       f"(throughput and latency)")
+                point["transfer"] = "system shared memory" if output_bytes else "gRPC messages"
                 return point
             problem = last_line(done.stdout + done.stderr)
         return {"concurrency": concurrency, "error": problem}

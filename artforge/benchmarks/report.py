@@ -99,6 +99,10 @@ def perf_analyzer_ratios(document: dict[str, Any], model: str, top: int) -> dict
     served = document["inprocess"].get(f"{served_runtime(document)}_b1")
     if 1 in points and served:
         found["server_vs_inprocess_b1_ms"] = server_us(points[1]) / 1000 - served["latency_ms"]["p50"]
+    for size, point in (document.get("perf_analyzer") or {}).get("sizes", {}).items():
+        mine = document.get("sizes", {}).get(size, {}).get("triton_b1", {})
+        if "p50_ms" in point and "p50_ms" in mine:
+            found[f"artforge_p50_over_perf_analyzer_b1_{size}px"] = mine["p50_ms"] / point["p50_ms"]
     mine = find_point(document, model, top, 1)
     if top in points and mine and mine["requests"] and points[top]["throughput"]:
         found[f"artforge_throughput_over_perf_analyzer_c{top}"] = mine["requests_per_s"] / points[top]["throughput"]
@@ -147,6 +151,10 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
     if name.startswith("triton_vs_openvino_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"Triton gRPC p50 (serving with OpenVINO) / in-process OpenVINO p50, batch 1, {size}", "lower", 1.1)
+    if name.startswith("artforge_p50_over_perf_analyzer_b1_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"artforge's client p50 (one client, timed in turn with the in-process ways) / perf_analyzer's p50, "
+                f"batch 1, {size}, both through system shared memory", "lower", None)
     if name.startswith("serving_path_share_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"the serving path alone (the copy answering from memory) / in-process p50 of the served runtime, "
@@ -257,6 +265,16 @@ def perf_analyzer_lines(document: dict[str, Any]) -> list[str]:
         lines.append(f"| {p['concurrency']} | {mine['latency_ms']['p50']:.2f} | {p['p50_ms']:.2f} | "
                      f"{mine['latency_ms']['p99']:.2f} | {p['p99_ms']:.2f} | {mine['requests_per_s']:.0f} | "
                      f"{p['throughput']:.0f} | {split} | {p['stability']} |")
+    sizes = {size: p for size, p in perf.get("sizes", {}).items() if "p50_ms" in p}
+    if sizes:
+        lines += ["", "| size, 1 client | artforge p50 ms | perf_analyzer p50 ms | perf_analyzer p99 | "
+                  "server split µs | transfer |", "|---" * 6 + "|"]
+        for size, p in sizes.items():
+            mine = document.get("sizes", {}).get(size, {}).get("triton_b1", {})
+            split = " + ".join(f"{p[k]:.0f}" for k in ("server_queue_us", "server_compute_input_us",
+                                                       "server_compute_infer_us", "server_compute_output_us"))
+            lines.append(f"| {size}x{size} | {mine.get('p50_ms', float('nan')):.2f} | {p['p50_ms']:.2f} | "
+                         f"{p['p99_ms']:.2f} | {split} | {p['transfer']} |")
     backend = {way: p for way, p in perf.get("backend", {}).items() if "p50_ms" in p}
     if len(backend) == 2:
         lines += ["", "Triton's time per request at 1 client (perf_analyzer): artforge's model.py answering from "

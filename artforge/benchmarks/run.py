@@ -308,7 +308,21 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
         one_client = ways.measure(spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes()), 1)
         for size in opts.sizes if spec.dynamic_dims else []:
             by_size[str(size)] = measure_size(ways, spec, size)
+            if perf is not None:
+                perf["sizes"][str(size)] = perf_analyzer_at_size(analyzer, server.grpc_url, ways, perf, size,
+                                                                 repo.parent)
     return results, by_size, one_client, perf
+
+
+def perf_analyzer_at_size(analyzer: PerfAnalyzer, url: str, ways: OneClient, perf: dict[str, Any], size: int,
+                          work: Path) -> dict[str, Any]:
+    """perf_analyzer at one client on a request of this square size, through system shared memory as
+    artforge's client sends large tensors to a local server."""
+    spec = ways.spec
+    request = spec.sample_inputs(1, seed=size + 1, sizes={name: size for name in spec.dynamic_dims})
+    output_bytes = max(a.nbytes for a in ways.session.run(None, request))
+    data = write_input_data(request, work / f"perf_analyzer_input_{size}.json", ways.opts.max_batch > 0)
+    return analyzer.measure(url, ways.model, data, 1, perf["window_requests"], output_bytes=output_bytes)
 
 
 def perf_analyzer_setup(analyzer: PerfAnalyzer, spec, opts: BenchOptions, work: Path) -> dict[str, Any]:
@@ -317,7 +331,7 @@ def perf_analyzer_setup(analyzer: PerfAnalyzer, spec, opts: BenchOptions, work: 
     request = spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes())  # the sweep's batch-1 pool
     return {"version": analyzer.version(), "binary": str(analyzer.binary),
             "input_data": str(write_input_data(request, work / "perf_analyzer_input.json", opts.max_batch > 0)),
-            "window_requests": max(opts.requests, 100), "points": []}
+            "window_requests": max(opts.requests, 100), "points": [], "sizes": {}}
 
 
 class OneClient:

@@ -96,26 +96,35 @@ def test_perf_analyzer_measures_the_served_model_with_artforges_request(triton, 
 
 
 @pytest.mark.slow
-def test_bench_puts_perf_analyzers_figures_beside_its_own(dcgan_run, tmp_path):
+def test_bench_puts_perf_analyzers_figures_beside_its_own_at_every_point_and_size(style_run, tmp_path):
+    """perf_analyzer after each of artforge's batch-1 points, against artforge's model.py from memory and the
+    trivial model (which answers pictures the size of the one it got), and at each --sizes point through
+    system shared memory, as artforge's client sends large pictures; the ratios follow from the figures."""
     from artforge.cli import main
 
     usable_perf_analyzer()
+    run, _ = style_run
     out = tmp_path / "bench"
-    assert main(["bench", str(dcgan_run), "--out", str(out), "--concurrency", "1,4", "--batch-sizes", "1",
-                 "--requests", "100", "--warmup", "10", "--baseline-seconds", "0.5", "--perf-analyzer",
-                 "--quiet"]) == 0
-    result = json.loads((out / "bench.json").read_text())
-    points = result["perf_analyzer"]["points"]
-    assert [p["concurrency"] for p in points] == [1, 4] and all("error" not in p for p in points), points
-    mine = {p["concurrency"]: p for p in result["triton"] if p["model"] == "dcgan"}
-    ratios = result["ratios"]
+    assert main(["bench", str(run), "--out", str(out), "--sizes", "48", "--concurrency", "1,2", "--batch-sizes", "1",
+                 "--requests", "20", "--warmup", "2", "--baseline-seconds", "0.2", "--max-batch", "2",
+                 "--perf-analyzer", "--quiet"]) == 0
+    document = json.loads((out / "bench.json").read_text())
+    perf, ratios = document["perf_analyzer"], document["ratios"]
+    points, backend = perf["points"], perf["backend"]
+    assert [p["concurrency"] for p in points] == [1, 2]
+    assert all("error" not in p for p in [*points, *backend.values()]), perf
+    mine = {p["concurrency"]: p for p in document["triton"] if p["model"] == "style"}
     assert ratios["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(
         mine[1]["latency_ms"]["p50"] / points[0]["p50_ms"])
-    assert ratios["artforge_throughput_over_perf_analyzer_c4"] == pytest.approx(
-        mine[4]["requests_per_s"] / points[1]["throughput"])
-    backend = result["perf_analyzer"]["backend"]  # artforge's model.py from memory, and the trivial model
+    assert ratios["artforge_throughput_over_perf_analyzer_c2"] == pytest.approx(
+        mine[2]["requests_per_s"] / points[1]["throughput"])
     split = lambda p: sum(p[f"server_{k}_us"] for k in ("queue", "compute_input", "compute_infer",  # noqa: E731
                                                          "compute_output"))
     assert ratios["backend_overhead_b1_ms"] == pytest.approx((split(backend["nocompute"])
                                                               - split(backend["trivial"])) / 1000)
-    assert "## perf_analyzer beside artforge's load generator" in (out / "bench.md").read_text()
+    at_48 = perf["sizes"]["48"]
+    assert at_48["transfer"] == "system shared memory" and at_48["server_compute_infer_us"] > 0
+    assert ratios["artforge_p50_over_perf_analyzer_b1_48px"] == pytest.approx(
+        document["sizes"]["48"]["triton_b1"]["p50_ms"] / at_48["p50_ms"])
+    markdown = (out / "bench.md").read_text()
+    assert "## perf_analyzer beside artforge's load generator" in markdown and "| 48x48 |" in markdown
