@@ -1,4 +1,5 @@
-"""Load generation against a live Triton server: N concurrent asyncio clients, one connection."""
+"""Load generation against a live Triton server: N concurrent asyncio clients on one connection (closed
+loop: each sends its next request when answered), or requests arriving at random at a set rate (open loop)."""
 from __future__ import annotations
 
 import asyncio
@@ -158,3 +159,68 @@ def measure_point(url: str, model: str, make_inputs, concurrency: int, batch: in
         except Exception as e:
             point.first_error = point.first_error or f"statistics: {e}"[:300]
     return point
+
+
+# ---- open loop: requests arrive on their own schedule, whether or not earlier ones were answered ----
+MAX_IN_FLIGHT = 1024  # arrivals past this many unanswered requests are dropped (counted), not queued here
+
+
+def poisson_arrivals(rate: float, count: int, seed: int) -> np.ndarray:
+    """Send times (s from the start) of `count` requests arriving at random at `rate` per second on average."""
+    gaps = np.random.default_rng(seed).exponential(1.0 / rate, count)
+    return np.cumsum(gaps) - gaps[0]
+
+
+async def drive_open_loop(client, model: str, inputs: dict[str, np.ndarray], arrivals: np.ndarray) -> dict[str, Any]:
+    """Send one request at each arrival time without waiting for earlier answers. A latency counts from when
+    the request left; how late it left (the event loop wakes on whole milliseconds, and a client that falls
+    behind sends later still) is kept apart as its lag, so neither hides in the other."""
+    latencies: list[float] = []
+    lags: list[float] = []
+    failed = dropped = 0
+    in_flight: set[asyncio.Task] = set()
+    first_error = ""
+
+    async def one(scheduled: float) -> None:
+        nonlocal failed, first_error
+        sent = time.perf_counter()
+        try:
+            await client.infer(model, inputs)
+            latencies.append(time.perf_counter() - sent)
+            lags.append(sent - scheduled)
+        except Exception as e:  # counted; the schedule goes on
+            failed += 1
+            first_error = first_error or str(e)[:300]
+
+    start = time.perf_counter()
+    for offset in arrivals:
+        delay = start + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        in_flight = {t for t in in_flight if not t.done()}
+        if len(in_flight) >= MAX_IN_FLIGHT:
+            dropped += 1
+            continue
+        in_flight.add(asyncio.ensure_future(one(start + offset)))
+    await asyncio.gather(*in_flight)
+    elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "lags": lags, "failed": failed, "dropped": dropped, "first_error": first_error,
+            "seconds": elapsed}
+
+
+def measure_open_loop(url: str, model: str, inputs: dict[str, np.ndarray], rate: float, requests: int,
+                      seed: int = 0, timeout_s: float = 30.0) -> dict[str, Any]:
+    """One offered rate (Poisson arrivals): what was achieved, latency percentiles, requests dropped or failed."""
+    async def run() -> dict[str, Any]:
+        async with AsyncClient(url, timeout_s=timeout_s, retries=0) as client:
+            await client.infer(model, inputs)  # the connection and the model's metadata, before the clock
+            return await drive_open_loop(client, model, inputs, poisson_arrivals(rate, requests, seed))
+
+    done = asyncio.run(run())
+    summary = latency_summary(done["latencies"]) if done["latencies"] else None
+    lag = latency_summary(done["lags"]) if done["lags"] else None
+    return {"rate": rate, "achieved_rate": len(done["latencies"]) / done["seconds"],
+            "p50_ms": summary["p50"] if summary else None, "p99_ms": summary["p99"] if summary else None,
+            "send_lag_p99_ms": lag["p99"] if lag else None,
+            "requests": len(done["latencies"]), "failed": done["failed"], "dropped": done["dropped"],
+            **({"first_error": done["first_error"]} if done["first_error"] else {})}

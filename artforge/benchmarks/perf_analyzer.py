@@ -35,7 +35,7 @@ LIBRARY_SOURCES = {"libcudart.so.12": "PyPI nvidia-cuda-runtime-cu12 (pip instal
                    "libb64.so.0d": "Debian libb64-0d (apt-get install libb64-0d)"}
 INSTALL = "pip install --no-deps tritonclient==2.51.0 nvidia-cuda-runtime-cu12 (make env does)"
 STABLE_PERCENT = 30  # the first rule tried; then (2x windows, 50%); see measure()
-TRIALS = 10  # windows perf_analyzer may take to settle, per attempt
+TRIALS = 6  # windows perf_analyzer may take to settle, per attempt (each lasts at least ~1 s)
 CSV_FIELDS = {  # perf_analyzer's CSV column -> the point's key (values in microseconds but throughput)
     "Inferences/Second": "throughput", "Client Send": "client_send_us",
     "Network+Server Send/Recv": "network_server_us", "Server Queue": "server_queue_us",
@@ -57,17 +57,23 @@ class PerfAnalyzer:
         return (done.stdout.strip() or done.stderr.strip()).splitlines()[0] if done.returncode == 0 else "unknown"
 
     def measure(self, url: str, model: str, input_data: Path, concurrency: int, window_requests: int,
-                streaming: bool = False, output_bytes: int = 0, timeout_s: float = 600.0) -> dict[str, Any]:
+                streaming: bool = False, output_bytes: int = 0, request_rate: float = 0,
+                timeout_s: float = 600.0) -> dict[str, Any]:
         """One concurrency point: perf_analyzer's throughput, latency percentiles (ms) and Triton's server-side
         split (µs), with the stability rule it met. `output_bytes` > 0 sends inputs and outputs through
         system shared memory (regions that large for the outputs), as artforge's client does with large
-        tensors to a local server; otherwise they travel in the gRPC messages."""
+        tensors to a local server; otherwise they travel in the gRPC messages. `request_rate` > 0 sends
+        requests arriving at random (Poisson) at that rate instead of `concurrency` clients in a loop."""
         attempts = [(window_requests, STABLE_PERCENT), (2 * window_requests, 50)]
         problem = ""
         for requests, percent in attempts:
             csv_path = input_data.with_name(f"perf_analyzer_{model}_c{concurrency}.csv")
             csv_path.unlink(missing_ok=True)
             command = self.command(url, model, input_data, concurrency, requests, percent, csv_path, streaming)
+            if request_rate:
+                at = command.index("--concurrency-range")
+                command[at:at + 2] = ["--request-rate-range", f"{request_rate:g}",
+                                      "--request-distribution", "poisson"]
             if output_bytes:
                 command += ["--shared-memory", "system", "--output-shared-memory-size", str(output_bytes)]
             done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=timeout_s)
@@ -78,7 +84,8 @@ class PerfAnalyzer:
                 point["transfer"] = "system shared memory" if output_bytes else "gRPC messages"
                 return point
             problem = last_line(done.stdout + done.stderr)
-        return {"concurrency": concurrency, "error": problem}
+        where = {"request_rate": request_rate} if request_rate else {"concurrency": concurrency}
+        return {**where, "error": problem}
 
     def command(self, url: str, model: str, input_data: Path, concurrency: int, requests: int, percent: int,
                 csv_path: Path, streaming: bool) -> list[str]:
@@ -136,7 +143,8 @@ def read_point(csv_path: Path) -> dict[str, Any]:
     parts of a request, inferences/s."""
     with csv_path.open() as f:
         row = next(csv.DictReader(f))
-    point: dict[str, Any] = {"concurrency": int(row["Concurrency"])}
+    point: dict[str, Any] = ({"concurrency": int(row["Concurrency"])} if "Concurrency" in row
+                             else {"request_rate": float(row["Request Rate"])})
     for column, key in CSV_FIELDS.items():
         if column in row:
             point[key] = float(row[column])

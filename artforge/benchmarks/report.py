@@ -33,6 +33,10 @@ RATIOS = {
                                "model of the same tensors (ms): what artforge's model.py adds", "lower", 0.3),
     "server_vs_inprocess_b1_ms": ("Triton's server time per request of the model (by perf_analyzer, 1 client) minus "
                                   "the in-process p50 of the runtime it serves with (ms)", "lower", None),
+    "open_loop_knee_rps": ("open loop (Poisson arrivals, batch 1): the highest offered rate whose p99 stays within 2x "
+                           "the unloaded p99 (one client in a loop), requests/s", "higher", None),
+    "perf_analyzer_open_loop_knee_rps": ("the same knee by perf_analyzer (its own open loop against its own one-client "
+                                         "p99), requests/s", "higher", None),
     "artforge_throughput_over_perf_analyzer_cN": ("artforge's load generator req/s / perf_analyzer's infer/s, "
                                                   "N clients, batch 1", "higher", None),
 }
@@ -82,6 +86,7 @@ def compute_ratios(document: dict[str, Any]) -> dict[str, float]:
                                      / document["machine"]["matmul_fp32_gflops"])
     ratios.update(size_ratios(document, served))
     ratios.update(perf_analyzer_ratios(document, family, top))
+    ratios.update(knee_ratios(document, family))
     return ratios
 
 
@@ -106,6 +111,27 @@ def perf_analyzer_ratios(document: dict[str, Any], model: str, top: int) -> dict
     mine = find_point(document, model, top, 1)
     if top in points and mine and mine["requests"] and points[top]["throughput"]:
         found[f"artforge_throughput_over_perf_analyzer_c{top}"] = mine["requests_per_s"] / points[top]["throughput"]
+    return found
+
+
+def knee(points: list[dict[str, Any]], unloaded_p99_ms: float, rate_key: str) -> float:
+    """The highest offered rate kept up with (at least 95% achieved, nothing failed or dropped) whose p99 stays
+    within 2x the unloaded p99 (0: none did)."""
+    achieved = "achieved_rate" if rate_key == "rate" else "throughput"
+    within = [p[rate_key] for p in points if p.get("p99_ms") is not None and not p.get("failed")
+              and not p.get("dropped") and p[achieved] >= 0.95 * p[rate_key] and p["p99_ms"] <= 2 * unloaded_p99_ms]
+    return float(max(within, default=0.0))
+
+
+def knee_ratios(document: dict[str, Any], model: str) -> dict[str, float]:
+    found = {}
+    alone = find_point(document, model, 1, 1)
+    if document.get("open_loop") and alone and alone["requests"]:
+        found["open_loop_knee_rps"] = knee(document["open_loop"], alone["latency_ms"]["p99"], "rate")
+    perf = document.get("perf_analyzer") or {}
+    perf_alone = next((p for p in perf.get("points", []) if p.get("concurrency") == 1 and "p99_ms" in p), None)
+    if perf.get("open_loop") and perf_alone:
+        found["perf_analyzer_open_loop_knee_rps"] = knee(perf["open_loop"], perf_alone["p99_ms"], "request_rate")
     return found
 
 
@@ -179,7 +205,8 @@ def at_clients(name: str) -> tuple[str, str]:
 def markdown(document: dict[str, Any]) -> str:
     variants = variant_lines(document["variants"]) if document.get("variants") else []
     lines = (header_lines(document) + inprocess_lines(document) + triton_lines(document)
-             + perf_analyzer_lines(document) + sizes_lines(document) + variants + ratio_lines(document))
+             + perf_analyzer_lines(document) + open_loop_lines(document)
+             + sizes_lines(document) + variants + ratio_lines(document))
     return "\n".join(lines) + "\n"
 
 
@@ -283,6 +310,28 @@ def perf_analyzer_lines(document: dict[str, Any]) -> list[str]:
     return lines
 
 
+def open_loop_lines(document: dict[str, Any]) -> list[str]:
+    """Each offered rate (Poisson arrivals): what artforge's load generator and perf_analyzer achieved."""
+    if not document.get("open_loop"):
+        return []
+    theirs = {p["request_rate"]: p for p in (document.get("perf_analyzer") or {}).get("open_loop", [])
+              if "p50_ms" in p}
+    lines = ["", "## Open loop (requests arriving at random, batch 1)", "",
+             "Latency counts from when a request left; its lag is how late it left (artforge's event loop wakes on "
+             "whole milliseconds; a client that falls behind sends later still).", "",
+             "| offered req/s | achieved | p50 ms | p99 ms | send lag p99 ms | failed, dropped | "
+             "perf_analyzer achieved | p50 ms | p99 ms |", "|---" * 9 + "|"]
+    for p in document["open_loop"]:
+        other = theirs.get(float(p["rate"]))
+        mine = (f"{p['achieved_rate']:.0f} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f}" if p["p50_ms"] is not None
+                else f"{p['achieved_rate']:.0f} | | ")
+        lag = "" if p.get("send_lag_p99_ms") is None else f"{p['send_lag_p99_ms']:.2f}"
+        lines.append(f"| {p['rate']} | {mine} | {lag} | {p['failed']}, {p['dropped']} | "
+                     + (f"{other['throughput']:.0f} | {other['p50_ms']:.2f} | {other['p99_ms']:.2f} |" if other
+                        else " | | |"))
+    return lines
+
+
 def sizes_lines(document: dict[str, Any]) -> list[str]:
     """Frames per second by picture size, every way (and the public peer), for models with dynamic sizes."""
     if not document.get("sizes"):
@@ -383,7 +432,9 @@ def plot(document: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    open_loop = bool(document.get("open_loop"))
+    fig, axes = plt.subplots(1, 2 if open_loop else 1, figsize=(12.5 if open_loop else 7, 4.5), dpi=120)
+    ax = axes[0] if open_loop else axes
     series: dict[tuple, list] = {}
     for p in document["triton"]:
         if p["requests"]:
@@ -401,9 +452,33 @@ def plot(document: dict[str, Any], path: Path) -> None:
     ax.set_title(f"Triton gRPC, {document['model']['family']}: latency vs throughput")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if open_loop:
+        open_loop_panel(axes[1], document)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def open_loop_panel(ax, document: dict[str, Any]) -> None:
+    """p99 against the offered rate for both load generators, the 2x-unloaded bound and the knee."""
+    mine = [p for p in document["open_loop"] if p["p99_ms"] is not None]
+    ax.plot([p["rate"] for p in mine], [p["p99_ms"] for p in mine], marker="o", label="artforge load generator")
+    theirs = [p for p in (document.get("perf_analyzer") or {}).get("open_loop", []) if "p99_ms" in p]
+    if theirs:
+        ax.plot([p["request_rate"] for p in theirs], [p["p99_ms"] for p in theirs], marker="s", label="perf_analyzer")
+    alone = find_point(document, document["model"]["family"], 1, 1)
+    if alone and alone["requests"]:
+        ax.axhline(2 * alone["latency_ms"]["p99"], color="grey", linestyle="--", linewidth=1,
+                   label="2x unloaded p99 (artforge, 1 client)")
+    knee_rps = document.get("ratios", {}).get("open_loop_knee_rps")
+    if knee_rps:
+        ax.axvline(knee_rps, color="tab:red", linewidth=1, label=f"knee {knee_rps:g} req/s")
+    ax.set_xlabel("offered rate (requests/s, Poisson arrivals)")
+    ax.set_ylabel("p99 latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("open loop")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def write_reports(document: dict[str, Any], out: Path) -> None:

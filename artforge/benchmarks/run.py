@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from artforge.benchmarks.load import measure_point, per_s
+from artforge.benchmarks.load import measure_open_loop, measure_point, per_s
 from artforge.benchmarks.perf_analyzer import PerfAnalyzer, find_perf_analyzer, write_input_data
 from artforge.benchmarks.measure import (
     count_flops,
@@ -94,6 +94,10 @@ class BenchOptions:
     url: str = option("", help="with --model: measure replicas already running at these gRPC addresses "
                                "(a,b,...) instead: 1, 2 .. N of them, no kill")
     model: str = option("", help="the model's name on the --url servers (default: the checkpoint's family)")
+    request_rate: list[int] = option(help="open loop: offered rates, requests/s arriving at random (Poisson), "
+                                          "batch 1, each for --requests requests (at least 2 s of them); the knee "
+                                          "is the highest rate whose p99 stays within 2x the unloaded one",
+                                     parse=int_list, default_factory=list)
     perf_analyzer: bool = option(False, help="also measure each concurrency point (batch 1) with NVIDIA's "
                                              "perf_analyzer, right after artforge's own load generator: same "
                                              "model, same request bytes; bench.md shows both side by side")
@@ -130,16 +134,14 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         onnx_path = repo / model / "1" / "model.onnx"
         inprocess = measure_inprocess(network, spec, onnx_path, opts)
         gflop_per_item = flops_per_item(network, spec) / 1e9
-        sweep, by_size, one_client, perf = measure_triton(repo, model, spec, opts, network, onnx_path, peer,
-                                                          analyzer)
+        served = measure_triton(repo, model, spec, opts, network, onnx_path, peer, analyzer)
         variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
             if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
                           "gflop_per_item": gflop_per_item, "unit": spec.unit, "spec": spec.to_json()},
                 "machine": {**machine_facts(), "matmul_fp32_gflops": matmul_peak_gflops()},
                 "options": opts.__dict__, "inprocess": inprocess,
-                "triton": [p.to_json(spec.unit) for p in sweep], "one_client_b1": one_client, "sizes": by_size,
-                "variants": variants, "perf_analyzer": perf}
+                "triton": [p.to_json(spec.unit) for p in served.pop("sweep")], **served, "variants": variants}
     document["ratios"] = compute_ratios(document)
     write_reports(document, out)
     return document
@@ -283,7 +285,8 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
     points = [(model, c, b) for b in opts.batch_sizes for c in opts.concurrency]
     points.append((model + NO_BATCHING_SUFFIX, max(opts.concurrency), 1))
     points += [(model + NO_COMPUTE_SUFFIX, c, 1) for c in sorted({1, max(opts.concurrency)})]
-    pool = {b: spec.sample_inputs(b, seed=100 + b, sizes=spec.optimal_sizes()) for b in opts.batch_sizes}
+    pool = {b: spec.sample_inputs(b, seed=100 + b, sizes=spec.optimal_sizes()) for b in {1, *opts.batch_sizes}}
+    pool_b1 = pool[1]  # perf_analyzer's request and the open loop's: the sweep's batch-1 request
     make_inputs = lambda batch, i: pool[batch]  # noqa: E731 - same bytes every request: measures serving, not numpy
     results, by_size = [], {}
     perf = perf_analyzer_setup(analyzer, spec, opts, repo.parent) if analyzer else None
@@ -294,7 +297,8 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
             results.append(point)
             if point.stopped:
                 log.error("benchmark stopped: %s (%s)", point.stopped, point.first_error)
-                return results, by_size, {}, perf
+                return {"sweep": results, "one_client_b1": {}, "sizes": by_size, "perf_analyzer": perf,
+                        "open_loop": []}
             if perf is not None and name == model and batch == 1:
                 perf["points"].append(analyzer.measure(server.grpc_url, model, Path(perf["input_data"]),
                                                        concurrency, perf["window_requests"]))
@@ -311,7 +315,22 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
             if perf is not None:
                 perf["sizes"][str(size)] = perf_analyzer_at_size(analyzer, server.grpc_url, ways, perf, size,
                                                                  repo.parent)
-    return results, by_size, one_client, perf
+        open_loop = measure_open_loops(analyzer, server.grpc_url, model, pool_b1, perf, opts)
+    return {"sweep": results, "one_client_b1": one_client, "sizes": by_size, "perf_analyzer": perf,
+            "open_loop": open_loop}
+
+
+def measure_open_loops(analyzer: PerfAnalyzer | None, url: str, model: str, request: dict[str, np.ndarray],
+                       perf: dict[str, Any] | None, opts: BenchOptions) -> list[dict[str, Any]]:
+    """Each --request-rate as an open loop (Poisson arrivals, batch 1): artforge's load generator, then
+    perf_analyzer at the same rate."""
+    points = []
+    for rate in opts.request_rate:
+        points.append(measure_open_loop(url, model, request, rate, max(opts.requests, 2 * rate), seed=rate))
+        if perf is not None:
+            perf["open_loop"].append(analyzer.measure(url, model, Path(perf["input_data"]), 1,
+                                                      perf["window_requests"], request_rate=rate))
+    return points
 
 
 def perf_analyzer_at_size(analyzer: PerfAnalyzer, url: str, ways: OneClient, perf: dict[str, Any], size: int,
@@ -331,7 +350,7 @@ def perf_analyzer_setup(analyzer: PerfAnalyzer, spec, opts: BenchOptions, work: 
     request = spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes())  # the sweep's batch-1 pool
     return {"version": analyzer.version(), "binary": str(analyzer.binary),
             "input_data": str(write_input_data(request, work / "perf_analyzer_input.json", opts.max_batch > 0)),
-            "window_requests": max(opts.requests, 100), "points": [], "sizes": {}}
+            "window_requests": max(opts.requests, 100), "points": [], "sizes": {}, "open_loop": []}
 
 
 class OneClient:

@@ -105,19 +105,19 @@ def test_bench_puts_perf_analyzers_figures_beside_its_own_at_every_point_and_siz
     usable_perf_analyzer()
     run, _ = style_run
     out = tmp_path / "bench"
-    assert main(["bench", str(run), "--out", str(out), "--sizes", "48", "--concurrency", "1,2", "--batch-sizes", "1",
+    assert main(["bench", str(run), "--out", str(out), "--sizes", "48", "--concurrency", "1", "--batch-sizes", "1",
                  "--requests", "20", "--warmup", "2", "--baseline-seconds", "0.2", "--max-batch", "2",
                  "--perf-analyzer", "--quiet"]) == 0
     document = json.loads((out / "bench.json").read_text())
     perf, ratios = document["perf_analyzer"], document["ratios"]
     points, backend = perf["points"], perf["backend"]
-    assert [p["concurrency"] for p in points] == [1, 2]
+    assert [p["concurrency"] for p in points] == [1]
     assert all("error" not in p for p in [*points, *backend.values()]), perf
     mine = {p["concurrency"]: p for p in document["triton"] if p["model"] == "style"}
     assert ratios["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(
         mine[1]["latency_ms"]["p50"] / points[0]["p50_ms"])
-    assert ratios["artforge_throughput_over_perf_analyzer_c2"] == pytest.approx(
-        mine[2]["requests_per_s"] / points[1]["throughput"])
+    assert ratios["artforge_throughput_over_perf_analyzer_c1"] == pytest.approx(
+        mine[1]["requests_per_s"] / points[0]["throughput"])
     split = lambda p: sum(p[f"server_{k}_us"] for k in ("queue", "compute_input", "compute_infer",  # noqa: E731
                                                          "compute_output"))
     assert ratios["backend_overhead_b1_ms"] == pytest.approx((split(backend["nocompute"])
@@ -128,3 +128,63 @@ def test_bench_puts_perf_analyzers_figures_beside_its_own_at_every_point_and_siz
         document["sizes"]["48"]["triton_b1"]["p50_ms"] / at_48["p50_ms"])
     markdown = (out / "bench.md").read_text()
     assert "## perf_analyzer beside artforge's load generator" in markdown and "| 48x48 |" in markdown
+
+
+
+def test_poisson_arrivals_keep_their_rate_and_their_seed():
+    from artforge.benchmarks.load import poisson_arrivals
+
+    times = poisson_arrivals(500.0, 20000, seed=3)
+    assert times[0] == 0 and np.all(np.diff(times) >= 0)
+    assert len(times) / times[-1] == pytest.approx(500.0, rel=0.03)
+    gaps = np.diff(times)
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, rel=0.05)  # exponential gaps: as varied as they are long
+    assert np.array_equal(times, poisson_arrivals(500.0, 20000, seed=3))
+
+
+def test_the_knee_is_the_highest_rate_kept_up_with_within_twice_the_unloaded_p99():
+    from artforge.benchmarks.report import knee
+
+    points = [{"rate": 100, "achieved_rate": 100, "p99_ms": 1.5, "failed": 0, "dropped": 0},
+              {"rate": 400, "achieved_rate": 398, "p99_ms": 1.9, "failed": 0, "dropped": 0},
+              {"rate": 800, "achieved_rate": 700, "p99_ms": 1.9, "failed": 0, "dropped": 0},  # fell behind
+              {"rate": 1600, "achieved_rate": 1600, "p99_ms": 2.5, "failed": 0, "dropped": 0}]  # over 2x
+    assert knee(points, unloaded_p99_ms=1.0, rate_key="rate") == 400
+    assert knee(points, unloaded_p99_ms=0.5, rate_key="rate") == 0
+
+
+def test_open_loop_rates_are_reported_beside_perf_analyzers_and_drawn(tmp_path):
+    from artforge.benchmarks.report import open_loop_lines, plot
+
+    closed = {"model": "dcgan", "concurrency": 1, "batch": 1, "requests": 100, "requests_per_s": 900,
+              "images_per_s": 900, "latency_ms": {"p50": 1.0, "p99": 2.0}}
+    document = {"model": {"family": "dcgan", "unit": "image"}, "triton": [closed],
+                "ratios": {"open_loop_knee_rps": 400},
+                "open_loop": [{"rate": 400, "achieved_rate": 399, "p50_ms": 1.2, "p99_ms": 3.1, "send_lag_p99_ms": 1.0,
+                               "requests": 800, "failed": 0, "dropped": 0}],
+                "perf_analyzer": {"open_loop": [{"request_rate": 400.0, "throughput": 401.0, "p50_ms": 0.7,
+                                                 "p99_ms": 1.4}]}}
+    assert "| 400 | 399 | 1.20 | 3.10 | 1.00 | 0, 0 | 401 | 0.70 | 1.40 |" in open_loop_lines(document)
+    plot(document, tmp_path / "bench.png")  # two panels: the sweep, and p99 against the offered rate
+    from PIL import Image
+
+    assert Image.open(tmp_path / "bench.png").size[0] > 1.5 * Image.open(tmp_path / "bench.png").size[1]
+
+
+@pytest.mark.slow
+def test_open_loop_sends_at_the_offered_rate_and_triton_counts_every_request(triton, tmp_path):
+    from artforge.benchmarks.load import measure_open_loop
+
+    request = {"z": np.zeros((1, 16), np.float32), "style": np.array([[1]], np.int64)}
+    with Client(triton.grpc_url) as client:
+        before = server_totals(client.statistics("dcgan"))["success"]
+        point = measure_open_loop(triton.grpc_url, "dcgan", request, rate=100, requests=150, seed=1)
+        after = server_totals(client.statistics("dcgan"))["success"]
+    assert point["requests"] == 150 and point["failed"] == point["dropped"] == 0
+    assert point["achieved_rate"] == pytest.approx(100, rel=0.25)
+    assert after - before == 151  # the requests and the one that opened the connection
+    assert 0 < point["p50_ms"] <= point["p99_ms"]
+    analyzer = usable_perf_analyzer()
+    theirs = analyzer.measure(triton.grpc_url, "dcgan", pa.write_input_data(request, tmp_path / "in.json"), 1, 100,
+                              request_rate=100)
+    assert theirs["request_rate"] == 100 and theirs["throughput"] == pytest.approx(100, rel=0.25), theirs
