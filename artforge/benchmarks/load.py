@@ -214,12 +214,14 @@ def measure_open_loop(url: str, model: str, inputs: dict[str, np.ndarray], rate:
     async def run() -> dict[str, Any]:
         async with AsyncClient(url, timeout_s=timeout_s, retries=0) as client:
             await client.infer(model, inputs)  # the connection and the model's metadata, before the clock
-            return await drive_open_loop(client, model, inputs, poisson_arrivals(rate, requests, seed))
+            return await drive_open_loop(client, model, inputs, arrivals)
 
+    arrivals = poisson_arrivals(rate, requests, seed)
     done = asyncio.run(run())
     summary = latency_summary(done["latencies"]) if done["latencies"] else None
     lag = latency_summary(done["lags"]) if done["lags"] else None
-    return {"rate": rate, "achieved_rate": len(done["latencies"]) / done["seconds"],
+    return {"rate": rate, "offered_rate": (len(arrivals) - 1) / arrivals[-1],  # this draw's rate, ±1/sqrt(N)
+            "achieved_rate": len(done["latencies"]) / done["seconds"],
             "p50_ms": summary["p50"] if summary else None, "p99_ms": summary["p99"] if summary else None,
             "send_lag_p99_ms": lag["p99"] if lag else None,
             "requests": len(done["latencies"]), "failed": done["failed"], "dropped": done["dropped"],

@@ -115,11 +115,12 @@ def perf_analyzer_ratios(document: dict[str, Any], model: str, top: int) -> dict
 
 
 def knee(points: list[dict[str, Any]], unloaded_p99_ms: float, rate_key: str) -> float:
-    """The highest offered rate kept up with (at least 95% achieved, nothing failed or dropped) whose p99 stays
-    within 2x the unloaded p99 (0: none did)."""
+    """The highest offered rate kept up with (at least 95% of the rate its random arrivals drew achieved,
+    nothing failed or dropped) whose p99 stays within 2x the unloaded p99 (0: none did)."""
     achieved = "achieved_rate" if rate_key == "rate" else "throughput"
     within = [p[rate_key] for p in points if p.get("p99_ms") is not None and not p.get("failed")
-              and not p.get("dropped") and p[achieved] >= 0.95 * p[rate_key] and p["p99_ms"] <= 2 * unloaded_p99_ms]
+              and not p.get("dropped") and p[achieved] >= 0.95 * p.get("offered_rate", p[rate_key])
+              and p["p99_ms"] <= 2 * unloaded_p99_ms]
     return float(max(within, default=0.0))
 
 
