@@ -44,6 +44,7 @@ COMMANDS = {
     "stream": "artforge.serving.client:COMMAND",
     "evaluate": "artforge.evaluation.evaluate:COMMAND",
     "bench": "artforge.benchmarks.run:COMMAND",
+    "bench-history": "artforge.benchmarks.ci:COMMAND",
     "loss-layers": "artforge.families.style.loss_layers:COMMAND",
     "init-gain": "artforge.families.style.init_gain:COMMAND",
     "reliability": "artforge.benchmarks.reliability:COMMAND",

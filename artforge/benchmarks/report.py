@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -493,25 +494,45 @@ def write_reports(document: dict[str, Any], out: Path) -> None:
 BASELINE_TOLERANCE = 0.5
 
 
+@dataclass
+class Verdict:
+    """One baseline ratio checked against this run: its value, the baseline's, the limit, and whether it held."""
+
+    name: str
+    value: float | None
+    base: float
+    limit: float | None
+    ok: bool
+    meaning: str
+
+    def problem(self) -> str:
+        if self.value is None:
+            return f"{self.name}: in the baseline but not measured in this run"
+        return f"{self.name} = {self.value:.3f}, baseline {self.base:.3f} (limit {self.limit:.3f}): {self.meaning}"
+
+
+def ratio_verdicts(document: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[Verdict]:
+    """Every ratio of the baseline against this run, within `tolerance` (relative) in its better direction;
+    ratios in ms (absolute overheads) also get 1 ms of noise."""
+    verdicts = []
+    for name, base in baseline.get("ratios", {}).items():
+        meaning, better, _ = ratio_info(name)
+        value = document["ratios"].get(name)
+        if value is None:
+            verdicts.append(Verdict(name, None, base, None, False, meaning))
+            continue
+        if name.endswith("_ms"):
+            limit = base * (1 + tolerance) + 1.0
+        else:
+            limit = base * (1 + tolerance) if better == "lower" else base * (1 - tolerance)
+        ok = value <= limit if better == "lower" or name.endswith("_ms") else value >= limit
+        verdicts.append(Verdict(name, value, base, limit, ok, meaning))
+    return verdicts
+
+
 def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
     """Regressions of the run's ratios beyond `tolerance` (relative) against a baseline's ratios."""
-    problems = []
-    for name, base in baseline.get("ratios", {}).items():
-        if name not in document["ratios"]:
-            problems.append(f"{name}: in the baseline but not measured in this run")
-            continue
-        value, better = document["ratios"][name], ratio_info(name)[1]
-        if name.endswith("_ms"):  # an absolute overhead: allow tolerance of the baseline plus 1 ms of noise
-            limit = base * (1 + tolerance) + 1.0
-            worse = value > limit
-        elif better == "lower":
-            limit = base * (1 + tolerance)
-            worse = value > limit
-        else:
-            limit = base * (1 - tolerance)
-            worse = value < limit
-        if worse:
-            problems.append(f"{name} = {value:.3f}, baseline {base:.3f} (limit {limit:.3f}): {ratio_info(name)[0]}")
+    problems = [v.problem() for v in ratio_verdicts(document, baseline, tolerance) if not v.ok]
     here, there = machine_line(document.get("machine", {})), machine_line(baseline.get("machine", {}))
     if problems and here != there:
         problems.append(f"the baseline was measured on {there}, this run on {here}")

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from artforge.benchmarks.ci import add_to_job_summary, append_history, write_junit
 from artforge.benchmarks.load import measure_open_loop, measure_point, per_s
 from artforge.benchmarks.perf_analyzer import PerfAnalyzer, find_perf_analyzer, write_input_data
 from artforge.benchmarks.measure import (
@@ -39,6 +40,7 @@ from artforge.benchmarks.report import (
     check_baseline_fits,
     compute_ratios,
     errors_seen,
+    ratio_verdicts,
     require_baseline_file,
     write_reports,
 )
@@ -112,6 +114,10 @@ class BenchCommandOptions(BenchOptions):
     tolerance: float = option(BASELINE_TOLERANCE, help="allowed relative regression of each ratio; ratios in ms "
                                                        "also get 1 ms more (what CI checks with)")
     write_baseline: str | None = option(None, help="write this run's ratios as a baseline JSON")
+    junit: str | None = option(None, help="write the check as JUnit XML: a test case per baseline ratio (failed "
+                                          "when it regressed) and one for failed requests")
+    history: str | None = option(None, help="append this run (date, commit, machine, model, ratios) as one JSON "
+                                            "line to this file; artforge bench-history draws it")
 
 
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
@@ -439,11 +445,28 @@ def bench_command(opts: BenchCommandOptions) -> None:
     if opts.write_baseline:
         atomic_write_text(Path(opts.write_baseline), json.dumps(baseline_document(document), indent=2) + "\n")
         print(f"baseline written to {opts.write_baseline}")
-    problems = errors_seen(document)
-    if baseline is not None:
-        problems += check_against_baseline(document, baseline, opts.tolerance)
+    errors = errors_seen(document)
+    verdicts = ratio_verdicts(document, baseline, opts.tolerance) if baseline is not None else []
+    problems = errors + (check_against_baseline(document, baseline, opts.tolerance) if baseline is not None else [])
+    report_to_ci(opts, document, out, verdicts, errors, problems)
     if problems:
         raise ArtforgeError("benchmark failed: " + "; ".join(problems))
+
+
+def report_to_ci(opts: BenchCommandOptions, document: dict[str, Any], out: Path, verdicts: list,
+                 errors: list[str], problems: list[str]) -> None:
+    """JUnit XML, GitHub's job summary and the history line, each when asked for (the summary when GitHub
+    Actions sets $GITHUB_STEP_SUMMARY)."""
+    if opts.junit:
+        write_junit(Path(opts.junit), verdicts, errors)
+        print(f"JUnit XML written to {opts.junit}")
+    verdict_lines = [f"- {'❌' if not v.ok else '✅'} {v.problem()}" for v in verdicts]
+    if opts.check and not problems:
+        verdict_lines.append(f"Every ratio within {opts.tolerance:g} of {opts.check}.")
+    add_to_job_summary((out / "bench.md").read_text(), verdict_lines)
+    if opts.history:
+        append_history(Path(opts.history), document)
+        print(f"ratios appended to {opts.history}")
 
 
 COMMAND = Command(

@@ -3,6 +3,7 @@ import os
 import signal
 import threading
 import time
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -286,7 +287,8 @@ def clients_of(ratios: dict) -> set[str]:
 
 
 @pytest.mark.slow
-def test_bench_command_writes_a_baseline_that_its_own_run_passes_and_measures_variants(dcgan_run, tmp_path, capsys):
+def test_bench_command_writes_a_baseline_that_its_own_run_passes_and_measures_variants(dcgan_run, tmp_path, capsys,
+                                                                                       monkeypatch):
     quick = ["--concurrency", "1,2", "--batch-sizes", "1", "--requests", "40", "--warmup", "5",
              "--baseline-seconds", "0.2", "--max-batch", "8", "--quiet"]
     baseline = tmp_path / "baseline.json"
@@ -301,8 +303,17 @@ def test_bench_command_writes_a_baseline_that_its_own_run_passes_and_measures_va
     assert f"baseline written to {baseline}" in capsys.readouterr().out
     harsh = {**written, "ratios": {"batching_speedup_c2": 1e6}}  # a regression beyond any noise is reported
     baseline.write_text(json.dumps(harsh))
-    assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "b"), *quick, "--check", str(baseline)]) == 1
+    summary, junit, history = tmp_path / "summary.md", tmp_path / "bench.xml", tmp_path / "history.jsonl"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "b"), *quick, "--check", str(baseline),
+                 "--junit", str(junit), "--history", str(history)]) == 1
     assert "batching_speedup_c2 = " in capsys.readouterr().err
+    suite = ElementTree.parse(junit).getroot()  # what a CI system shows: the ratio that regressed, by name
+    failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
+    assert failed == ["batching_speedup_c2"] and suite.get("failures") == "1"
+    assert "## Ratios" in summary.read_text() and "❌ batching_speedup_c2" in summary.read_text()
+    line = json.loads(history.read_text())
+    assert line["ratios"] == json.loads((tmp_path / "b" / "bench.json").read_text())["ratios"]
 
 
 def test_bench_refuses_a_baseline_for_another_model_before_working(dcgan_run, tmp_path, capsys):
