@@ -1,0 +1,53 @@
+"""docs/ci/bench.yml, the GitHub Actions example for users, stays runnable: its "bench: ..." steps run here
+as one script (a fresh folder, the same commands; the server's ports swapped for free ones)."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from artforge.benchmarks.perf_analyzer import find_perf_analyzer
+from artforge.errors import ArtforgeError
+
+WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "ci" / "bench.yml"
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_script(job: dict) -> str:
+    steps = [step["run"] for step in job["steps"] if step.get("name", "").startswith("bench:")]
+    script = "set -euo pipefail\n" + "\n".join(steps)
+    for port in ("8100", "8101", "8102"):
+        script = script.replace(port, str(free_port()))
+    return script
+
+
+def test_the_example_workflows_bench_steps_run_as_a_script(tmp_path):
+    try:
+        find_perf_analyzer()
+    except ArtforgeError as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(e))
+    job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["bench"]
+    assert [s.get("name", s.get("uses")) for s in job["steps"]][-1] == "actions/upload-artifact@v4"
+    env = {**os.environ, **job["env"], "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(["bash", "-c", bench_script(job)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    bench = tmp_path / job["env"]["BENCH"]
+    report = json.loads((bench / "report" / "bench.json").read_text())
+    assert report["perf_analyzer"]["points"] and all("error" not in p for p in report["perf_analyzer"]["points"])
+    assert (bench / "grid.png").exists() and (bench / "baseline.json").exists()  # first run: a baseline to commit
+    assert (bench / "bench.xml").exists() and (bench / "report" / "trend.png").exists()
+    assert len((bench / "history.jsonl").read_text().splitlines()) == 1
