@@ -3,9 +3,12 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from artforge.benchmarks.load import per_s
 from artforge.errors import ArtforgeError
@@ -357,12 +360,36 @@ def sizes_lines(document: dict[str, Any]) -> list[str]:
 
 
 def ratio_lines(document: dict[str, Any]) -> list[str]:
-    lines = ["", "## Ratios", "", "| ratio | value | target | met |", "|---|---|---|---|"]
+    intervals = document.get("ratio_intervals", {})
+    trials = f" (median of {document['trials']} trials, bootstrap 95% interval)" if intervals else ""
+    lines = ["", "## Ratios" + trials, "", "| ratio | value | target | met |", "|---|---|---|---|"]
     for name, value in document["ratios"].items():
         meaning, better, target = ratio_info(name)
         bound = "" if target is None else f"{'≤' if better == 'lower' else '≥'} {target:g}"
-        lines.append(f"| {meaning} | {value:.3f} | {bound} | {verdict(name, document)} |")
+        shown = f"{value:.3f}" + (f" [{intervals[name][0]:.3f}-{intervals[name][1]:.3f}]" if name in intervals else "")
+        lines.append(f"| {meaning} | {shown} | {bound} | {verdict(name, document)} |")
     return lines
+
+
+def bootstrap_interval(values: list[float], resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """The 95% percentile-bootstrap interval of the median of `values` (one value per trial)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.choice(np.asarray(values, float), size=(resamples, len(values)), replace=True)
+    medians = np.median(draws, axis=1)
+    return float(np.percentile(medians, 2.5)), float(np.percentile(medians, 97.5))
+
+
+def combine_trials(documents: list[dict[str, Any]]) -> dict[str, Any]:
+    """One document for several trials of the same bench: the last trial's figures, each ratio the median
+    over the trials it was measured in, with its bootstrap interval and every trial's value."""
+    combined = dict(documents[-1])
+    names = [name for name in documents[-1]["ratios"] if all(name in d["ratios"] for d in documents)]
+    values = {name: [d["ratios"][name] for d in documents] for name in names}
+    combined["ratios"] = {name: statistics.median(v) for name, v in values.items()}
+    combined["ratio_intervals"] = {name: list(bootstrap_interval(v)) for name, v in values.items()}
+    combined["ratio_trials"] = values
+    combined["trials"] = len(documents)
+    return combined
 
 
 def verdict(name: str, document: dict[str, Any]) -> str:
@@ -504,16 +531,21 @@ class Verdict:
     limit: float | None
     ok: bool
     meaning: str
+    interval: tuple[float, float] | None = None  # the bootstrap 95% interval over trials, when there were some
 
     def problem(self) -> str:
         if self.value is None:
             return f"{self.name}: in the baseline but not measured in this run"
-        return f"{self.name} = {self.value:.3f}, baseline {self.base:.3f} (limit {self.limit:.3f}): {self.meaning}"
+        spread = f" [95% interval {self.interval[0]:.3f}-{self.interval[1]:.3f}]" if self.interval else ""
+        return (f"{self.name} = {self.value:.3f}{spread}, baseline {self.base:.3f} (limit {self.limit:.3f}): "
+                f"{self.meaning}")
 
 
 def ratio_verdicts(document: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[Verdict]:
     """Every ratio of the baseline against this run, within `tolerance` (relative) in its better direction;
-    ratios in ms (absolute overheads) also get 1 ms of noise."""
+    ratios in ms (absolute overheads) also get 1 ms of noise. With trials (`ratio_intervals`), a ratio fails
+    only when its whole bootstrap interval is past the limit."""
+    intervals = document.get("ratio_intervals", {})
     verdicts = []
     for name, base in baseline.get("ratios", {}).items():
         meaning, better, _ = ratio_info(name)
@@ -525,8 +557,10 @@ def ratio_verdicts(document: dict[str, Any], baseline: dict[str, Any], tolerance
             limit = base * (1 + tolerance) + 1.0
         else:
             limit = base * (1 + tolerance) if better == "lower" else base * (1 - tolerance)
-        ok = value <= limit if better == "lower" or name.endswith("_ms") else value >= limit
-        verdicts.append(Verdict(name, value, base, limit, ok, meaning))
+        interval = tuple(intervals[name]) if name in intervals else None
+        best = (interval[0] if better == "lower" or name.endswith("_ms") else interval[1]) if interval else value
+        ok = best <= limit if better == "lower" or name.endswith("_ms") else best >= limit
+        verdicts.append(Verdict(name, value, base, limit, ok, meaning, interval))
     return verdicts
 
 

@@ -38,6 +38,7 @@ from artforge.benchmarks.report import (
     baseline_document,
     check_against_baseline,
     check_baseline_fits,
+    combine_trials,
     compute_ratios,
     errors_seen,
     ratio_verdicts,
@@ -118,6 +119,10 @@ class BenchCommandOptions(BenchOptions):
                                           "when it regressed) and one for failed requests")
     history: str | None = option(None, help="append this run (date, commit, machine, model, ratios) as one JSON "
                                             "line to this file; artforge bench-history draws it")
+    trials: int = option(1, help="repeat the whole measurement this many times (OUT/trial-N/), every way in "
+                                 "each; each ratio is then the median over the trials with its bootstrap 95% "
+                                 "interval, and --check fails a ratio only when the whole interval is past its "
+                                 "limit")
 
 
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
@@ -438,8 +443,8 @@ def bench_command(opts: BenchCommandOptions) -> None:
     if baseline is not None:
         checkpoint = load_checkpoint(opts.checkpoint)
         check_baseline_fits(baseline, checkpoint.family, checkpoint.meta["config"], Path(opts.check))
-    document = run_benchmark(**{f.name: getattr(opts, f.name) for f in fields(BenchOptions)})
-    out = Path(document["options"]["out"])
+    document = run_trials(opts)
+    out = Path(opts.out)
     print((out / "bench.md").read_text())
     print(f"reports: {', '.join(str(p) for p in sorted(out.glob('bench.*')))}")
     if opts.write_baseline:
@@ -451,6 +456,20 @@ def bench_command(opts: BenchCommandOptions) -> None:
     report_to_ci(opts, document, out, verdicts, errors, problems)
     if problems:
         raise ArtforgeError("benchmark failed: " + "; ".join(problems))
+
+
+def run_trials(opts: BenchCommandOptions) -> dict[str, Any]:
+    """The bench once, or --trials times (each in OUT/trial-N/) combined into OUT's reports."""
+    measure = {f.name: getattr(opts, f.name) for f in fields(BenchOptions)}
+    if opts.trials < 1:
+        raise ArtforgeError(f"--trials {opts.trials}: give at least 1")
+    if opts.trials == 1:
+        return run_benchmark(**measure)
+    documents = [run_benchmark(**{**measure, "out": str(Path(opts.out) / f"trial-{i + 1}")})
+                 for i in range(opts.trials)]
+    document = combine_trials(documents)
+    write_reports(document, Path(opts.out))
+    return document
 
 
 def report_to_ci(opts: BenchCommandOptions, document: dict[str, Any], out: Path, verdicts: list,

@@ -220,9 +220,16 @@ def test_bench_command_writes_reports_and_checks_the_committed_baseline(dcgan_ru
     out = tmp_path / "bench"
     code = main(["bench", str(dcgan_run), "--out", str(out), "--concurrency", "1,16", "--batch-sizes", "1",
                  "--requests", "400", "--warmup", "30", "--baseline-seconds", "1", "--max-batch", "32",
-                 "--check", str(baseline), "--quiet"])  # the CLI's default tolerance: what users check with
+                 "--trials", "3", "--check", str(baseline), "--quiet"])  # the CLI's default tolerance
     result = json.loads((out / "bench.json").read_text())
-    assert_ratios_follow_from_the_measurements(result)
+    trials = [json.loads((out / f"trial-{i}" / "bench.json").read_text()) for i in (1, 2, 3)]
+    for trial in trials:
+        assert_ratios_follow_from_the_measurements(trial)
+    for name, value in result["ratios"].items():  # the median of the trials, inside its interval
+        assert value == pytest.approx(float(np.median([t["ratios"][name] for t in trials])))
+        low, high = result["ratio_intervals"][name]
+        assert low <= value <= high
+    assert "(median of 3 trials, bootstrap 95% interval)" in (out / "bench.md").read_text()
     assert (out / "bench.png").stat().st_size > 5000 and "| ratio |" in (out / "bench.md").read_text()
     assert all(p["errors"] == 0 for p in result["triton"])
     assert all(p["client_cpu_s"] > 0 and p["server_cpu_s"] > 0 for p in result["triton"])  # both sides' CPU

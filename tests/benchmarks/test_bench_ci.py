@@ -55,3 +55,20 @@ def test_a_broken_history_line_is_named_by_file_and_line(tmp_path):
         read_history(history)
     with pytest.raises(ArtforgeError, match="no such history file"):
         read_history(tmp_path / "missing.jsonl")
+
+
+def test_with_trials_a_ratio_fails_only_when_its_whole_interval_is_past_the_limit():
+    from artforge.benchmarks.report import bootstrap_interval, combine_trials
+
+    low, high = bootstrap_interval([1.0, 1.1, 1.2, 1.3, 5.0])
+    assert 1.0 <= low <= 1.2 <= high <= 5.0
+    trials = [document(speedup, overhead) for speedup, overhead in ((0.9, 0.4), (1.3, 0.5), (1.1, 0.6))]
+    combined = combine_trials(trials)
+    assert combined["ratios"]["batching_speedup_c16"] == 1.1 and combined["trials"] == 3
+    assert combined["ratio_trials"]["batching_speedup_c16"] == [0.9, 1.3, 1.1]
+    baseline = document(speedup=2.0, overhead=0.5)  # limit at tolerance 0.5: speedup >= 1.0
+    speedup = next(v for v in ratio_verdicts(combined, baseline, 0.5) if v.name == "batching_speedup_c16")
+    assert speedup.value == 1.1 and speedup.interval[0] <= 1.0 <= speedup.interval[1] and speedup.ok
+    worse = combine_trials([document(s, 0.5) for s in (0.7, 0.8, 0.9)])  # every trial below the limit
+    verdict = next(v for v in ratio_verdicts(worse, baseline, 0.5) if v.name == "batching_speedup_c16")
+    assert not verdict.ok and "95% interval 0.700-0.900" in verdict.problem()
