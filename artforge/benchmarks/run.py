@@ -120,7 +120,7 @@ class BenchCommandOptions(BenchOptions):
     history: str | None = option(None, help="append this run (date, commit, machine, model, ratios) as one JSON "
                                             "line to this file; artforge bench-history draws it")
     trials: int = option(1, help="repeat the whole measurement this many times (OUT/trial-N/), every way in "
-                                 "each; each ratio is then the median over the trials with its bootstrap 95% "
+                                 "each; each ratio is then the median over the trials with its bootstrap 95%% "
                                  "interval, and --check fails a ratio only when the whole interval is past its "
                                  "limit")
 
