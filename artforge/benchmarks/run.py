@@ -146,6 +146,8 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         inprocess = measure_inprocess(network, spec, onnx_path, opts)
         gflop_per_item = flops_per_item(network, spec) / 1e9
         served = measure_triton(repo, model, spec, opts, network, onnx_path, peer, analyzer)
+        if served["perf_analyzer"]:  # the request file goes with the temporary folder; say what it held
+            served["perf_analyzer"].pop("input_data")
         variants = measure_variants(onnx_path, spec, Path(work), opts.baseline_seconds, opts.threads) \
             if opts.variants else []
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
@@ -360,6 +362,7 @@ def perf_analyzer_setup(analyzer: PerfAnalyzer, spec, opts: BenchOptions, work: 
     batch-1 request artforge's load generator sends) and its window."""
     request = spec.sample_inputs(1, seed=101, sizes=spec.optimal_sizes())  # the sweep's batch-1 pool
     return {"version": analyzer.version(), "binary": str(analyzer.binary),
+            "request": {name: {"shape": list(a.shape), "dtype": str(a.dtype)} for name, a in request.items()},
             "input_data": str(write_input_data(request, work / "perf_analyzer_input.json", opts.max_batch > 0)),
             "window_requests": max(opts.requests, 100), "points": [], "sizes": {}, "open_loop": []}
 

@@ -213,7 +213,6 @@ def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]
     concurrency next to the same loop in-process."""
     import tempfile
 
-
     stream, variants = spec.stream, serving_variants(opts, spec.stream)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = Path(work) / "repo"
