@@ -37,7 +37,7 @@ INSTALL = "pip install --no-deps tritonclient==2.51.0 nvidia-cuda-runtime-cu12 (
 STABLE_PERCENT = 30  # the first rule tried; then (2x windows, 50%); see measure()
 TRIALS = 6  # windows perf_analyzer may take to settle, per attempt (each lasts at least ~1 s)
 CSV_FIELDS = {  # perf_analyzer's CSV column -> the point's key (values in microseconds but throughput)
-    "Inferences/Second": "throughput", "Client Send": "client_send_us",
+    "Inferences/Second": "throughput", "Response Throughput": "responses_per_s", "Client Send": "client_send_us",
     "Network+Server Send/Recv": "network_server_us", "Server Queue": "server_queue_us",
     "Server Compute Input": "server_compute_input_us", "Server Compute Infer": "server_compute_infer_us",
     "Server Compute Output": "server_compute_output_us", "Client Recv": "client_recv_us",

@@ -137,7 +137,7 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     if opts.replicas > 1 or opts.url:  # scale-out: throughput over replicas, and one killed mid-run
         return run_replica_benchmark(opts, ckpt, spec, out)
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
-        return run_stream_benchmark(opts, ckpt, network, spec, out)
+        return run_stream_benchmark(opts, ckpt, network, spec, out, analyzer)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = build_bench_repository(opts, Path(work))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from artforge.benchmarks.measure import latency_summary
+from artforge.benchmarks.perf_analyzer import write_input_data
 from artforge.contract import TokenStream
 from artforge.serving.decoding import batches_streams, decode, stepper
 from artforge.benchmarks.measure import machine_facts
@@ -190,9 +192,26 @@ def stream_markdown(document: dict[str, Any]) -> str:
                      f"{cell(p['first_token_ms'], 'p99')} | {cell(p['token_gap_ms'], 'p50')} | "
                      f"{cell(p['token_gap_ms'], 'p99')} | {p['stream_tokens_per_s']:.0f} | {p['tokens_per_s']:.0f} | "
                      f"{p['client_cpu_s']:.2f} | {p['errors']} |")
+    lines += perf_analyzer_stream_lines(document)
     for name, value in document["ratios"].items():
         lines.append(f"\n{name}: {value:.2f}")
     return "\n".join(lines) + "\n"
+
+
+def perf_analyzer_stream_lines(document: dict[str, Any]) -> list[str]:
+    perf = document.get("perf_analyzer")
+    if not perf:
+        return []
+    lines = ["", f"perf_analyzer --streaming ({perf['version']}; one request, the first response timed), right "
+             "after each point above:", "", "| Triton, variant | streams at once | first response p50 ms | p99 ms | "
+             "streams/s | responses/s |", "|---" * 6 + "|"]
+    for p in perf["points"]:
+        if "p50_ms" in p:
+            lines.append(f"| {p['variant']} | {p['concurrency']} | {p['p50_ms']:.2f} | {p['p99_ms']:.2f} | "
+                         f"{p['throughput']:.0f} | {p.get('responses_per_s', 0):.0f} |")
+        else:
+            lines.append(f"| {p['variant']} | {p['concurrency']} | | | | {p.get('error', '')} |")
+    return lines
 
 
 def cell(summary: dict[str, float], key: str) -> str:
@@ -208,9 +227,22 @@ def batching_ratios(points: list[dict[str, Any]]) -> dict[str, float]:
     return {f"continuous_batching_speedup_at_{most}_streams": batched / plain} if plain and batched else {}
 
 
-def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]:
+def first_token_ratios(points: list[dict[str, Any]], perf: dict[str, Any] | None) -> dict[str, float]:
+    """artforge's first-token p50 over perf_analyzer's first-response p50, one stream at a time, per variant."""
+    found = {}
+    for theirs in (perf or {}).get("points", []):
+        mine = next((p for p in points if p["variant"] == theirs["variant"] and p["concurrency"] == 1), None)
+        if theirs.get("concurrency") == 1 and "p50_ms" in theirs and mine and mine["first_token_ms"]:
+            variant = re.sub(r"\W+", "_", theirs["variant"])  # 'continuous batching' -> continuous_batching
+            found[f"artforge_first_token_over_perf_analyzer_{variant}"] = (mine["first_token_ms"]["p50"]
+                                                                           / theirs["p50_ms"])
+    return found
+
+
+def run_stream_benchmark(opts, ckpt, network, spec, out: Path, analyzer=None) -> dict[str, Any]:
     """Export the checkpoint once per way of serving, serve both, and measure streams at each
-    concurrency next to the same loop in-process."""
+    concurrency next to the same loop in-process (and, given perf_analyzer, its --streaming figure of each
+    point right after artforge's: it times a stream's first response)."""
     import tempfile
 
     stream, variants = spec.stream, serving_variants(opts, spec.stream)
@@ -225,17 +257,26 @@ def run_stream_benchmark(opts, ckpt, network, spec, out: Path) -> dict[str, Any]
                                                 opts.max_tokens, requests),
             "onnxruntime": measure_inprocess_stream(onnx_runner(onnx_path, threads), stream, opts.prompt_length,
                                                     opts.max_tokens, requests)}
-        points = []
+        points, perf = [], None
+        if analyzer is not None:
+            data = write_input_data(stream_request(stream, 0, opts.prompt_length, opts.max_tokens),
+                                    Path(work) / "perf_analyzer_input.json", opts.max_batch > 0)
+            perf = {"version": analyzer.version(), "binary": str(analyzer.binary), "points": []}
         with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
             for variant, result in exports.items():
                 for concurrency in opts.concurrency:
                     point = measure_stream_point(server.grpc_url, result.name, concurrency, opts.requests,
                                                  opts.prompt_length, opts.max_tokens)
                     points.append({**point.to_json(), "variant": variant})
+                    if perf is not None:
+                        perf["points"].append({**analyzer.measure(server.grpc_url, result.name, data, concurrency,
+                                                                  max(opts.requests, 50), streaming=True),
+                                               "variant": variant})
     document = {"model": {"family": ckpt.family, "checkpoint": str(ckpt.path), "config": ckpt.meta["config"],
                           "unit": "token", "key_value_cache": bool(stream.cache_input)},
                 "machine": machine_facts(), "options": dict(opts.__dict__), "variants": variants,
-                "inprocess": inprocess, "triton": points, "ratios": batching_ratios(points)}
+                "inprocess": inprocess, "triton": points, "perf_analyzer": perf,
+                "ratios": {**batching_ratios(points), **first_token_ratios(points, perf)}}
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench.json", json.dumps(document, indent=2, default=float) + "\n")
     atomic_write_text(out / "bench.md", stream_markdown(document))

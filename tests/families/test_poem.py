@@ -433,10 +433,12 @@ def test_onnx_step_decodes_padded_batches_like_pytorch_one_stream_at_a_time(poem
 
 
 def test_benchmark_serves_streams_with_and_without_continuous_batching(poem_run, tmp_path):
+    """Also with perf_analyzer --streaming beside each point, where it is installed (CI: always)."""
     from artforge.benchmarks.run import run_benchmark
 
+    analyzer = perf_analyzer_here()
     document = run_benchmark(checkpoint=str(poem_run), out=str(tmp_path / "bench"), concurrency=[1, 4], requests=8,
-                             prompt_length=4, max_tokens=12, max_batch=4, progress=False)
+                             prompt_length=4, max_tokens=12, max_batch=4, progress=False, perf_analyzer=analyzer)
     variants = {p["variant"] for p in document["triton"]}
     assert variants == {"one stream per instance", "continuous batching"}
     batched = document["variants"]["continuous batching"]
@@ -452,6 +454,30 @@ def test_benchmark_serves_streams_with_and_without_continuous_batching(poem_run,
     assert document["ratios"]["continuous_batching_speedup_at_4_streams"] == pytest.approx(
         by["continuous batching", 4] / by["one stream per instance", 4])
     assert "Triton gRPC, continuous batching | 4 |" in (tmp_path / "bench" / "bench.md").read_text()
+    if analyzer:  # its first-response latency and streams/s of the same points, and the ratio to ours
+        theirs = {(p["variant"], p["concurrency"]): p for p in document["perf_analyzer"]["points"]}
+        assert set(theirs) == {(v, c) for v in variants for c in (1, 4)}
+        assert all("error" not in p and p["throughput"] > 0 for p in theirs.values()), theirs
+        first = {p["variant"]: p["first_token_ms"]["p50"] for p in document["triton"] if p["concurrency"] == 1}
+        assert document["ratios"]["artforge_first_token_over_perf_analyzer_continuous_batching"] == pytest.approx(
+            first["continuous batching"] / theirs["continuous batching", 1]["p50_ms"])
+        assert "perf_analyzer --streaming" in (tmp_path / "bench" / "bench.md").read_text()
+
+
+def perf_analyzer_here() -> bool:
+    """Whether perf_analyzer can run here; CI (make env installs every piece) must have it."""
+    import os
+
+    from artforge.benchmarks.perf_analyzer import find_perf_analyzer
+    from artforge.errors import ArtforgeError
+
+    try:
+        find_perf_analyzer()
+    except ArtforgeError:
+        if os.environ.get("CI"):
+            raise
+        return False
+    return True
 
 
 def test_evaluate_reports_perplexity_form_and_copied_verses(poem_run, tmp_path):
