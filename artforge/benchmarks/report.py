@@ -566,7 +566,12 @@ def ratio_verdicts(document: dict[str, Any], baseline: dict[str, Any], tolerance
 
 def check_against_baseline(document: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
     """Regressions of the run's ratios beyond `tolerance` (relative) against a baseline's ratios."""
-    problems = [v.problem() for v in ratio_verdicts(document, baseline, tolerance) if not v.ok]
+    return baseline_problems(document, baseline, ratio_verdicts(document, baseline, tolerance))
+
+
+def baseline_problems(document: dict[str, Any], baseline: dict[str, Any], verdicts: list[Verdict]) -> list[str]:
+    """The verdicts that failed, one line each, and where the two were measured when they differ."""
+    problems = [v.problem() for v in verdicts if not v.ok]
     here, there = machine_line(document.get("machine", {})), machine_line(baseline.get("machine", {}))
     if problems and here != there:
         problems.append(f"the baseline was measured on {there}, this run on {here}")

@@ -36,7 +36,7 @@ from artforge.benchmarks.replicas import run_replica_benchmark
 from artforge.benchmarks.report import (
     BASELINE_TOLERANCE,
     baseline_document,
-    check_against_baseline,
+    baseline_problems,
     check_baseline_fits,
     combine_trials,
     compute_ratios,
@@ -455,7 +455,7 @@ def bench_command(opts: BenchCommandOptions) -> None:
         print(f"baseline written to {opts.write_baseline}")
     errors = errors_seen(document)
     verdicts = ratio_verdicts(document, baseline, opts.tolerance) if baseline is not None else []
-    problems = errors + (check_against_baseline(document, baseline, opts.tolerance) if baseline is not None else [])
+    problems = errors + (baseline_problems(document, baseline, verdicts) if baseline is not None else [])
     report_to_ci(opts, document, out, verdicts, errors, problems)
     if problems:
         raise ArtforgeError("benchmark failed: " + "; ".join(problems))

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from artforge.benchmarks.perf_analyzer import find_perf_analyzer
-from artforge.errors import ArtforgeError
+from tests.perf_analyzer_here import perf_analyzer_or_skip
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "ci" / "bench.yml"
 
@@ -33,12 +32,7 @@ def bench_script(job: dict) -> str:
 
 
 def test_the_example_workflows_bench_steps_run_as_a_script(tmp_path):
-    try:
-        find_perf_analyzer()
-    except ArtforgeError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
+    perf_analyzer_or_skip()
     job = yaml.safe_load(WORKFLOW.read_text())["jobs"]["bench"]
     assert [s.get("name", s.get("uses")) for s in job["steps"]][-1] == "actions/upload-artifact@v4"
     env = {**os.environ, **job["env"], "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}

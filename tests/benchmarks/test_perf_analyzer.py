@@ -2,7 +2,6 @@
 real run against a live Triton server."""
 import base64
 import json
-import os
 
 import numpy as np
 import pytest
@@ -12,17 +11,7 @@ from artforge.benchmarks.load import server_totals
 from artforge.benchmarks.report import compute_ratios, perf_analyzer_lines
 from artforge.errors import ArtforgeError
 from artforge.serving.client import Client
-
-
-def usable_perf_analyzer() -> pa.PerfAnalyzer:
-    """The installed perf_analyzer; CI (make env installs every piece) must have it, elsewhere a missing
-    system library skips with the one line that says what to install."""
-    try:
-        return pa.find_perf_analyzer()
-    except ArtforgeError as e:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(str(e))
+from tests.perf_analyzer_here import perf_analyzer_or_skip
 
 
 def test_input_data_carries_the_request_bytes_without_the_batch_dimension(tmp_path):
@@ -82,7 +71,7 @@ def test_agreement_ratios_compare_the_same_points():
 @pytest.mark.slow
 def test_perf_analyzer_measures_the_served_model_with_artforges_request(triton, tmp_path):
     """A real perf_analyzer run against the live server: Triton's own statistics count its requests."""
-    analyzer = usable_perf_analyzer()
+    analyzer = perf_analyzer_or_skip()
     assert "2.51" in analyzer.version()
     request = {"z": np.zeros((1, 16), np.float32), "style": np.array([[1]], np.int64)}
     with Client(triton.grpc_url) as client:
@@ -102,7 +91,7 @@ def test_bench_puts_perf_analyzers_figures_beside_its_own_at_every_point_and_siz
     system shared memory, as artforge's client sends large pictures; the ratios follow from the figures."""
     from artforge.cli import main
 
-    usable_perf_analyzer()
+    perf_analyzer_or_skip()
     run, _ = style_run
     out = tmp_path / "bench"
     assert main(["bench", str(run), "--out", str(out), "--sizes", "48", "--concurrency", "1", "--batch-sizes", "1",
@@ -184,7 +173,7 @@ def test_open_loop_sends_at_the_offered_rate_and_triton_counts_every_request(tri
     assert point["achieved_rate"] == pytest.approx(100, rel=0.25)
     assert after - before == 151  # the requests and the one that opened the connection
     assert 0 < point["p50_ms"] <= point["p99_ms"]
-    analyzer = usable_perf_analyzer()
+    analyzer = perf_analyzer_or_skip()
     theirs = analyzer.measure(triton.grpc_url, "dcgan", pa.write_input_data(request, tmp_path / "in.json"), 1, 100,
                               request_rate=100)
     assert theirs["request_rate"] == 100 and theirs["throughput"] == pytest.approx(100, rel=0.25), theirs

@@ -436,7 +436,9 @@ def test_benchmark_serves_streams_with_and_without_continuous_batching(poem_run,
     """Also with perf_analyzer --streaming beside each point, where it is installed (CI: always)."""
     from artforge.benchmarks.run import run_benchmark
 
-    analyzer = perf_analyzer_here()
+    from tests.perf_analyzer_here import perf_analyzer_here
+
+    analyzer = perf_analyzer_here()[0] is not None
     document = run_benchmark(checkpoint=str(poem_run), out=str(tmp_path / "bench"), concurrency=[1, 4], requests=8,
                              prompt_length=4, max_tokens=12, max_batch=4, progress=False, perf_analyzer=analyzer)
     variants = {p["variant"] for p in document["triton"]}
@@ -463,21 +465,6 @@ def test_benchmark_serves_streams_with_and_without_continuous_batching(poem_run,
             first["continuous batching"] / theirs["continuous batching", 1]["p50_ms"])
         assert "perf_analyzer --streaming" in (tmp_path / "bench" / "bench.md").read_text()
 
-
-def perf_analyzer_here() -> bool:
-    """Whether perf_analyzer can run here; CI (make env installs every piece) must have it."""
-    import os
-
-    from artforge.benchmarks.perf_analyzer import find_perf_analyzer
-    from artforge.errors import ArtforgeError
-
-    try:
-        find_perf_analyzer()
-    except ArtforgeError:
-        if os.environ.get("CI"):
-            raise
-        return False
-    return True
 
 
 def test_evaluate_reports_perplexity_form_and_copied_verses(poem_run, tmp_path):
