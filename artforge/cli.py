@@ -42,6 +42,7 @@ COMMANDS = {
     "serve": "artforge.serving.supervise:COMMAND",
     "gpu-compose": "artforge.serving.gpu_container:COMMAND",
     "stream": "artforge.serving.client:COMMAND",
+    "infer": "artforge.serving.infer:COMMAND",
     "evaluate": "artforge.evaluation.evaluate:COMMAND",
     "bench": "artforge.benchmarks.run:COMMAND",
     "bench-history": "artforge.benchmarks.ci:COMMAND",

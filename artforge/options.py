@@ -32,7 +32,8 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, flag: str | No
     off (--quiet for progress); `repeat` collects a list from a flag given several times; `cli=False`
     keeps it off the command line; `each_call` options (--resume, --quiet) belong to one command, not to
     the run: when the flag is absent their default applies, never the value a resumed run started with.
-    `positional` makes it an argument without a flag; `parse` turns the text into the value (int_list);
+    `positional` makes it an argument without a flag (optional when it has a default); `parse` turns the text
+    into the value (int_list);
     `aliases` are older spellings of the flag that are still accepted; `many` takes several values after one
     flag (--styles a b); fields with the same `one_of` name are alternatives, exactly one of them given;
     `metavar` names the value in --help (default: the flag's name in capitals).
@@ -143,14 +144,16 @@ def add_options(parser: argparse.ArgumentParser, options_cls: type) -> None:
         flag = meta.get("flag") or "--" + f.name.replace("_", "-")
         kind = plain_type(hints[f.name])
         help_text = meta.get("help", "") + default_note(f)
-        if meta.get("positional"):
-            action = target.add_argument(f.name, help=help_text)
+        if meta.get("positional"):  # with a default it may be left out
+            optional = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            action = target.add_argument(f.name, help=help_text, nargs="?" if optional else None)
         elif kind is bool:
             default = default_value(f) if meta.get("each_call") else None
             action = target.add_argument(flag, dest=f.name, action="store_const", const=not default_value(f),
                                          default=default, help=help_text)
         elif meta.get("repeat"):
-            action = target.add_argument(flag, dest=f.name, action="append", help=help_text)
+            action = target.add_argument(flag, dest=f.name, action="append", help=help_text,
+                                         metavar=meta.get("metavar"))
         else:
             many = meta.get("many")
             action = target.add_argument(

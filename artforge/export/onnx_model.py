@@ -1,6 +1,7 @@
 """PyTorch -> ONNX from a ModelSpec: named tensors, dynamic axes, metadata, checked and slimmed."""
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import warnings
@@ -48,7 +49,10 @@ def trace_to_onnx(serving: nn.Module, spec: ModelSpec) -> onnx.ModelProto:
     dims = {"batch": torch.export.Dim("batch", min=1, max=4096)}
     for name, d in spec.dynamic_dims.items():
         dims[name] = torch.export.Dim(name, min=d.min, max=max(d.max, 4096))
-    dynamic_shapes = {t.name: {axis: dims[n] for axis, n in spec.dynamic_axes()[t.name].items()} for t in spec.inputs}
+    # positional, in input order: a network's own argument names need not be the tensor names
+    dynamic_shapes = tuple({axis: dims[n] for axis, n in spec.dynamic_axes()[t.name].items()} for t in spec.inputs)
+    if takes_varargs(serving):  # forward(*inputs) receives them as one tuple
+        dynamic_shapes = (dynamic_shapes,)
     quiet = logging.getLogger("torch.onnx")
     level = quiet.level
     quiet.setLevel(logging.ERROR)  # the exporter is chatty about its own internals
@@ -70,6 +74,11 @@ def trace_to_onnx(serving: nn.Module, spec: ModelSpec) -> onnx.ModelProto:
     return model
 
 
+def takes_varargs(network: nn.Module) -> bool:
+    parameters = inspect.signature(network.forward).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
+
+
 def rename_dynamic_dims(model: onnx.ModelProto, spec: ModelSpec) -> None:
     """Give every dynamic axis its spec name ('batch', 'height', ...) on inputs and outputs alike."""
     axes = spec.dynamic_axes()
@@ -86,11 +95,22 @@ def slim_graph(model: onnx.ModelProto) -> onnx.ModelProto:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return onnxslim.slim(model)
+        try:
+            return onnxslim.slim(model)
+        except Exception as e:  # an optimisation only (it recurses past Python's limit on deep U-Nets, for one)
+            log.warning("onnxslim could not simplify the graph (%s: %s); kept as exported",
+                        type(e).__name__, str(e)[:200])
+            return model
 
 
-def add_metadata(model: onnx.ModelProto, metadata: dict[str, Any]) -> None:
+def add_metadata(model: onnx.ModelProto, metadata: dict[str, Any], keep_others: bool = False) -> None:
+    """Write metadata as artforge.KEY props, replacing earlier artforge ones (and with `keep_others` False,
+    every other prop: an imported model keeps what its authors wrote)."""
+    others = [(p.key, p.value) for p in model.metadata_props if keep_others and not p.key.startswith("artforge.")]
     del model.metadata_props[:]
+    for key, value in others:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
     for key in sorted(metadata):
         value = metadata[key]
         entry = model.metadata_props.add()

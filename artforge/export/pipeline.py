@@ -8,127 +8,45 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from artforge.checkpoint import Checkpoint, package_versions
 from artforge.errors import ArtforgeError
-from artforge.export.onnx_model import OnnxReport, export_onnx
+from artforge.export.imported_export import export_imported, is_imported
+from artforge.export.onnx_model import export_onnx
 from artforge.export.parity import ParityResult, check_parity, onnx_session, parity_cases, run_parity
-from artforge.export.tensorrt import (ENGINE_TOLERANCE, PRECISIONS, EngineBuild, EngineRunner, SizeClass,
-                                     build_engine, require_tensorrt, size_classes)
-from artforge.export.triton_repo import (CPU_RUNTIMES, RUNTIMES, TritonOptions, model_config, validate_name,
-                                         warmup_files, write_model_version)
+from artforge.export.publish import (ExportOptions, ExportResult, check_max_dim, check_precision, parse_formats,
+                                     publish, triton_options)
+from artforge.export.tensorrt import ENGINE_TOLERANCE, EngineBuild, EngineRunner, SizeClass, build_engine, \
+    require_tensorrt, size_classes
+from artforge.export.triton_repo import TritonOptions, validate_name
 from artforge.registry import load_network, spec_for
-from artforge.options import Command, option
+from artforge.options import Command
 from artforge.serving.openvino_session import OpenVinoSession
 
 log = logging.getLogger(__name__)
-FORMATS = ("onnx", "tensorrt")
-OPENVINO_PRECISIONS = ("fp32", "bf16", "fp16")
 # OpenVINO against ONNX Runtime: (float abs tolerance, uint8 grey levels). bf16 on a trained fast style network
 # (2-core EPYC): mean 0.3-0.5 levels, 99.99th percentile 5-6, largest 8 at 256 px and 10 at 512 px
 OPENVINO_TOLERANCE = {"fp32": (1e-3, 1), "fp16": (6e-2, 16), "bf16": (6e-2, 16)}
 
 
-@dataclass
-class ExportResult:
-    name: str
-    version: int
-    version_dir: Path
-    onnx: OnnxReport
-    parity: list[ParityResult]
-    engine_parity: list[ParityResult] = field(default_factory=list)
-    engine: EngineBuild | None = None
-    openvino_parity: list[ParityResult] = field(default_factory=list)
-    openvino_precision: str = ""  # what OpenVINO ran on this machine (a bf16 hint runs f32 without bf16 units)
-
-    @property
-    def engine_cached(self) -> bool | None:
-        return None if self.engine is None else self.engine.cached
-
-    def summary(self) -> str:
-        lines = [f"exported {self.name} version {self.version} to {self.version_dir}",
-                 f"ONNX opset {self.onnx.opset}: {self.onnx.nodes_exported} nodes exported, "
-                 f"{self.onnx.nodes_final} after clean-up, {self.onnx.bytes / 1e6:.2f} MB",
-                 "parity, ONNX Runtime vs PyTorch:"]
-        lines += [f"  {r.line()}" for r in self.parity]
-        if self.engine_parity:
-            origin = "from cache" if self.engine_cached else "built"
-            lines.append(f"parity, TensorRT vs ONNX Runtime (engine {origin}):")
-            lines += [f"  {r.line()}" for r in self.engine_parity]
-            lines.append(f"TensorRT {self.engine.tensorrt_version}"
-                         f"{' (version-compatible)' if self.engine.version_compatible else ''}; GPU memory per "
-                         "execution context: " + ", ".join(f"profile {i} {b / 2**20:.0f} MiB"
-                                                           for i, b in enumerate(self.engine.profile_memory)))
-        if self.openvino_parity:
-            lines.append(f"parity, OpenVINO ({self.openvino_precision} on this CPU) vs ONNX Runtime:")
-            lines += [f"  {r.line()}" for r in self.openvino_parity]
-        return "\n".join(lines)
-
-
-def parse_formats(formats: str | list[str]) -> list[str]:
-    chosen = [f.strip() for f in formats.split(",")] if isinstance(formats, str) else list(formats)
-    unknown = [f for f in chosen if f not in FORMATS]
-    if unknown or "onnx" not in chosen:
-        raise ArtforgeError(f"--formats must list onnx and optionally tensorrt (got {','.join(chosen)}); "
-                            "the engine is built from the validated ONNX file")
-    return chosen
-
-
-@dataclass
-class ExportOptions:
-    """What `artforge export` does with a checkpoint; each field is also its command-line flag."""
-
-    checkpoint: str = option(help="a checkpoint folder, or a run folder (its newest checkpoint)", positional=True)
-    repository: str = option(help="Triton model repository folder (created if missing)", required=True)
-    name: str | None = option(None, help="model name in the repository (default: the model family)")
-    formats: str = option("onnx", help="onnx, or onnx,tensorrt")
-    runtime: str = option("embedded", help="how Triton runs it", choices=list(RUNTIMES))
-    max_batch: int = option(64, help="largest batch Triton may form")
-    precision: str = option("fp32", help="TensorRT engine precision, or OpenVINO's inference precision with "
-                                         "--cpu-runtime openvino (fp32, bf16, fp16; the ONNX file is always fp32)",
-                            choices=list(PRECISIONS))
-    cpu_runtime: str = option("onnxruntime", help="what runs model.onnx inside Triton's Python backend (embedded "
-                                                  "runtime, CPU): onnxruntime, or openvino (pip install "
-                                                  "'artforge[openvino]'; bf16 with --precision bf16 on CPUs that "
-                                                  "have it)", choices=list(CPU_RUNTIMES))
-    trt_size_classes: str = option("", help="TensorRT profiles for models with dynamic sizes, as SIDE:BATCH pairs: "
-                                            "'512:16,1024:4,2048:1' serves batches of up to 16 up to 512 px a side, "
-                                            "4 up to 1024, 1 up to 2048 (default: batch x pixels within what "
-                                            "--max-batch images of the optimal size hold)")
-    trt_workspace_gib: float = option(4.0, help="TensorRT builder workspace limit (GiB)")
-    trt_version_compatible: bool = option(False, help="build a version-compatible engine that later TensorRT 10 "
-                                                      "runtimes load (serve with --backend-config=tensorrt,"
-                                                      "version-compatible=true; see docs/gpu.md)")
-    float_output: bool = option(False, help="also output the float image (NCHW, [-1, 1]) for parity testing")
-    tolerance: float | None = option(None, help="max error of float outputs vs PyTorch, |difference| / max(1, |value|) "
-                                               "(default: the family's, 1e-4 for most)")
-    instances: int = option(1, help="model instances Triton runs")
-    max_queue_delay_us: int = option(0, help="how long the dynamic batcher may hold a request to form a fuller "
-                                             "batch (0: never; requests that queue while the instance is busy "
-                                             "still run as one batch)")
-    keep_versions: int = option(3, help="versions Triton serves (latest N)")
-    intra_op_threads: int = option(0, help="ONNX Runtime threads per instance (0: all cores)", flag="--threads")
-    max_dim: int = option(0, help="largest size a request may have on a dynamic axis, e.g. 1024 refuses photos "
-                                  "over 1024 px a side (0: the family's limit; written into config.pbtxt as "
-                                  "artforge.limits)")
-    engine_cache: str | None = option(None, cli=False)  # TensorRT engine cache folder (tests choose one)
-
-
 def export_checkpoint(checkpoint: str | Path, repository: str | Path, **options: Any) -> ExportResult:
     """Export a checkpoint (or a run's newest one) into a Triton model repository (options: ExportOptions)."""
-    opts = ExportOptions(checkpoint=str(checkpoint), repository=str(repository), **options)
+    return export_run(ExportOptions(source=str(checkpoint), repository=str(repository), **options))
+
+
+def export_run(opts: ExportOptions) -> ExportResult:
+    """`artforge export` of one of artforge's own checkpoints."""
+    if not opts.source:
+        raise ArtforgeError("export what? give a checkpoint or run folder, an ONNX file, or --module FACTORY")
     use_engine = "tensorrt" in parse_formats(opts.formats)
     check_precision(opts.precision, use_engine, opts.runtime, opts.cpu_runtime)
-    network, ckpt = load_network(opts.checkpoint)
+    network, ckpt = load_network(opts.source)
     name = ckpt.family if opts.name is None else opts.name
     validate_name(name)
-    triton = TritonOptions(runtime=opts.runtime, engine="tensorrt" if use_engine else "onnx", max_batch=opts.max_batch,
-                           instances=opts.instances, max_queue_delay_us=opts.max_queue_delay_us,
-                           keep_versions=opts.keep_versions, intra_op_threads=opts.intra_op_threads,
-                           cpu_runtime=opts.cpu_runtime, precision=opts.precision)
+    triton = triton_options(opts, use_engine)
     spec = spec_for(ckpt, opts.float_output)
     if spec.stream and opts.cpu_runtime != "onnxruntime":
         raise ArtforgeError(f"a '{spec.family}' model is served as a decoding loop, which runs on ONNX Runtime only: "
@@ -142,10 +60,7 @@ def export_checkpoint(checkpoint: str | Path, repository: str | Path, **options:
         triton.max_batch = max(c.max_batch for c in classes)
     with tempfile.TemporaryDirectory(prefix="artforge-export-") as work:
         files, result = build_model_files(Path(work), network, ckpt, spec, name, opts, triton, classes)
-        config = model_config(name, spec, triton, result.engine.record() if result.engine else None)
-        result.version_dir, result.version = write_model_version(Path(opts.repository), name, config, files,
-                                                                 opts.runtime, warmup_files(spec))
-    return result
+        return publish(result, opts.repository, spec, triton, files)
 
 
 def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, opts: ExportOptions,
@@ -168,29 +83,6 @@ def build_model_files(work: Path, network, ckpt: Checkpoint, spec, name: str, op
                                                                                   opts.precision, opts.intra_op_threads)
     files["export.json"] = write_export_record(work, ckpt, spec, result, triton, opts.precision)
     return files, result
-
-
-def check_max_dim(max_dim: int, spec) -> None:
-    if not spec.dynamic_dims:
-        raise ArtforgeError(f"--max-dim applies to models with dynamic sizes; a '{spec.family}' model has none")
-    smallest = max(d.min for d in spec.dynamic_dims.values())
-    if max_dim < smallest:
-        raise ArtforgeError(f"--max-dim {max_dim} is below the smallest size the model takes ({smallest})")
-
-
-def check_precision(precision: str, use_engine: bool, runtime: str, cpu_runtime: str = "onnxruntime") -> None:
-    if precision not in PRECISIONS:
-        raise ArtforgeError(f"unknown --precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
-    if cpu_runtime == "openvino":
-        if precision not in OPENVINO_PRECISIONS:
-            raise ArtforgeError(f"--precision {precision} is not one OpenVINO runs here; choose "
-                                f"{', '.join(OPENVINO_PRECISIONS)}")
-    elif precision != "fp32" and not use_engine:
-        raise ArtforgeError(f"--precision {precision} applies to TensorRT engines (--formats onnx,tensorrt) and to "
-                            "--cpu-runtime openvino; ONNX Runtime runs the ONNX file in fp32")
-    if use_engine and runtime != "native":
-        raise ArtforgeError("--formats tensorrt needs --runtime native: the embedded runtime serves the ONNX "
-                            "file through ONNX Runtime")
 
 
 def onnx_metadata(ckpt: Checkpoint, name: str, spec) -> dict[str, Any]:
@@ -257,15 +149,17 @@ def write_export_record(work: Path, ckpt: Checkpoint, spec, result: ExportResult
 
 # ---- `artforge export` ----
 def export_command(opts: ExportOptions) -> None:
-    print(export_checkpoint(**asdict(opts)).summary())
+    print((export_imported(opts) if is_imported(opts) else export_run(opts)).summary())
 
 
 COMMAND = Command(
-    "export", help="export a checkpoint to ONNX (and TensorRT) in a Triton model repository",
+    "export", help="export a checkpoint, an ONNX file or a PyTorch module into a Triton model repository",
     description="Export a checkpoint to ONNX, check it against PyTorch with ONNX Runtime (batch 1, 3 and "
                 "max), optionally build a TensorRT engine, and add it as a new version to a Triton model "
                 "repository (REPO/NAME/config.pbtxt, REPO/NAME/VERSION/model.*). Nothing is written when "
-                "a check fails.",
+                "a check fails. Models trained elsewhere come the same way: an ONNX file (its contract read "
+                "from the graph) or a PyTorch module and its weights (--module, --weights, --input), with "
+                "--picture to send and receive uint8 pictures whatever range and layout the network uses.",
     examples="  artforge export runs/dcgan --repository repo                  # newest checkpoint, name 'dcgan'\n"
              "  artforge export runs/dcgan/checkpoints/step_00002000 --repository repo --name art32\n"
              "  artforge export runs/dcgan --repository repo-gpu --runtime native \\\n"
@@ -273,6 +167,11 @@ COMMAND = Command(
              "  artforge export runs/style --repository repo --cpu-runtime openvino --precision bf16\n"
              "                          # OpenVINO in bfloat16 (CPUs with AVX512-BF16 or AMX; others run\n"
              "                          # float32); 'artforge bench --cpu-runtime openvino' measures it\n"
+             "models trained elsewhere:\n"
+             "  artforge export style.onnx --repository repo --picture image:0..255 --picture output:0..255\n"
+             "  artforge export --module nets.py:make_net --weights net.safetensors --repository repo \\\n"
+             "      --input image:float32:batch,3,height=64..1024,width=64..1024 --picture image:-1..1 \\\n"
+             "      --picture output:-1..1 --name tint     # then: artforge infer --model tint --input image=a.jpg\n"
              "runtimes: 'embedded' runs the ONNX file in Triton's Python backend with ONNX Runtime, or with\n"
              "OpenVINO given --cpu-runtime openvino (what 'artforge serve' starts, CPU or GPU); 'native' uses\n"
              "Triton's onnxruntime/tensorrt backends (NVIDIA's Triton container). Same model names and tensor\n"

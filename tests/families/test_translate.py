@@ -56,19 +56,24 @@ def test_a_resumed_run_matches_an_uninterrupted_one_pools_included(translate_run
     assert (translate_run / "samples" / "step_00000004.png").exists()
 
 
-@pytest.mark.slow
-def test_evaluate_measures_both_directions_against_the_target_domain(translate_run, tmp_path):
-    from artforge.evaluation.evaluate import evaluate
+@pytest.fixture(scope="module")
+def local_evaluation(translate_run, tmp_path_factory):
+    """`artforge evaluate` of the run in-process: (its document, its folder)."""
+    out = tmp_path_factory.mktemp("translate-eval")
+    return evaluate(source=str(translate_run), out=str(out)), out
 
-    document = evaluate(source=str(translate_run), out=str(tmp_path / "eval"))
+
+@pytest.mark.slow
+def test_evaluate_measures_both_directions_against_the_target_domain(local_evaluation):
+    document, folder = local_evaluation
     assert list(document["directions"]) == ["grid -> waves", "waves -> grid"]
     for row in document["directions"].values():
         assert row["translated"]["fd"] > 0 and row["untranslated"]["fd"] > 0 and row["cycle_l1_levels"] > 0
         assert "EfficientNet-Lite0" in row["translated"]["feature_space"]
-    assert "| grid -> waves |" in (tmp_path / "eval" / "evaluate.md").read_text()
+    assert "| grid -> waves |" in (folder / "evaluate.md").read_text()
 
 
-def test_export_serve_and_translate_both_ways_over_grpc(translate_run, tmp_path, capsys):
+def test_export_serve_and_translate_both_ways_over_grpc(translate_run, local_evaluation, tmp_path, capsys):
     from artforge.cli import main
     from artforge.export.pipeline import export_checkpoint
     from artforge.registry import load_network
@@ -93,7 +98,7 @@ def test_export_serve_and_translate_both_ways_over_grpc(translate_run, tmp_path,
                      "--out", str(tmp_path / "served")]) == 0
         served = json.loads((tmp_path / "served" / "evaluate.json").read_text())
         assert served["source"]["url"] == server.grpc_url
-    local = evaluate(source=str(translate_run), out=str(tmp_path / "local"))  # the same pictures, in-process
+    local = local_evaluation[0]  # the same pictures, in-process
     for direction, row in local["directions"].items():  # pixels within a grey level: the measures nearly agree
         mine = served["directions"][direction]
         assert mine["translated"]["fd"] == pytest.approx(row["translated"]["fd"], rel=0.02)
