@@ -17,11 +17,12 @@ from artforge.benchmarks.measure import latency_summary, time_calls
 from artforge.export.parity import onnx_session
 from artforge.errors import ArtforgeError
 from artforge.evaluation.evaluate import image_output
-from artforge.evaluation.features import FEATURE_SPACE_SHORT
-from artforge.evaluation.metrics import measure_quality
+from artforge.evaluation.features import FEATURE_SPACE_SHORT, ArtFeatures
+from artforge.evaluation.metrics import image_features, measure_features
 from artforge.generation import generation_request
 
 log = logging.getLogger(__name__)
+QUALITY_IMAGES = 256  # generated per FD/KID of a variant: enough for the measure to settle below its floor
 
 
 class CalibrationReader:
@@ -86,14 +87,16 @@ def distribution_cost(path: Path, reference_path: Path, spec, threads: int, coun
     def images(s, rs):
         return np.concatenate([s.run([name], r)[0] for r in rs])
 
-    fp32 = images(reference, requests)
-    cost, floor = measure_quality(fp32, images(session, requests)), measure_quality(fp32, images(reference, others))
+    extractor = ArtFeatures()  # fp32's features once: both measures are against them
+    fp32, variant, other = (image_features(images(s, rs), extractor) for s, rs in
+                            ((reference, requests), (session, requests), (reference, others)))
+    cost, floor = measure_features(fp32, variant), measure_features(fp32, other)
     return {"feature_space": FEATURE_SPACE_SHORT, "images": count, "fd_vs_fp32": cost.fd, "kid_vs_fp32": cost.kid,
             "fd_floor": floor.fd, "kid_floor": floor.kid}
 
 
 def measure_variants(onnx_path: Path, spec, work: Path, seconds: float, threads: int,
-                     quality_images: int = 256) -> list[dict[str, Any]]:
+                     quality_images: int | None = None) -> list[dict[str, Any]]:
     rows = [measure_variant("fp32", onnx_path, onnx_path, spec, seconds, threads)]
     try:
         int8 = quantize_int8(onnx_path, spec, work / "model.int8.onnx")
@@ -102,5 +105,5 @@ def measure_variants(onnx_path: Path, spec, work: Path, seconds: float, threads:
         log.warning("int8 quantisation failed: %s", str(e).splitlines()[0])
         rows.append({"variant": "int8", "error": str(e).splitlines()[0]})
         return rows
-    rows[-1]["distribution"] = distribution_cost(int8, onnx_path, spec, threads, quality_images)
+    rows[-1]["distribution"] = distribution_cost(int8, onnx_path, spec, threads, quality_images or QUALITY_IMAGES)
     return rows

@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 
+from artforge.benchmarks import variants
 from artforge.benchmarks.load import MAX_FAILURES_IN_A_ROW, measure_point
 from artforge.benchmarks.measure import count_flops, latency_summary, time_interleaved
 from artforge.benchmarks.report import check_against_baseline, compute_ratios, errors_seen
@@ -299,6 +300,7 @@ def test_bench_command_writes_a_baseline_that_its_own_run_passes_and_measures_va
     quick = ["--concurrency", "1,2", "--batch-sizes", "1", "--requests", "40", "--warmup", "5",
              "--baseline-seconds", "0.2", "--max-batch", "8", "--quiet"]
     baseline = tmp_path / "baseline.json"
+    monkeypatch.setattr(variants, "QUALITY_IMAGES", 32)  # the report's wiring, not the measure, is checked here
     assert main(["bench", str(dcgan_run), "--out", str(tmp_path / "a"), *quick, "--variants",
                  "--write-baseline", str(baseline)]) == 0
     written, run = json.loads(baseline.read_text()), json.loads((tmp_path / "a" / "bench.json").read_text())
