@@ -45,6 +45,7 @@ from artforge.benchmarks.report import (
     require_baseline_file,
     write_reports,
 )
+from artforge.benchmarks.served import run_served_benchmark
 from artforge.benchmarks.stream import run_stream_benchmark
 from artforge.benchmarks.variants import measure_variants
 from artforge.checkpoint import load_checkpoint
@@ -69,7 +70,8 @@ TRIVIAL_SUFFIX = "-trivial"  # the backend's floor: a model.py that reads the in
 class BenchOptions:
     """What `artforge bench` measures; each field is also its command-line flag (artforge.options)."""
 
-    checkpoint: str = option(help="checkpoint folder or run folder", positional=True)
+    checkpoint: str = option("", help="checkpoint folder or run folder; leave it out to measure a model already served "
+                                      "(--url and --model), whoever exported it", positional=True)
     out: str = option("bench", help="folder for bench.json, bench.md, bench.png")
     concurrency: list[int] = option(help="client concurrency sweep", parse=int_list,
                                     default_factory=lambda: [1, 2, 4, 8, 16])
@@ -94,7 +96,8 @@ class BenchOptions:
     replicas: int = option(0, help="start this many Triton replicas and measure 1, 2 .. N of them behind one "
                                    "client, then kill one mid-run (--concurrency's largest, --baseline-seconds "
                                    "a point)")
-    url: str = option("", help="with --model: measure replicas already running at these gRPC addresses "
+    url: str = option("", help="with --model and no checkpoint: measure the model served there; with a checkpoint: "
+                               "measure replicas already running at these gRPC addresses "
                                "(a,b,...) instead: 1, 2 .. N of them, no kill")
     model: str = option("", help="the model's name on the --url servers (default: the checkpoint's family)")
     request_rate: list[int] = option(help="open loop: offered rates, requests/s arriving at random (Poisson), "
@@ -128,7 +131,10 @@ class BenchCommandOptions(BenchOptions):
 def run_benchmark(**kwargs: Any) -> dict[str, Any]:
     """Run the whole benchmark and write its reports; returns the JSON document."""
     opts = BenchOptions(**kwargs)
-
+    if not opts.checkpoint:  # a served model: nothing to load here
+        if not (opts.url and opts.model):
+            raise ArtforgeError("bench what? give a checkpoint or run folder, or --url and --model of a served model")
+        return run_served_benchmark(opts, Path(opts.out), find_perf_analyzer() if opts.perf_analyzer else None)
     network, ckpt = load_network(opts.checkpoint)
     spec = spec_for(ckpt)
     out = Path(opts.out)
@@ -442,6 +448,9 @@ def measure_size(ways: OneClient, spec, size: int) -> dict:
 # ---- `artforge bench` ----
 def bench_command(opts: BenchCommandOptions) -> None:
     """Measure; write a baseline if asked; fail on errors or on ratios that regressed from --check's."""
+    if not opts.checkpoint and (opts.check or opts.write_baseline or opts.trials > 1):
+        raise ArtforgeError("--check, --write-baseline and --trials compare a checkpoint's ratios; a served model "
+                            "without its checkpoint is measured once")
     baseline = require_baseline_file(Path(opts.check)) if opts.check else None  # fail before an hour of work
     if baseline is not None:
         checkpoint = load_checkpoint(opts.checkpoint)

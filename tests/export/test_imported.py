@@ -381,3 +381,42 @@ def test_a_diffusers_unet_folder_is_exported_and_answers_as_diffusers_does(tmp_p
     limits = json.loads(config.parameters["artforge.limits"].string_value)
     assert limits["timestep"] == {"dims": [[1, 1]], "min": 0, "max": 999}
     assert limits["class_labels"] == {"dims": [[1, 1]], "min": 0, "max": 4}
+
+
+# ---- benched as served, whoever exported it ----
+def test_a_request_drawn_from_a_served_contract_keeps_to_its_limits():
+    from artforge.benchmarks.served import contract_request
+    from artforge.contract import TensorSpec
+    from artforge.serving.client import ModelInfo
+
+    info = ModelInfo("m", (TensorSpec("image", "uint8", ("dim0", "dim1", 3)), TensorSpec("w", "float32", (26,)),
+                           TensorSpec("k", "int64", (1,))), (), 4,
+                     limits={"image": {"dims": [[80, 512], [16, 40], [3, 3]]}, "w": {"min": 0.0, "max": 1.0},
+                             "k": {"min": 2, "max": 4}})
+    request = contract_request(info, 3, seed=0, side=64)
+    assert request["image"].shape == (3, 80, 40, 3) and request["image"].dtype == np.uint8  # 64 clipped into range
+    assert request["w"].shape == (3, 26) and 0 <= request["w"].min() and request["w"].max() <= 1
+    assert set(request["k"].ravel()) <= {2, 3, 4}
+
+
+def test_bench_measures_a_served_model_from_what_the_server_says(imported_server, tmp_path):
+    from tests.perf_analyzer_here import perf_analyzer_here
+
+    server, _ = imported_server
+    analyzer, _ = perf_analyzer_here()
+    out = tmp_path / "bench"
+    assert main(["bench", "--url", server.grpc_url, "--model", "tint", "--out", str(out), "--concurrency", "1,2",
+                 "--batch-sizes", "1,2", "--requests", "20", "--warmup", "2", "--sizes", "48", "--quiet",
+                 *(["--perf-analyzer"] if analyzer else [])]) == 0
+    document = json.loads((out / "bench.json").read_text())
+    assert document["model"]["request"] == {"image": [48, 48, 3], "strength": [1]}
+    points = {(p["concurrency"], p["batch"]): p for p in document["triton"]}
+    assert set(points) == {(1, 1), (1, 2), (2, 1), (2, 2)}
+    assert all(p["errors"] == 0 and p["requests"] == 20 for p in points.values())
+    assert points[(1, 2)]["items_per_s"] == pytest.approx(2 * points[(1, 2)]["requests_per_s"])
+    if analyzer:  # CI has it: perf_analyzer sent the same request and Triton answered it
+        pa = {p["concurrency"]: p for p in document["perf_analyzer"]["points"]}
+        assert "error" not in pa[1] and pa[1]["server_compute_infer_us"] > 0
+        assert document["ratios"]["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(
+            points[(1, 1)]["latency_ms"]["p50"] / pa[1]["p50_ms"])
+    assert "| tint | 2 | 2 |" in (out / "bench.md").read_text()
