@@ -26,3 +26,30 @@ def test_every_relative_link_resolves():
 
 def test_the_command_reference_is_what_the_parsers_say():
     assert (ROOT / "docs" / "commands.md").read_text() == commands_markdown(), "stale: run make docs"
+
+
+def documented_commands(page: Path) -> list[str]:
+    """The `artforge ...` lines of a page's fenced shell blocks, continuation lines joined, comments cut."""
+    commands = []
+    for block in re.findall(r"```(?:bash|sh)?\n(.*?)```", page.read_text(), re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("artforge "):
+                commands.append(line)
+    return commands
+
+
+def test_the_commands_the_readme_and_guides_show_parse():
+    import shlex
+
+    from artforge.cli import build_parser
+
+    wrong = []
+    for page in (ROOT / "README.md", ROOT / "docs" / "bring-your-own-model.md"):
+        for command in documented_commands(page):
+            argv = shlex.split(command)[1:]
+            try:
+                build_parser(argv).parse_args(argv)
+            except SystemExit:
+                wrong.append(f"{page.name}: {command}")
+    assert wrong == []
