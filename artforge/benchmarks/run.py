@@ -100,6 +100,9 @@ class BenchOptions:
                                "measure replicas already running at these gRPC addresses "
                                "(a,b,...) instead: 1, 2 .. N of them, no kill")
     model: str = option("", help="the model's name on the --url servers (default: the checkpoint's family)")
+    onnx: str = option("", help="with --url and --model and no checkpoint: the served model's ONNX file on this "
+                                "machine (REPO/NAME/VERSION/model.onnx), timed in-process with ONNX Runtime in "
+                                "turns with one Triton client on the same request, and their answers compared")
     request_rate: list[int] = option(help="open loop: offered rates, requests/s arriving at random (Poisson), "
                                           "batch 1, each for --requests requests (at least 2 s of them); the knee "
                                           "is the highest rate whose p99 stays within 2x the unloaded one",

@@ -3,7 +3,8 @@
 The request is drawn from what the server reports (tensors, artforge's limits when the model has them;
 --sizes for dynamic axes); artforge's load generator sweeps the concurrency and batch points, and with
 --perf-analyzer NVIDIA's perf_analyzer measures each batch-1 point right after it with the same bytes.
-There is no in-process baseline: the model's file may not be on this machine.
+With --onnx (the served model's file, when it is on this machine) ONNX Runtime runs it in-process in
+turns with one Triton client on the same batch-1 request, and the two answers are compared.
 """
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from typing import Any
 import numpy as np
 
 from artforge.benchmarks.load import measure_point
-from artforge.benchmarks.measure import machine_facts
+from artforge.benchmarks.measure import latency_summary, machine_facts, time_interleaved
 from artforge.benchmarks.perf_analyzer import PerfAnalyzer, write_input_data
 from artforge.benchmarks.report import find_point, machine_line, perf_analyzer_lines, triton_lines
 from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
+from artforge.export.parity import onnx_session
 from artforge.export.imported import sample_tensor
 from artforge.files import atomic_write_text
 from artforge.serving.client import Client, ModelInfo
@@ -68,7 +70,8 @@ def run_served_benchmark(opts, out: Path, analyzer: PerfAnalyzer | None) -> dict
                                                       zip(info.inputs, contract_request(info, 1, 0, side).values())}},
                 "machine": machine_facts(), "options": opts.__dict__,
                 "triton": [p.to_json("item") for p in points],
-                "perf_analyzer": {"version": analyzer.version(), "points": perf} if analyzer else None}
+                "perf_analyzer": {"version": analyzer.version(), "points": perf} if analyzer else None,
+                "one_client_b1": inprocess_beside(opts, url, info, side) if opts.onnx else None}
     document["ratios"] = served_ratios(document)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench.json", json.dumps(document, indent=2, default=str) + "\n")
@@ -90,6 +93,24 @@ def sweep(url: str, opts, info: ModelInfo, side: int, batches: list[int], analyz
     return points, perf
 
 
+def inprocess_beside(opts, url: str, info: ModelInfo, side: int) -> dict[str, Any]:
+    """ONNX Runtime in-process and Triton (one client), batch 1, the same request, timed in turns; and how far
+    apart their answers are."""
+    session = onnx_session(Path(opts.onnx), opts.threads)
+    request = contract_request(info, 1, 0, side)
+    names = [t.name for t in info.outputs]
+    with Client(url) as client:
+        served = client.infer(opts.model, request)
+        local = dict(zip(names, session.run(names, request)))
+        runners = {"onnxruntime": lambda: session.run(names, request),
+                   "triton": lambda: client.infer(opts.model, request)}
+        times, failed = time_interleaved(runners, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)
+    ways = {way: {"p50_ms": latency_summary(t)["p50"], "p99_ms": latency_summary(t)["p99"], "calls": len(t)}
+            for way, t in times.items() if t}
+    differences = {n: float(np.abs(served[n].astype(np.float64) - local[n].astype(np.float64)).max()) for n in names}
+    return {**ways, "errors": failed, "max_abs_difference": differences}
+
+
 def served_ratios(document: dict[str, Any]) -> dict[str, float]:
     """artforge's load generator against perf_analyzer at 1 client (p50) and at the most clients (throughput)."""
     perf = {p["concurrency"]: p for p in (document["perf_analyzer"] or {}).get("points", []) if "p50_ms" in p}
@@ -101,6 +122,9 @@ def served_ratios(document: dict[str, Any]) -> dict[str, float]:
     most = find_point(document, model, top, 1)
     if top and most and most["requests"] and perf[top]["throughput"]:
         found[f"artforge_throughput_over_perf_analyzer_c{top}"] = most["requests_per_s"] / perf[top]["throughput"]
+    one = document.get("one_client_b1") or {}
+    if "triton" in one and "onnxruntime" in one:
+        found["triton_minus_onnxruntime_b1_ms"] = one["triton"]["p50_ms"] - one["onnxruntime"]["p50_ms"]
     return found
 
 
@@ -109,10 +133,23 @@ def served_markdown(document: dict[str, Any]) -> str:
     lines = [f"# artforge bench: {document['model']['family']} as served at {served['url']}", "",
              machine_line(document["machine"]), "",
              "Request (per item): " + ", ".join(f"{name} {tuple(shape)}" for name, shape in request.items())
-             + f"; the model batches up to {served['max_batch']}. No in-process baseline: the model's file is the "
-             "server's."]
+             + f"; the model batches up to {served['max_batch']}."]
+    lines += inprocess_beside_lines(document.get("one_client_b1"))
     lines += [line for line in triton_lines(document) if not line.startswith("MODEL-nobatch")]
     lines += perf_analyzer_lines(document)
     if document["ratios"]:
         lines += ["", "| ratio | value |", "|---|---|"] + [f"| {k} | {v:.3f} |" for k, v in document["ratios"].items()]
     return "\n".join(lines) + "\n"
+
+
+def inprocess_beside_lines(one: dict[str, Any] | None) -> list[str]:
+    if not one:
+        return []
+    lines = ["", "## One client, batch 1, in turns with ONNX Runtime in-process (the served file)", "",
+             "| way | p50 ms | p99 ms | calls |", "|---|---|---|---|"]
+    lines += [f"| {way} | {one[way]['p50_ms']:.2f} | {one[way]['p99_ms']:.2f} | {one[way]['calls']} |"
+              for way in ("onnxruntime", "triton") if way in one]
+    lines.append("")
+    lines.append("Served answer against in-process, largest difference: " + ", ".join(
+        f"{name} {value:g}" for name, value in one["max_abs_difference"].items()))
+    return lines

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from artforge.errors import ArtforgeError
 from artforge.options import Command, option
-from artforge.serving.server import Server, replica_servers
+from artforge.serving.server import GRACEFUL_EXIT_S, Server, replica_servers
 
 
 @dataclass(kw_only=True)
@@ -41,7 +41,8 @@ def serve(opts: ServeOptions) -> None:
         stop["requested"] = True
 
     servers = replica_servers(opts.repository, opts.replicas, grpc_port=opts.grpc_port, http_port=opts.http_port,
-                              metrics_port=opts.metrics_port, host=opts.host, log_file=opts.log_file)
+                              metrics_port=opts.metrics_port, host=opts.host, log_file=opts.log_file,
+                              exit_timeout_s=GRACEFUL_EXIT_S)
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     with ExitStack() as running:

@@ -38,8 +38,11 @@ python -c "import numpy as np; w = np.zeros(26, np.float32); w[[3, 17]] = 0.5; n
 artforge infer --url 127.0.0.1:8201 --model magenta --input image=astronaut.png --input style_weights=mix.npy --out out/magenta
 artforge infer --url 127.0.0.1:8201 --model tint --input image=astronaut.png --input strength=0.5 --out out/tint
 artforge infer --url 127.0.0.1:8201 --model unet --input sample=noisy.npy --input timestep=500 --input class_labels=2 --out out/unet --json | head -5
-artforge bench --url 127.0.0.1:8201 --model magenta --sizes 256 --concurrency 1 --batch-sizes 1 --requests 60 --perf-analyzer --out bench/magenta --quiet
-artforge bench --url 127.0.0.1:8201 --model tint --sizes 256 --concurrency 1,4 --batch-sizes 1,4 --requests 200 --perf-analyzer --out bench/tint --quiet
-artforge bench --url 127.0.0.1:8201 --model unet --concurrency 1,4 --batch-sizes 1,4 --requests 200 --perf-analyzer --out bench/unet --quiet
+artforge bench --url 127.0.0.1:8201 --model magenta --sizes 256 --concurrency 1 --batch-sizes 1 --requests 60 --perf-analyzer \
+    --onnx repo/magenta/1/model.onnx --out bench/magenta --quiet
+artforge bench --url 127.0.0.1:8201 --model tint --sizes 256 --concurrency 1,4 --batch-sizes 1,4 --requests 200 --perf-analyzer \
+    --onnx repo/tint/1/model.onnx --out bench/tint --quiet
+artforge bench --url 127.0.0.1:8201 --model unet --concurrency 1,4 --batch-sizes 1,4 --requests 200 --perf-analyzer \
+    --onnx repo/unet/1/model.onnx --out bench/unet --quiet
 kill %1 && wait
 echo "pictures in $WORK/out, bench reports in $WORK/bench"

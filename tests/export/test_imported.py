@@ -402,11 +402,12 @@ def test_a_request_drawn_from_a_served_contract_keeps_to_its_limits():
 def test_bench_measures_a_served_model_from_what_the_server_says(imported_server, tmp_path):
     from tests.perf_analyzer_here import perf_analyzer_here
 
-    server, _ = imported_server
+    server, repo = imported_server
     analyzer, _ = perf_analyzer_here()
     out = tmp_path / "bench"
     assert main(["bench", "--url", server.grpc_url, "--model", "tint", "--out", str(out), "--concurrency", "1,2",
                  "--batch-sizes", "1,2", "--requests", "20", "--warmup", "2", "--sizes", "48", "--quiet",
+                 "--onnx", str(repo / "tint" / "1" / "model.onnx"), "--baseline-seconds", "0.2",
                  *(["--perf-analyzer"] if analyzer else [])]) == 0
     document = json.loads((out / "bench.json").read_text())
     assert document["model"]["request"] == {"image": [48, 48, 3], "strength": [1]}
@@ -419,4 +420,8 @@ def test_bench_measures_a_served_model_from_what_the_server_says(imported_server
         assert "error" not in pa[1] and pa[1]["server_compute_infer_us"] > 0
         assert document["ratios"]["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(
             points[(1, 1)]["latency_ms"]["p50"] / pa[1]["p50_ms"])
+    one = document["one_client_b1"]  # the served file in-process, in turns with Triton, on the same request
+    assert one["max_abs_difference"] == {"out": 0.0} and one["onnxruntime"]["calls"] >= 20
+    assert document["ratios"]["triton_minus_onnxruntime_b1_ms"] == pytest.approx(
+        one["triton"]["p50_ms"] - one["onnxruntime"]["p50_ms"])
     assert "| tint | 2 | 2 |" in (out / "bench.md").read_text()
