@@ -18,6 +18,7 @@ from artforge.errors import ArtforgeError
 DTYPES = ("float32", "float16", "uint8", "int32", "int64", "bool")
 LAYOUTS = ("nchw", "nhwc")
 CHANNEL_ORDERS = ("rgb", "bgr")
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # torchvision's, RGB
 AXIS_NAME = re.compile(r"^[A-Za-z_][\w]*$")
 RANGE = re.compile(r"^(-?\d+(?:\.\d*)?(?:e-?\d+)?)\.\.(-?\d+(?:\.\d*)?(?:e-?\d+)?)$")
 
@@ -54,6 +55,9 @@ class Picture:
     high: float  # ... and for pixel 255
     layout: str = "nchw"
     order: str = "rgb"
+    # then, per channel in the network's order: (value - mean) / std, as torchvision's Normalize
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 def parse_range(text: str, what: str) -> tuple[float, float]:
@@ -105,16 +109,46 @@ def parse_input(text: str) -> InputDeclaration:
 
 
 def parse_picture(text: str) -> Picture:
-    """NAME:RANGE[:LAYOUT][:ORDER], e.g. image:-1..1, stylized:0..255:nhwc:bgr."""
+    """NAME:RANGE[:LAYOUT][:ORDER][:mean=M,M,M:std=S,S,S], e.g. image:-1..1, stylized:0..255:nhwc:bgr,
+    photo:imagenet (0..1, then ImageNet's mean and std, as torchvision's classifiers take them)."""
     parts = text.split(":")
-    layout, order = "nchw", "rgb"
-    while len(parts) > 2 and parts[-1].lower() in (*LAYOUTS, *CHANNEL_ORDERS):
-        word = parts.pop().lower()
-        layout, order = (word, order) if word in LAYOUTS else (layout, word)
+    options: dict[str, str] = {}
+    while len(parts) > 2 and (option := picture_option(parts[-1])):
+        options[option[0]] = option[1]
+        parts.pop()
     if len(parts) < 2 or not parts[-1]:
-        raise ArtforgeError(f"--picture {text}: write NAME:RANGE[:nchw|nhwc][:rgb|bgr], e.g. image:-1..1:nchw:rgb")
-    low, high = parse_range(parts[-1], f"--picture {text}")
-    return Picture(":".join(parts[:-1]), low, high, layout, order)
+        raise ArtforgeError(f"--picture {text}: write NAME:RANGE[:nchw|nhwc][:rgb|bgr][:mean=..:std=..], e.g. "
+                            "image:-1..1:nchw:rgb or photo:imagenet")
+    where = f"--picture {text}"
+    if parts[-1].lower() == "imagenet":
+        low, high, mean, std = 0.0, 1.0, IMAGENET_MEAN, IMAGENET_STD
+    else:
+        (low, high), mean, std = parse_range(parts[-1], where), numbers(options.get("mean"), where), \
+            numbers(options.get("std"), where)
+    if len(mean) != len(std) or any(s <= 0 for s in std):
+        raise ArtforgeError(f"{where}: give mean= and std= together, one value a channel, std above 0")
+    return Picture(":".join(parts[:-1]), low, high, options.get("layout", "nchw"), options.get("order", "rgb"),
+                   mean, std)
+
+
+def picture_option(word: str) -> tuple[str, str] | None:
+    """('layout', 'nchw'), ('order', 'bgr'), ('mean', '0.5,0.5,0.5') or ('std', ...); None for other words."""
+    lower = word.lower()
+    if lower in LAYOUTS:
+        return "layout", lower
+    if lower in CHANNEL_ORDERS:
+        return "order", lower
+    key, sep, value = word.partition("=")
+    return (key, value) if sep and key in ("mean", "std") else None
+
+
+def numbers(text: str | None, where: str) -> tuple[float, ...]:
+    if text is None:
+        return ()
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise ArtforgeError(f"{where}: '{text}' is not a comma-separated list of numbers") from None
 
 
 def by_name(declarations: list, what: str) -> dict:

@@ -26,6 +26,8 @@ def pixels_to_network(pixels: np.ndarray, picture: Picture) -> np.ndarray:
     x = pixels.astype(np.float32) * np.float32((picture.high - picture.low) / 255) + np.float32(picture.low)
     if picture.order == "bgr" and x.shape[-1] == 3:
         x = x[..., ::-1]
+    if picture.mean:
+        x = (x - np.asarray(picture.mean, np.float32)) / np.asarray(picture.std, np.float32)
     if picture.layout == "nchw":
         x = x.transpose(TO_NCHW)
     return np.ascontiguousarray(x)
@@ -36,6 +38,8 @@ def network_to_pixels(values: np.ndarray, picture: Picture) -> np.ndarray:
     x = values.astype(np.float32)
     if picture.layout == "nchw":
         x = x.transpose(TO_NHWC)
+    if picture.mean:
+        x = x * np.asarray(picture.std, np.float32) + np.asarray(picture.mean, np.float32)
     if picture.order == "bgr" and x.shape[-1] == 3:
         x = x[..., ::-1]
     scaled = (x - np.float32(picture.low)) * np.float32(255 / (picture.high - picture.low))
@@ -52,6 +56,8 @@ def channel_count(shape: list, picture: Picture) -> int:
     if channels not in (1, 3):
         raise ArtforgeError(f"--picture {picture.name}: its channel axis ({picture.layout.upper()}) is {channels}, "
                             "not 1 or 3; is the layout right? (add :nhwc or :nchw)")
+    if picture.mean and len(picture.mean) != channels:
+        raise ArtforgeError(f"--picture {picture.name}: {len(picture.mean)} mean values for {channels} channel(s)")
     return channels
 
 
@@ -78,6 +84,12 @@ def input_nodes(picture: Picture, wire: str, network: str, channels: int) -> tup
         consts.append(constant(f"{p}/reverse", REVERSED))
         nodes.append(helper.make_node("Gather", [last, f"{p}/reverse"], [f"{p}/bgr"], axis=3))
         last = f"{p}/bgr"
+    if picture.mean:  # per channel, on the last axis while the picture is NHWC
+        consts += [constant(f"{p}/mean", np.asarray(picture.mean, np.float32)),
+                   constant(f"{p}/std", np.asarray(picture.std, np.float32))]
+        nodes += [helper.make_node("Sub", [last, f"{p}/mean"], [f"{p}/centred"]),
+                  helper.make_node("Div", [f"{p}/centred", f"{p}/std"], [f"{p}/normalised"])]
+        last = f"{p}/normalised"
     if picture.layout == "nchw":
         nodes.append(helper.make_node("Transpose", [last], [f"{p}/nchw"], perm=list(TO_NCHW)))
         last = f"{p}/nchw"
@@ -92,6 +104,12 @@ def output_nodes(picture: Picture, network: str, wire: str, channels: int) -> tu
     if picture.layout == "nchw":
         nodes.append(helper.make_node("Transpose", [last], [f"{p}/nhwc"], perm=list(TO_NHWC)))
         last = f"{p}/nhwc"
+    if picture.mean:
+        consts += [constant(f"{p}/mean", np.asarray(picture.mean, np.float32)),
+                   constant(f"{p}/std", np.asarray(picture.std, np.float32))]
+        nodes += [helper.make_node("Mul", [last, f"{p}/std"], [f"{p}/spread"]),
+                  helper.make_node("Add", [f"{p}/spread", f"{p}/mean"], [f"{p}/unnormalised"])]
+        last = f"{p}/unnormalised"
     if picture.order == "bgr" and channels == 3:
         consts.append(constant(f"{p}/reverse", REVERSED))
         nodes.append(helper.make_node("Gather", [last, f"{p}/reverse"], [f"{p}/rgb"], axis=3))

@@ -116,9 +116,11 @@ class ExportOptions:
                                    "image:float32:batch,3,height=64..512,width=64..512:-1..1 (an ONNX file's graph "
                                    "says most of it; a --module needs every input)", repeat=True,
                               metavar="NAME:DTYPE:SHAPE", default_factory=list)
-    picture: list[str] = option(help="serve this input or output as pictures, NAME:RANGE[:nchw|nhwc][:rgb|bgr] "
-                                     "(repeat): the wire carries uint8 (height, width, channels) RGB and the graph "
-                                     "converts to the network's range, layout and channel order, e.g. image:-1..1",
+    picture: list[str] = option(help="serve this input or output as pictures, NAME:RANGE[:nchw|nhwc][:rgb|bgr]"
+                                     "[:mean=M,M,M:std=S,S,S] (repeat): the wire carries uint8 (height, width, "
+                                     "channels) RGB and the graph converts to the network's range, layout, channel "
+                                     "order and normalisation, e.g. image:-1..1, or photo:imagenet (0..1, then "
+                                     "ImageNet's mean and std)",
                                 repeat=True, default_factory=list, metavar="NAME:RANGE")
     output: list[str] = option(help="names of a --module's outputs, in the order it returns them (repeat; default "
                                     "'output', or output0, output1, ... for a tuple)", repeat=True, metavar="NAME",

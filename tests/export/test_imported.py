@@ -100,6 +100,10 @@ def test_picture_conversions_swap_channels_and_ranges_exactly_as_declared(tmp_pa
     session = onnx_session(result.version_dir / "model.onnx")
     request = pixels(3, batch=2)
     assert np.array_equal(session.run(["y"], {"x": request})[0], request[..., ::-1])  # RGB in, BGR out
+    normalised = export(path, repository=str(tmp_path / "repo2"), picture=["x:imagenet", "y:0..1:mean=0,0,0:std=2,2,2"])
+    x = onnx_session(normalised.version_dir / "model.onnx").run(["y"], {"x": request})[0]  # (x/255 - mean)/std*2*255
+    want = (request / 255 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225]) * 2 * 255
+    assert np.abs(x.astype(int) - np.round(np.clip(want, 0, 255))).max() <= 1
     config = parse_config((result.version_dir.parent / "config.pbtxt").read_text())
     uint8 = mc.TYPE_UINT8
     assert [(t.name, list(t.dims), t.data_type) for t in (*config.input, *config.output)] == [
@@ -108,8 +112,13 @@ def test_picture_conversions_swap_channels_and_ranges_exactly_as_declared(tmp_pa
 
 def test_numpy_reference_conversions_round_trip_every_level():
     levels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1).repeat(3, axis=3)
-    for picture in (Picture("p", -1, 1), Picture("p", 0, 255, "nhwc", "bgr"), Picture("p", 0, 1, "nchw", "bgr")):
+    for picture in (Picture("p", -1, 1), Picture("p", 0, 255, "nhwc", "bgr"), Picture("p", 0, 1, "nchw", "bgr"),
+                    parse_picture("p:imagenet"), parse_picture("p:0..255:bgr:mean=104,117,123:std=1,1,1")):
         assert np.array_equal(network_to_pixels(pixels_to_network(levels, picture), picture), levels)
+    imagenet = pixels_to_network(levels, parse_picture("p:imagenet"))  # torchvision's ToTensor + Normalize
+    want = (levels.transpose(0, 3, 1, 2) / 255 - np.array([0.485, 0.456, 0.406])[:, None, None]) \
+        / np.array([0.229, 0.224, 0.225])[:, None, None]
+    assert np.abs(imagenet - want).max() < 1e-5
 
 
 # ---- an ONNX file ----
