@@ -71,59 +71,52 @@ def constant(graph_name: str, value) -> TensorProto:
     return numpy_helper.from_array(np.asarray(value), graph_name)
 
 
+class Chain:
+    """ONNX nodes applied one after another to one tensor, with the constants they take."""
+
+    def __init__(self, start: str, prefix: str):
+        self.last, self.prefix, self.nodes, self.consts = start, prefix, [], []
+
+    def op(self, kind: str, name: str, *values, output: str | None = None, **attributes) -> "Chain":
+        """Append `kind`(last, *values as constants) -> PREFIX/name (or `output`)."""
+        inputs = [self.last]
+        for i, value in enumerate(values):
+            self.consts.append(constant(f"{self.prefix}/{name}_{i}", value))
+            inputs.append(self.consts[-1].name)
+        self.last = output or f"{self.prefix}/{name}"
+        self.nodes.append(helper.make_node(kind, inputs, [self.last], **attributes))
+        return self
+
+
 def input_nodes(picture: Picture, wire: str, network: str, channels: int) -> tuple[list, list]:
     """Nodes (and their constants) from the uint8 wire tensor `wire` to the float tensor `network`."""
-    p = f"{wire}/artforge_pixels"
-    scale, low = (picture.high - picture.low) / 255, picture.low
-    consts = [constant(f"{p}/scale", np.float32(scale)), constant(f"{p}/low", np.float32(low))]
-    nodes = [helper.make_node("Cast", [wire], [f"{p}/float"], to=TensorProto.FLOAT),
-             helper.make_node("Mul", [f"{p}/float", f"{p}/scale"], [f"{p}/scaled"]),
-             helper.make_node("Add", [f"{p}/scaled", f"{p}/low"], [f"{p}/ranged"])]
-    last = f"{p}/ranged"
+    chain = Chain(wire, f"{wire}/artforge_pixels").op("Cast", "float", to=TensorProto.FLOAT)
+    chain.op("Mul", "scaled", np.float32((picture.high - picture.low) / 255)).op("Add", "ranged",
+                                                                                  np.float32(picture.low))
     if picture.order == "bgr" and channels == 3:
-        consts.append(constant(f"{p}/reverse", REVERSED))
-        nodes.append(helper.make_node("Gather", [last, f"{p}/reverse"], [f"{p}/bgr"], axis=3))
-        last = f"{p}/bgr"
+        chain.op("Gather", "bgr", REVERSED, axis=3)
     if picture.mean:  # per channel, on the last axis while the picture is NHWC
-        consts += [constant(f"{p}/mean", np.asarray(picture.mean, np.float32)),
-                   constant(f"{p}/std", np.asarray(picture.std, np.float32))]
-        nodes += [helper.make_node("Sub", [last, f"{p}/mean"], [f"{p}/centred"]),
-                  helper.make_node("Div", [f"{p}/centred", f"{p}/std"], [f"{p}/normalised"])]
-        last = f"{p}/normalised"
+        chain.op("Sub", "centred", np.float32(picture.mean)).op("Div", "normalised", np.float32(picture.std))
     if picture.layout == "nchw":
-        nodes.append(helper.make_node("Transpose", [last], [f"{p}/nchw"], perm=list(TO_NCHW)))
-        last = f"{p}/nchw"
-    nodes.append(helper.make_node("Identity", [last], [network]))
-    return nodes, consts
+        chain.op("Transpose", "nchw", perm=list(TO_NCHW))
+    chain.op("Identity", "network", output=network)
+    return chain.nodes, chain.consts
 
 
 def output_nodes(picture: Picture, network: str, wire: str, channels: int) -> tuple[list, list]:
     """Nodes (and their constants) from the network's float tensor `network` to the uint8 wire tensor `wire`."""
-    p = f"{wire}/artforge_pixels"
-    last, nodes, consts = network, [], []
+    chain = Chain(network, f"{wire}/artforge_pixels")
     if picture.layout == "nchw":
-        nodes.append(helper.make_node("Transpose", [last], [f"{p}/nhwc"], perm=list(TO_NHWC)))
-        last = f"{p}/nhwc"
+        chain.op("Transpose", "nhwc", perm=list(TO_NHWC))
     if picture.mean:
-        consts += [constant(f"{p}/mean", np.asarray(picture.mean, np.float32)),
-                   constant(f"{p}/std", np.asarray(picture.std, np.float32))]
-        nodes += [helper.make_node("Mul", [last, f"{p}/std"], [f"{p}/spread"]),
-                  helper.make_node("Add", [f"{p}/spread", f"{p}/mean"], [f"{p}/unnormalised"])]
-        last = f"{p}/unnormalised"
+        chain.op("Mul", "spread", np.float32(picture.std)).op("Add", "unnormalised", np.float32(picture.mean))
     if picture.order == "bgr" and channels == 3:
-        consts.append(constant(f"{p}/reverse", REVERSED))
-        nodes.append(helper.make_node("Gather", [last, f"{p}/reverse"], [f"{p}/rgb"], axis=3))
-        last = f"{p}/rgb"
-    consts += [constant(f"{p}/low", np.float32(picture.low)),
-               constant(f"{p}/scale", np.float32(255 / (picture.high - picture.low))),
-               constant(f"{p}/zero", np.float32(0)), constant(f"{p}/full", np.float32(255))]
-    nodes += [helper.make_node("Cast", [last], [f"{p}/float"], to=TensorProto.FLOAT),
-              helper.make_node("Sub", [f"{p}/float", f"{p}/low"], [f"{p}/shifted"]),
-              helper.make_node("Mul", [f"{p}/shifted", f"{p}/scale"], [f"{p}/scaled"]),
-              helper.make_node("Clip", [f"{p}/scaled", f"{p}/zero", f"{p}/full"], [f"{p}/clipped"]),
-              helper.make_node("Round", [f"{p}/clipped"], [f"{p}/rounded"]),
-              helper.make_node("Cast", [f"{p}/rounded"], [wire], to=TensorProto.UINT8)]
-    return nodes, consts
+        chain.op("Gather", "rgb", REVERSED, axis=3)
+    chain.op("Cast", "float", to=TensorProto.FLOAT).op("Sub", "shifted", np.float32(picture.low))
+    chain.op("Mul", "scaled", np.float32(255 / (picture.high - picture.low)))
+    chain.op("Clip", "clipped", np.float32(0), np.float32(255)).op("Round", "rounded")
+    chain.op("Cast", "pixels", output=wire, to=TensorProto.UINT8)
+    return chain.nodes, chain.consts
 
 
 def rename_uses(graph: onnx.GraphProto, old: str, new: str, outputs: bool = False) -> None:
