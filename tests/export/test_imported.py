@@ -434,3 +434,25 @@ def test_bench_measures_a_served_model_from_what_the_server_says(imported_server
     assert document["ratios"]["triton_minus_onnxruntime_b1_ms"] == pytest.approx(
         one["triton"]["p50_ms"] - one["onnxruntime"]["p50_ms"])
     assert "| tint | 2 | 2 |" in (out / "bench.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["AutoencoderKL", "VQModel"])
+def test_a_diffusers_vae_folder_serves_its_decoder_as_pictures(kind, tmp_path):
+    import diffusers  # the diffusers extra, in the dev install
+
+    torch.manual_seed(0)
+    blocks = dict(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+                  up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), norm_num_groups=8,
+                  sample_size=16, layers_per_block=1)
+    vae = getattr(diffusers, kind)(latent_channels=4, **blocks, **({"num_vq_embeddings": 16} if kind == "VQModel"
+                                                                    else {})).eval()
+    vae.save_pretrained(tmp_path / "vae")
+    result = export(tmp_path / "vae", repository=str(tmp_path / "repo"), max_batch=2)
+    assert f"diffusers {kind} folder: its decoder, latents 4x8x8" in result.source
+    latent = np.random.default_rng(0).standard_normal((2, 4, 8, 8)).astype(np.float32)
+    have = onnx_session(result.version_dir / "model.onnx").run(["image"], {"latent": latent})[0]
+    with torch.no_grad():
+        want = vae.decode(torch.from_numpy(latent) / vae.config.scaling_factor).sample.numpy()
+    assert have.shape == (2, 16, 16, 3) and have.dtype == np.uint8  # a picture on the wire
+    assert np.abs(have.astype(int) - network_to_pixels(want, Picture("o", -1, 1))).max() <= 1
