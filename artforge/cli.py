@@ -35,6 +35,7 @@ every command has its own --help with examples.
 # `artforge NAME` (or `artforge GROUP NAME`) -> the module attribute that declares it, in --help's order
 COMMANDS = {
     "data synth": "artforge.training.synth:COMMAND",
+    "data clipart": "artforge.training.clipart:COMMAND",
     "data poems": "artforge.families.poem.corpus:COMMAND",
     "data music": "artforge.families.music.corpus:COMMAND",
     "families": "artforge.registry:COMMAND",
