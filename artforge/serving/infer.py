@@ -20,7 +20,7 @@ from artforge.errors import ArtforgeError
 from artforge.files import atomic_write_bytes, atomic_write_text
 from artforge.imaging import IMAGE_SUFFIXES, read_image, save_png
 from artforge.options import Command, ServerAddress, option
-from artforge.serving.client import Client, ModelInfo
+from artforge.serving.client import Client, ModelInfo, resolve_label
 
 GREY = np.array([0.299, 0.587, 0.114])  # ITU-R 601 luma, as Pillow's convert("L")
 
@@ -109,7 +109,16 @@ def request_from(info: ModelInfo, assignments: dict[str, str]) -> dict[str, np.n
     if missing or unknown:
         raise ArtforgeError(f"model '{info.name}' takes {[t.name for t in info.inputs]}; "
                             + (f"give --input for {', '.join(missing)}" if missing else f"it has no {unknown}"))
-    return {t.name: read_input(t, assignments[t.name]) for t in info.inputs}
+    labels = class_labels(info)
+    return {t.name: read_input(t, str(resolve_label(assignments[t.name], labels[t.name], "class"))
+                               if t.name in labels else assignments[t.name]) for t in info.inputs}
+
+
+def class_labels(info: ModelInfo) -> dict[str, list]:
+    """{class input: its class names} for models that name their classes (artforge's generators), so that
+    `--input style=waves` means the class 'waves'."""
+    name, names = info.metadata.get("class_input"), info.metadata.get("styles")
+    return {name: list(names)} if name and names else {}
 
 
 def write_output(name: str, value: np.ndarray, out: Path) -> list[str]:
@@ -174,5 +183,5 @@ COMMAND = Command(
                 "model's limits, sent, and every output is written to --out.",
     examples="  artforge infer --model tint --input image=photo.jpg --input strength=0.5 --out out/\n"
              "  artforge infer --model critic --input image=painting.png --json      # a summary as JSON\n"
-             "  artforge infer --model dcgan --input z=z.npy --input style=2 --out dcgan-out/",
+             "  artforge infer --model dcgan --input z=z.npy --input style=waves --out dcgan-out/   # a class by name",
     options=InferOptions, run=infer_command)

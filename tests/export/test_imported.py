@@ -456,3 +456,17 @@ def test_a_diffusers_vae_folder_serves_its_decoder_as_pictures(kind, tmp_path):
         want = vae.decode(torch.from_numpy(latent) / vae.config.scaling_factor).sample.numpy()
     assert have.shape == (2, 16, 16, 3) and have.dtype == np.uint8  # a picture on the wire
     assert np.abs(have.astype(int) - network_to_pixels(want, Picture("o", -1, 1))).max() <= 1
+
+
+def test_infer_calls_a_family_model_with_a_class_by_name(triton, dcgan_run, tmp_path, capsys):
+    from tests.served import in_process
+
+    z = np.random.default_rng(4).standard_normal(16).astype(np.float32)
+    np.save(tmp_path / "z.npy", z)
+    args = ["infer", "--url", triton.grpc_url, "--model", "dcgan", "--input", f"z={tmp_path / 'z.npy'}"]
+    assert main([*args, "--input", "style=waves", "--out", str(tmp_path / "out")]) == 0
+    written = np.asarray(Image.open(tmp_path / "out" / "image.png"))
+    want = in_process(dcgan_run, {"z": z[None], "style": np.array([[4]])})["image"][0]  # 'waves' is class 4
+    assert np.abs(written.astype(int) - want.astype(int)).max() <= 1
+    assert main([*args, "--input", "style=sky", "--out", str(tmp_path / "x")]) == 1
+    assert "unknown class 'sky'" in capsys.readouterr().err
