@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import platform
 import re
 import shutil
@@ -23,7 +24,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from artforge import __version__
 from artforge.errors import CheckpointError
@@ -322,3 +323,52 @@ def unflatten_tree(node: Any, tensors: dict[str, torch.Tensor]) -> Any:
         int_keys = node.get("__int_keys__", False)
         return {(int(k) if int_keys else k): unflatten_tree(v, tensors) for k, v in node["__dict__"]}
     return node
+
+
+# ---- weights trained elsewhere ----
+# where checkpoints written by training scripts usually keep the network's state dict
+NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "generator", "params_ema", "params", "ema")
+RESAVE = "re-save its state dict as safetensors: safetensors.torch.save_file(model.state_dict(), 'net.safetensors')"
+
+
+def read_state_dict(path: str | Path, what: str = "") -> dict[str, torch.Tensor]:
+    """Tensors by name from a safetensors file or a tensors-only .pt/.pth (nested or DataParallel ones too),
+    never unpickling anything else; errors name the file after `what` (a flag, say)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{what}{path} does not exist")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{what}{path} is not a readable safetensors file: {e}") from None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{what}{path} holds more than tensors, and artforge never unpickles code: "
+                              f"{RESAVE}") from None
+    except (RuntimeError, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{what}{path} cannot be read by torch.load: {str(e).splitlines()[0]}") from None
+    return tensors_only(unwrap(state, path, what), path, what)
+
+
+def unwrap(state: Any, path: Path, what: str) -> Any:
+    """The state dict inside a training checkpoint ({'state_dict': ...}), without DataParallel's 'module.'."""
+    if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
+        inner = next((state[k] for k in NESTED_KEYS if isinstance(state.get(k), dict)), None)
+        if inner is None:
+            raise CheckpointError(f"{what}{path} holds no tensors at its top level nor under "
+                                  f"{list(NESTED_KEYS)}; its keys are {sorted(map(str, state))[:8]}")
+        state = inner
+    if isinstance(state, dict) and state and all(str(k).startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def tensors_only(state: Any, path: Path, what: str) -> dict[str, torch.Tensor]:
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{what}{path} holds a {type(state).__name__}, not a state dict; {RESAVE}")
+    others = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
+    if others:
+        raise CheckpointError(f"{what}{path} has entries that are not tensors ({others[:3]}); {RESAVE}")
+    return dict(state)

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from artforge.checkpoint import read_state_dict
 from artforge.errors import ArtforgeError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -114,13 +115,9 @@ def read_weights_file(path: Path) -> dict[str, torch.Tensor]:
     if not path.exists():
         raise ArtforgeError(f"loss-network weights {path} do not exist")
     try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return load_file(str(path))
-        return torch.load(str(path), map_location="cpu", weights_only=True)  # tensors only, no code
-    except Exception as e:  # a corrupt file or one that needs unpickling of arbitrary objects
-        raise ArtforgeError(f"cannot read loss-network weights {path} safely: {str(e).splitlines()[0]}") from None
+        return read_state_dict(path)  # tensors only, never code
+    except ArtforgeError as e:
+        raise ArtforgeError(f"cannot read loss-network weights {path} safely: {e}") from None
 
 
 def vgg_from_file(path: Path, style_layers: tuple[str, ...] | None = None,

@@ -61,17 +61,19 @@ def run_served_benchmark(opts, out: Path, analyzer: PerfAnalyzer | None) -> dict
         info = client.model(opts.model)
     if info.stream:
         raise ArtforgeError(f"model '{opts.model}' streams tokens: bench it from its checkpoint (artforge bench RUN)")
+    if opts.onnx and not Path(opts.onnx).is_file():  # before any work
+        raise ArtforgeError(f"--onnx {opts.onnx} is not a file; give the served model's REPO/NAME/VERSION/model.onnx")
     side = opts.sizes[0] if opts.sizes else DEFAULT_SIDE
     batches = [b for b in opts.batch_sizes if b <= max(info.max_batch, 1)]
-    points, perf = sweep(url, opts, info, side, batches, analyzer)
+    request = contract_request(info, 1, 0, side)  # the batch-1 request perf_analyzer and --onnx send
+    points, perf = sweep(url, opts, info, side, batches, analyzer, request)
     document = {"model": {"family": opts.model, "served": {"url": url, "max_batch": info.max_batch,
                                                             "artforge_family": info.family},
-                          "unit": "item", "request": {t.name: list(v.shape[1:]) for t, v in
-                                                      zip(info.inputs, contract_request(info, 1, 0, side).values())}},
+                          "unit": "item", "request": {name: list(v.shape[1:]) for name, v in request.items()}},
                 "machine": machine_facts(), "options": opts.__dict__,
                 "triton": [p.to_json("item") for p in points],
                 "perf_analyzer": {"version": analyzer.version(), "points": perf} if analyzer else None,
-                "one_client_b1": inprocess_beside(opts, url, info, side) if opts.onnx else None}
+                "one_client_b1": inprocess_beside(opts, url, info, request) if opts.onnx else None}
     document["ratios"] = served_ratios(document)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "bench.json", json.dumps(document, indent=2, default=str) + "\n")
@@ -79,12 +81,13 @@ def run_served_benchmark(opts, out: Path, analyzer: PerfAnalyzer | None) -> dict
     return document
 
 
-def sweep(url: str, opts, info: ModelInfo, side: int, batches: list[int], analyzer: PerfAnalyzer | None):
+def sweep(url: str, opts, info: ModelInfo, side: int, batches: list[int], analyzer: PerfAnalyzer | None,
+          request: dict[str, np.ndarray]):
     """artforge's points at each concurrency (every batch size), then perf_analyzer at that concurrency with the
     batch-1 request's bytes: (artforge's points, perf_analyzer's)."""
     points, perf = [], []
     with tempfile.TemporaryDirectory(prefix="artforge-served-bench-") as work:
-        data = write_input_data(contract_request(info, 1, 0, side), Path(work) / "request.json")
+        data = write_input_data(request, Path(work) / "request.json")
         for c in opts.concurrency:
             points += [measure_point(url, opts.model, lambda batch, k: contract_request(info, batch, k, side), c, b,
                                      opts.requests, opts.warmup) for b in batches]
@@ -93,15 +96,18 @@ def sweep(url: str, opts, info: ModelInfo, side: int, batches: list[int], analyz
     return points, perf
 
 
-def inprocess_beside(opts, url: str, info: ModelInfo, side: int) -> dict[str, Any]:
+def inprocess_beside(opts, url: str, info: ModelInfo, request: dict[str, np.ndarray]) -> dict[str, Any]:
     """ONNX Runtime in-process and Triton (one client), batch 1, the same request, timed in turns; and how far
     apart their answers are."""
     session = onnx_session(Path(opts.onnx), opts.threads)
-    request = contract_request(info, 1, 0, side)
     names = [t.name for t in info.outputs]
     with Client(url) as client:
         served = client.infer(opts.model, request)
-        local = dict(zip(names, session.run(names, request)))
+        try:
+            local = dict(zip(names, session.run(names, request)))
+        except Exception as e:  # ONNX Runtime's own error types: a file of another model
+            raise ArtforgeError(f"--onnx {opts.onnx} does not take model '{opts.model}''s request: "
+                                f"{str(e).strip().splitlines()[0]}") from None
         runners = {"onnxruntime": lambda: session.run(names, request),
                    "triton": lambda: client.infer(opts.model, request)}
         times, failed = time_interleaved(runners, warmup=5, min_calls=20, min_seconds=opts.baseline_seconds)

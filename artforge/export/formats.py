@@ -16,10 +16,9 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from artforge.checkpoint import file_digest, weights_mismatch
+from artforge.checkpoint import file_digest, read_state_dict, weights_mismatch
 from artforge.errors import ArtforgeError
 from artforge.export.known_networks import FastStyleNet, ResnetGenerator, UnetGenerator
-from artforge.export.user_module import read_state_dict
 
 DIFFUSERS_WEIGHTS = "diffusion_pytorch_model.safetensors"
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".model", ".ckpt")
@@ -46,7 +45,7 @@ def is_diffusers_folder(path: Path) -> bool:
 def recognise(path: Path) -> Recognised | None:
     """The known format `path` is in, or None (then it is an ONNX file or an artforge checkpoint)."""
     if is_diffusers_folder(path):
-        return diffusers_model(path)
+        return diffusers_model(path, read_json(path / "config.json"))
     if path.is_file() and path.suffix in STATE_DICT_SUFFIXES:
         return state_dict_layout(path)
     return None
@@ -142,14 +141,13 @@ class LatentDecoder(nn.Module):
         return self.vae.decode(latent / self.scaling_factor, return_dict=False)[0]
 
 
-def diffusers_model(path: Path) -> Recognised:
+def diffusers_model(path: Path, config: dict[str, Any]) -> Recognised:
     """A diffusers folder (config.json + diffusion_pytorch_model.safetensors), loaded by diffusers itself."""
     try:
         import diffusers  # optional: only these folders need it
     except ImportError:
         raise ArtforgeError(f"{path} is a diffusers model folder: pip install diffusers (or 'artforge[diffusers]') "
                             "to export it") from None
-    config = read_json(path / "config.json")
     kind = config["_class_name"]
     if kind not in ("UNet2DModel", "AutoencoderKL", "VQModel"):
         raise ArtforgeError(f"{path} holds a diffusers {kind}; artforge exports UNet2DModel and the decoders of "

@@ -113,8 +113,8 @@ def onnx_file_network(path: Path, inputs: list[str], pictures: list[str]) -> Net
     try:
         graph = onnx.load(str(path))
     except (DecodeError, OSError, ValueError, RuntimeError) as e:
-        raise ArtforgeError(f"{path} is not an ONNX model ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
-                            "artforge exports ONNX files, checkpoint folders, or --module networks") from None
+        raise ArtforgeError(f"{path} is not an ONNX model ({first_line(e)}); artforge exports ONNX files, checkpoint "
+                            "folders, or --module networks") from None
     if graph.ByteSize() > MAX_PROTO_BYTES:
         raise ArtforgeError(f"{path} is over 2 GB with its weights; artforge does not export such models yet")
     session = runtime_session(path)

@@ -8,21 +8,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
-import pickle
 from pathlib import Path
 from typing import Any, Callable
 
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
-from artforge.checkpoint import file_digest, weights_mismatch
+from artforge.checkpoint import file_digest, read_state_dict, weights_mismatch
 from artforge.errors import ArtforgeError
 
-# where checkpoints written by training scripts usually keep the network's state dict
-NESTED_KEYS = ("state_dict", "model_state_dict", "model", "net", "generator", "params_ema", "params", "ema")
-RESAVE = "re-save its state dict as safetensors: safetensors.torch.save_file(model.state_dict(), 'net.safetensors')"
 
 
 def load_factory(text: str) -> Callable[[], Any]:
@@ -64,54 +57,12 @@ def build_module(text: str) -> nn.Module:
     return network.eval()
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors by name from a safetensors file or a tensors-only .pt/.pth (nested or DataParallel ones too)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ArtforgeError(f"--weights {path} does not exist")
-    if path.suffix == ".safetensors":
-        try:
-            return load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ArtforgeError(f"--weights {path} is not a readable safetensors file: {e}") from None
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise ArtforgeError(f"--weights {path} holds more than tensors, and artforge never unpickles code: "
-                            f"{RESAVE}") from None
-    except (RuntimeError, OSError, EOFError, ValueError) as e:
-        raise ArtforgeError(f"--weights {path} cannot be read by torch.load: {str(e).splitlines()[0]}") from None
-    return tensors_only(unwrap(state, path), path)
-
-
-def unwrap(state: Any, path: Path) -> Any:
-    """The state dict inside a training checkpoint ({'state_dict': ...}), without DataParallel's 'module.'."""
-    if isinstance(state, dict) and not any(isinstance(v, torch.Tensor) for v in state.values()):
-        inner = next((state[k] for k in NESTED_KEYS if isinstance(state.get(k), dict)), None)
-        if inner is None:
-            raise ArtforgeError(f"--weights {path} holds no tensors at its top level nor under "
-                                f"{list(NESTED_KEYS)}; its keys are {sorted(map(str, state))[:8]}")
-        state = inner
-    if isinstance(state, dict) and state and all(str(k).startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
-    return state
-
-
-def tensors_only(state: Any, path: Path) -> dict[str, torch.Tensor]:
-    if not isinstance(state, dict):
-        raise ArtforgeError(f"--weights {path} holds a {type(state).__name__}, not a state dict; {RESAVE}")
-    others = sorted(str(k) for k, v in state.items() if not isinstance(v, torch.Tensor))
-    if others:
-        raise ArtforgeError(f"--weights {path} has entries that are not tensors ({others[:3]}); {RESAVE}")
-    return dict(state)
-
-
 def load_user_network(module: str, weights: str) -> tuple[nn.Module, dict[str, Any]]:
     """The user's network with its weights, and what it came from (for export.json)."""
     network = build_module(module)
     source: dict[str, Any] = {"kind": "pytorch", "module": module}
     if weights:
-        state = read_state_dict(weights)
+        state = read_state_dict(weights, what="--weights ")
         problem = weights_mismatch(network.state_dict(), state)
         if problem:
             raise ArtforgeError(f"--weights {weights} do not fit the network that {module} builds: {problem}")
