@@ -8,7 +8,7 @@ shape names a dynamic dimension (e.g. "height"); its min/opt/max come from `dyna
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -195,6 +195,89 @@ class TokenStream:
         if not text and not start:
             raise ArtforgeError("the prompt is empty and this model has no start token to begin from")
         return np.array([start + [index[c] for c in text]], np.int64)
+
+
+SAMPLER_NAMES = ("ddim", "dpmpp_2m")  # the `sampler` input's values, in order (artforge/serving/denoising.py)
+MAX_SEED = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class DenoisingLoop:
+    """A diffusion model served as a loop: the exported network is the denoiser (a noisy picture, its
+    timestep and a class -> the network's prediction), and Triton's Python backend runs the whole sampler
+    (artforge/serving/denoising.py), streaming the predicted clean picture every `previews` steps and
+    then the final picture (a decoupled model; clients use gRPC streaming, `Client.stream`).
+
+    This is the contract clients see in place of the denoiser's tensors: a class, a seed and the
+    sampler's settings in; a picture and the steps done per response out. It has the ModelSpec methods
+    the repository writer reads (inputs, outputs, dynamic_dims, input_limits, sample_inputs).
+    """
+
+    sample_input: str  # the denoiser's (batch, channels, size, size) float32 noisy picture
+    timestep_input: str  # its (batch, 1) int64 training timestep
+    class_input: str  # its (batch, 1) int64 class; num_classes is the null class (classifier-free guidance)
+    output: str  # its (batch, channels, size, size) float32 prediction (noise, v or the clean picture)
+    image_size: int
+    num_classes: int
+    schedule: dict[str, Any] = field(hash=False)  # diffusers' scheduler config keys (denoising.py reads them)
+    channels: int = 3
+    max_steps: int = 200  # the most steps one request may ask for
+    default_steps: int = 20
+    default_guidance: float = 2.0
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("style", "int64", (1,), f"class index 0..{self.num_classes - 1} (metadata 'styles' names "
+                           "them)", min_value=0, max_value=self.num_classes - 1),
+                TensorSpec("seed", "int64", (1,), "same seed, same picture", min_value=0, max_value=MAX_SEED),
+                TensorSpec("steps", "int32", (1,), "denoising steps (more: finer, slower)", min_value=1,
+                           max_value=self.max_steps),
+                TensorSpec("guidance", "float32", (1,), "classifier-free guidance: 0 ignores the class, 1 follows "
+                           "it as learnt, more follows it harder", min_value=0, max_value=20),
+                TensorSpec("sampler", "int32", (1,), f"{' or '.join(f'{i}: {n}' for i, n in enumerate(SAMPLER_NAMES))}",
+                           min_value=0, max_value=len(SAMPLER_NAMES) - 1),
+                TensorSpec("previews", "int32", (1,), "send the predicted picture every N steps (0: the final "
+                           "picture only)", min_value=0, max_value=self.max_steps))
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return (TensorSpec("image", "uint8", (self.image_size, self.image_size, 3), "a preview, or the final "
+                           "picture when `step` equals the steps asked"),
+                TensorSpec("step", "int32", (1,), "steps done when this picture was sent"))
+
+    @property
+    def dynamic_dims(self) -> dict[str, DynamicDim]:
+        return {}
+
+    def optimal_sizes(self) -> dict[str, int]:
+        return {}
+
+    def input_limits(self) -> dict[str, dict[str, Any]]:
+        return {t.name: t.limits({}) for t in self.inputs}
+
+    def controls(self) -> dict[str, float]:
+        """The inputs that are settings, with their defaults: what a generator request fills in by name."""
+        return {"steps": self.default_steps, "guidance": self.default_guidance, "sampler": 1, "previews": 0}
+
+    def sample_inputs(self, batch: int, seed: int, sizes: dict[str, int] | None = None) -> dict[str, np.ndarray]:
+        return {"style": np.zeros((batch, 1), np.int64), "seed": np.full((batch, 1), seed, np.int64),
+                "steps": np.full((batch, 1), 2, np.int32), "guidance": np.full((batch, 1), 2.0, np.float32),
+                "sampler": np.ones((batch, 1), np.int32), "previews": np.zeros((batch, 1), np.int32)}
+
+    def to_json(self) -> dict[str, Any]:
+        """What the served model.py needs to run the sampler (config.pbtxt's artforge.sampler)."""
+        return {"sample_input": self.sample_input, "timestep_input": self.timestep_input,
+                "class_input": self.class_input, "output": self.output, "image_size": self.image_size,
+                "num_classes": self.num_classes, "schedule": dict(self.schedule), "channels": self.channels,
+                "max_steps": self.max_steps, "default_steps": self.default_steps,
+                "default_guidance": self.default_guidance, "samplers": list(SAMPLER_NAMES)}
+
+
+def denoising_loop_from_json(data: dict[str, Any]) -> DenoisingLoop:
+    return DenoisingLoop(data["sample_input"], data["timestep_input"], data["class_input"], data["output"],
+                         int(data["image_size"]), int(data["num_classes"]), dict(data["schedule"]),
+                         int(data.get("channels", 3)), int(data.get("max_steps", 200)),
+                         int(data.get("default_steps", 20)), float(data.get("default_guidance", 2.0)))
 
 
 def stream_from_json(data: dict[str, Any]) -> TokenStream:

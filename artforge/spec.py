@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from torch import nn
 
-from artforge.contract import DynamicDim, TensorSpec, TokenStream, check_inputs, tensor_json
+from artforge.contract import DenoisingLoop, DynamicDim, TensorSpec, TokenStream, check_inputs, tensor_json
 
 
 @dataclass
@@ -32,6 +32,8 @@ class ModelSpec(abc.ABC):
     unit: str = "image"
     # set for models served as a loop: the network above is one decoding step, clients see the stream
     stream: TokenStream | None = None
+    # set for diffusion models served as a loop: the network above is the denoiser, clients see pictures
+    sampler: DenoisingLoop | None = None
     # the export's parity gate on float outputs, |difference| / max(1, |value|), unless --tolerance says
     parity_tolerance: float = 1e-4
 
@@ -77,9 +79,14 @@ class ModelSpec(abc.ABC):
     def check_inputs(self, inputs: dict[str, np.ndarray], max_batch: int | None = None) -> int:
         return check_inputs(self.inputs, inputs, max_batch)
 
-    def served(self) -> "ModelSpec | TokenStream":
-        """The contract clients see: these tensors, or the token stream a loop model serves."""
-        return self.stream or self
+    @property
+    def loop(self) -> TokenStream | DenoisingLoop | None:
+        """The loop Triton's Python backend runs around the network (many responses a request), if any."""
+        return self.stream or self.sampler
+
+    def served(self) -> "ModelSpec | TokenStream | DenoisingLoop":
+        """The contract clients see: these tensors, or the token stream or sampler a loop model serves."""
+        return self.loop or self
 
     def to_json(self) -> dict[str, Any]:
         return {"family": self.family,

@@ -70,7 +70,8 @@ def style_run(tmp_path_factory):
 # benchmark), launches torchrun, or needs a run that trains many steps (poem_run, music_run). Tests slow
 # for other reasons (running `artforge bench`, training, scoring in a feature space) carry
 # @pytest.mark.slow themselves.
-SLOW_FIXTURES = {"triton", "style_server", "served", "two_replicas", "poem_run", "music_run", "imported_server"}
+SLOW_FIXTURES = {"triton", "style_server", "served", "two_replicas", "poem_run", "music_run", "imported_server",
+                 "diffusion_server"}
 SLOW_SOURCE = re.compile(r"\bServer\(|replica_servers\(|run_benchmark\(|torchrun")
 
 

@@ -59,8 +59,9 @@ def run_served_benchmark(opts, out: Path, analyzer: PerfAnalyzer | None) -> dict
     url = opts.url.split(",")[0]
     with Client(url) as client:
         info = client.model(opts.model)
-    if info.stream:
-        raise ArtforgeError(f"model '{opts.model}' streams tokens: bench it from its checkpoint (artforge bench RUN)")
+    if info.decoupled:
+        raise ArtforgeError(f"model '{opts.model}' streams its answer: bench it from its checkpoint "
+                            "(artforge bench RUN)")
     if opts.onnx and not Path(opts.onnx).is_file():  # before any work
         raise ArtforgeError(f"--onnx {opts.onnx} is not a file; give the served model's REPO/NAME/VERSION/model.onnx")
     side = opts.sizes[0] if opts.sizes else DEFAULT_SIDE

@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
 
 from artforge.checkpoint import load_checkpoint
 from artforge.contract import TensorSpec
@@ -23,8 +22,9 @@ from artforge.files import atomic_write_text
 from artforge.generation import generation_request
 from artforge.image_folders import load_image_folder
 from artforge.options import Command, option
-from artforge.registry import get_family, load_network, spec_for
+from artforge.registry import get_family
 from artforge.serving.client import Client
+from artforge.serving.generators import Generator, local_generator, remote_generator
 
 
 @dataclass
@@ -69,15 +69,14 @@ class Generated:
     source: dict[str, Any]
 
 
-def generate(inputs: tuple[TensorSpec, ...], metadata: dict, limits: dict, run: Callable[[dict], np.ndarray],
-             count: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+def generate(model: Generator, count: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
     """(count, H, W, 3) uint8 and the requested classes, in batches: request k is seeded seed + k
     (classes drawn uniformly, controls at their defaults)."""
 
-    requests = [generation_request(inputs, metadata, limits, min(batch, count - start), seed + k)
+    requests = [generation_request(model.inputs, model.metadata, model.limits, min(batch, count - start), seed + k)
                 for k, start in enumerate(range(0, count, batch))]
-    images = np.concatenate([run(request) for request in requests])
-    class_input = metadata.get("class_input")
+    images = np.concatenate([model.images(request) for request in requests])
+    class_input = model.metadata.get("class_input")
     classes = np.concatenate([r[class_input].reshape(-1) for r in requests]) if class_input else None
     return images, classes
 
@@ -86,26 +85,12 @@ def generated_images(opts: EvaluateOptions) -> Generated:
     """The images and what made them: a checkpoint in-process, or a model through Triton."""
     if opts.url:
         with Client(opts.url) as client:
-            info = client.model(opts.source)
-            name = image_output(info.outputs)
-            images, classes = generate(info.inputs, info.metadata, info.limits,
-                                       lambda r: client.infer(opts.source, r, [name])[name],
-                                       opts.count, min(opts.batch, info.max_batch or opts.batch), opts.seed)
-        return Generated(images, classes, class_names(info.metadata),
-                         {"model": opts.source, "url": opts.url, "family": info.family})
-    network, checkpoint = load_network(opts.source)
-    spec = spec_for(checkpoint)
-    serving, index = spec.serving_network(network), [t.name for t in spec.outputs].index(image_output(spec.outputs))
-
-    def run(request: dict) -> np.ndarray:
-        with torch.no_grad():
-            out = serving(*(torch.from_numpy(request[t.name]) for t in spec.inputs))
-        return (out if isinstance(out, tuple) else (out,))[index].numpy()
-
-    images, classes = generate(spec.inputs, spec.metadata, spec.input_limits(), run, opts.count, opts.batch,
-                               opts.seed)
-    return Generated(images, classes, class_names(spec.metadata),
-                     {"checkpoint": str(checkpoint.path), "step": checkpoint.step, "family": checkpoint.family})
+            model = remote_generator(client, opts.source)
+            images, classes = generate(model, opts.count, min(opts.batch, model.max_batch or opts.batch), opts.seed)
+    else:
+        model = local_generator(opts.source)
+        images, classes = generate(model, opts.count, opts.batch, opts.seed)
+    return Generated(images, classes, class_names(model.metadata), model.source)
 
 
 def class_names(metadata: dict[str, Any]) -> list[str]:

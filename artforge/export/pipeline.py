@@ -48,8 +48,8 @@ def export_run(opts: ExportOptions) -> ExportResult:
     validate_name(name)
     triton = triton_options(opts, use_engine)
     spec = spec_for(ckpt, opts.float_output)
-    if spec.stream and opts.cpu_runtime != "onnxruntime":
-        raise ArtforgeError(f"a '{spec.family}' model is served as a decoding loop, which runs on ONNX Runtime only: "
+    if spec.loop and opts.cpu_runtime != "onnxruntime":
+        raise ArtforgeError(f"a '{spec.family}' model is served as a loop, which runs on ONNX Runtime only: "
                             "export it without --cpu-runtime")
     if opts.max_dim:
         check_max_dim(opts.max_dim, spec)

@@ -31,6 +31,7 @@ RUNTIMES = ("embedded", "native")
 MAX_BATCH_LIMIT = 4096
 REQUEST_LIMITS = SERVING_FILES / "request_limits.py"
 DECODING = SERVING_FILES / "decoding.py"  # the loop of token-stream models
+DENOISING = SERVING_FILES / "denoising.py"  # the sampler of diffusion models
 OPENVINO_SESSION = SERVING_FILES / "openvino_session.py"  # --cpu-runtime openvino
 CPU_RUNTIMES = ("onnxruntime", "openvino")
 WARMUP_DIR = "warmup"  # Triton reads model_warmup input_data_file from NAME/warmup/
@@ -84,8 +85,8 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions,
                  engine: dict[str, Any] | None = None) -> mc.ModelConfig:
     """The ModelConfig protobuf for `spec`, served as `options` say (`engine`: a TensorRT build's record)."""
     served = spec.served()
-    # a loop model decodes one sequence per request: Triton hands it requests one at a time
-    config = mc.ModelConfig(name=name, max_batch_size=1 if spec.stream else options.max_batch)
+    # a loop model makes one sequence or picture per request: Triton hands it requests one at a time
+    config = mc.ModelConfig(name=name, max_batch_size=1 if spec.loop else options.max_batch)
     if options.runtime == "embedded":
         config.backend = "python"
     else:
@@ -95,7 +96,7 @@ def model_config(name: str, spec: ModelSpec, options: TritonOptions,
         config.input.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
     for t in served.outputs:
         config.output.add(name=t.name, data_type=t.triton_dtype, dims=t.dims)
-    if spec.stream:
+    if spec.loop:
         config.model_transaction_policy.decoupled = True  # many responses to one request
     else:
         add_batching(config, options)
@@ -120,13 +121,15 @@ def artforge_parameters(spec: ModelSpec, options: TritonOptions) -> dict[str, st
     """What artforge's own model.py and clients read from config.pbtxt: family, metadata, limits, loop."""
     parameters = {"artforge.family": spec.family, "artforge.metadata": json.dumps(spec.metadata, sort_keys=True),
                   "artforge.limits": json.dumps(spec.served().input_limits(), sort_keys=True)}
+    if spec.loop and options.runtime != "embedded":
+        raise ArtforgeError(f"a '{spec.family}' model is served as a loop, which runs in Triton's Python "
+                            "backend: export it with --runtime embedded")
     if spec.stream:
-        if options.runtime != "embedded":
-            raise ArtforgeError(f"a '{spec.family}' model is served as a loop, which runs in Triton's Python "
-                                "backend: export it with --runtime embedded")
         parameters["artforge.stream"] = json.dumps(spec.stream.to_json())
-        if spec.stream.cache_length_input:  # the most streams one instance decodes as one batch
-            parameters["artforge.max_streams"] = str(options.max_batch)
+    if spec.sampler:
+        parameters["artforge.sampler"] = json.dumps(spec.sampler.to_json())
+    if (spec.stream and spec.stream.cache_length_input) or spec.sampler:
+        parameters["artforge.max_streams"] = str(options.max_batch)  # the most one instance runs as one batch
     if options.runtime == "embedded":
         parameters["intra_op_threads"] = str(options.intra_op_threads)
         parameters["artforge.cpu_runtime"] = options.cpu_runtime
@@ -227,5 +230,5 @@ def fill_version(folder: Path, files: dict[str, Path], runtime: str) -> None:
         shutil.copyfile(source, folder / target)
     if runtime == "embedded":
         (folder / "model.py").write_bytes(PYTHON_MODEL.read_bytes())
-        for helper in (REQUEST_LIMITS, DECODING, OPENVINO_SESSION):
+        for helper in (REQUEST_LIMITS, DECODING, DENOISING, OPENVINO_SESSION):
             (folder / helper.name).write_bytes(helper.read_bytes())

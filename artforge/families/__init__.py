@@ -5,4 +5,5 @@
 Importing this package registers the built-in families (the registry imports it on its first
 look-up); a new family is a new module here (plus its tests) and one import line below.
 """
-from artforge.families import critic, dcgan, music, poem, restore, style, stylegan, translate  # noqa: F401  (they register)
+from artforge.families import (critic, dcgan, diffusion, music, poem, restore, style, stylegan,  # noqa: F401
+                               translate)  # (they register)

@@ -1,44 +1,27 @@
-"""`artforge generate`: images from any generator family (DCGAN, StyleGAN2) over gRPC, or in-process.
+"""`artforge generate`: images from any generator family (DCGAN, StyleGAN2, diffusion) over gRPC, or in-process.
 
 The request comes from the model's contract (artforge.generation), so the served model and its
 checkpoint get the same inputs for a seed and give the same pixels (within one grey level).
-Controls a model declares (a StyleGAN's truncation and style-mixing layer) are flags here; a latent
-walk (--interpolate N) moves the noise through way points along great circles and writes a GIF.
+Controls a model declares (a StyleGAN's truncation and style-mixing layer; a diffusion model's steps,
+guidance, sampler and previews) are flags here; a latent walk (--interpolate N) moves the noise through
+way points along great circles and writes a GIF; a diffusion model's previews can be a GIF too.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
-import torch
 
-from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
 from artforge.generation import generation_request, latent_walk, noise_inputs
 from artforge.imaging import make_grid, save_gif, save_png
 from artforge.options import Command, ServerAddress, option
-from artforge.registry import load_network, spec_for
 from artforge.serving.client import Client, resolve_label
+from artforge.serving.generators import Events, Generator, local_generator, remote_generator
 
 MAX_COUNT = 4096  # images held in memory at once: 4096 x 64x64x3 is 50 MB
-
-
-@dataclass
-class Generator:
-    """A generator model as the client sees it: its contract and a way to run a request."""
-
-    inputs: tuple[TensorSpec, ...]
-    metadata: dict[str, Any]
-    limits: dict[str, Any]
-    max_batch: int
-    run: Callable[[dict[str, np.ndarray]], np.ndarray]  # request -> (B, H, W, 3) uint8
-
-    def images(self, request: dict[str, np.ndarray]) -> np.ndarray:
-        count = len(next(iter(request.values())))
-        step = self.max_batch or count
-        return np.concatenate([self.run({k: v[i:i + step] for k, v in request.items()}) for i in range(0, count, step)])
 
 
 def class_indices(count: int, num_classes: int, label: int | None) -> np.ndarray:
@@ -61,9 +44,32 @@ def request_for(model: Generator, count: int, seed: int, label: str | int | None
 
 
 def generate(model: Generator, count: int, seed: int, label: str | int | None = None,
-             controls: dict[str, float] | None = None) -> np.ndarray:
-    """(count, H, W, 3) uint8 images for a seed."""
-    return model.images(request_for(model, count, seed, label, controls))
+             controls: dict[str, float] | None = None, on_event: Events | None = None) -> np.ndarray:
+    """(count, H, W, 3) uint8 images for a seed (on_event sees a sampling loop's previews as they come)."""
+    return model.images(request_for(model, count, seed, label, controls), on_event)
+
+
+class PreviewFrames:
+    """A sampling loop's pictures as they form: one frame per step at which pictures were sent, each the
+    grid of every picture at that step (on_event collects them)."""
+
+    def __init__(self, count: int, columns: int):
+        self.count, self.columns, self.steps = count, columns, {}
+
+    def on_event(self, item: int, step: int, picture: np.ndarray) -> None:
+        self.steps.setdefault(step, {})[item] = picture
+
+    def frames(self) -> np.ndarray:
+        latest, frames = {}, []
+        for step in sorted(self.steps):
+            latest.update(self.steps[step])
+            pictures = [latest.get(i, np.full_like(picture_shape_of(latest), 128)) for i in range(self.count)]
+            frames.append(make_grid(np.stack(pictures), self.columns))
+        return np.stack(frames)
+
+
+def picture_shape_of(pictures: dict[int, np.ndarray]) -> np.ndarray:
+    return next(iter(pictures.values()))
 
 
 def walk(model: Generator, frames: int, points: int, seed: int, label: str | int | None = None,
@@ -71,42 +77,13 @@ def walk(model: Generator, frames: int, points: int, seed: int, label: str | int
     """(frames, H, W, 3) uint8: a looping latent walk through `points` seeded way points of one class."""
     if not 2 <= points <= frames <= MAX_COUNT:
         raise ArtforgeError(f"--interpolate {frames} needs 2 <= --walk-points ({points}) <= frames <= {MAX_COUNT}")
+    walked = noise_inputs(model.inputs, model.metadata)
+    if not walked:
+        raise ArtforgeError("--interpolate walks a model's noise inputs, and this model has none (a diffusion model "
+                            "draws its noise from a seed): use --previews-gif to watch its pictures form")
     request = request_for(model, points, seed, label if label is not None else
                           (0 if model.metadata.get("styles") else None), controls)
-    return model.images(latent_walk(request, noise_inputs(model.inputs, model.metadata), frames))
-
-
-def remote_generator(client, name: str) -> Generator:
-    info = client.model(name)
-    image = generator_image_output(info.inputs, info.outputs, f"model '{name}' ('{info.family or 'non-artforge'}')")
-    return Generator(info.inputs, info.metadata, info.limits, info.max_batch,
-                     lambda request: client.infer(name, request, [image])[image])
-
-
-def generator_image_output(inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...], what: str) -> str:
-    """The image output's name, if the contract is a generator's: fixed-size inputs (noise, a class,
-    controls), none of them a picture, and a uint8 image out."""
-    image = next((t.name for t in outputs if t.dtype == "uint8" and len(t.shape) == 3), None)
-    if image is None or any(t.dtype == "uint8" or any(isinstance(d, str) for d in t.shape) for t in inputs):
-        raise ArtforgeError(f"{what} is not a generator (noise and a class in, an image out); "
-                            "`artforge generate` makes images with DCGAN and StyleGAN2 models")
-    return image
-
-
-def local_generator(checkpoint: str | Path) -> Generator:
-    """The checkpoint's serving network in-process (PyTorch), behind the same interface."""
-    network, ckpt = load_network(checkpoint)
-    spec = spec_for(ckpt)
-    image = generator_image_output(spec.inputs, spec.outputs, f"{checkpoint} (a '{ckpt.family}' model)")
-    index = [t.name for t in spec.outputs].index(image)
-    serving = spec.serving_network(network)
-
-    @torch.no_grad()
-    def run(request: dict[str, np.ndarray]) -> np.ndarray:
-        out = serving(*(torch.from_numpy(request[t.name]) for t in spec.inputs))
-        return (out if isinstance(out, tuple) else (out,))[index].numpy()
-
-    return Generator(spec.inputs, spec.metadata, spec.input_limits(), 0, run)
+    return model.images(latent_walk(request, walked, frames))
 
 
 def save_images(images: np.ndarray, out: str | Path, columns: int) -> list[Path]:
@@ -140,6 +117,14 @@ class GenerateOptions(ServerAddress):
         None, metavar="LAYER", help="StyleGAN: layers from LAYER on take their style from a second latent (style "
                                     "mixing; low LAYER: the second latent sets the layout, high: only colour and "
                                     "texture)")
+    steps: int | None = option(None, help="diffusion: denoising steps (default: the model's, 20)")
+    guidance: float | None = option(None, help="diffusion: classifier-free guidance, 0 ignores the class, 1 follows it "
+                                               "as learnt, more follows it harder (default: the model's, 2)")
+    sampler: str | None = option(None, help="diffusion: ddim or dpmpp_2m (default: dpmpp_2m, DPM-Solver++ 2M)")
+    previews: int | None = option(None, metavar="K", help="diffusion: the server sends the picture as it forms every K "
+                                                          "steps (shown with --previews-gif)")
+    previews_gif: str | None = option(None, metavar="GIF", help="diffusion: write the pictures forming, one frame "
+                                                                "per preview, as an animated GIF")
     interpolate: int | None = option(None, metavar="FRAMES", help="write a latent walk of FRAMES images as an "
                                                                   "animated GIF (--out walk.gif)")
     walk_points: int = option(4, help="with --interpolate: way points of the loop")
@@ -149,14 +134,26 @@ class GenerateOptions(ServerAddress):
     out: str = option(help="grid.png, a folder ending in / for single PNGs, or walk.gif", required=True)
 
 
-def controls_given(opts: GenerateOptions) -> dict[str, float]:
-    given = {"truncation": opts.truncation, "mix_from": opts.mix_from}
+def controls_given(opts: GenerateOptions, metadata: dict[str, Any]) -> dict[str, float]:
+    given = {"truncation": opts.truncation, "mix_from": opts.mix_from, "steps": opts.steps,
+             "guidance": opts.guidance, "sampler": sampler_index(opts.sampler, metadata), "previews": opts.previews}
     return {name: value for name, value in given.items() if value is not None}
+
+
+def sampler_index(name: str | None, metadata: dict[str, Any]) -> int | None:
+    if name is None:
+        return None
+    samplers = metadata.get("samplers", [])
+    if name not in samplers:
+        raise ArtforgeError(f"--sampler {name}: this model's samplers are {samplers or 'none (not a diffusion model)'}")
+    return samplers.index(name)
 
 
 def run(opts: GenerateOptions) -> None:
     if opts.interpolate and Path(opts.out).suffix.lower() != ".gif":
         raise ArtforgeError(f"--interpolate writes an animated GIF: --out {opts.out} must end in .gif")
+    if opts.previews_gif and Path(opts.previews_gif).suffix.lower() != ".gif":
+        raise ArtforgeError(f"--previews-gif {opts.previews_gif} must end in .gif")
     if opts.checkpoint:
         write_output(local_generator(opts.checkpoint), opts)
         return
@@ -165,25 +162,33 @@ def run(opts: GenerateOptions) -> None:
 
 
 def write_output(model: Generator, opts: GenerateOptions) -> None:
-    controls = controls_given(opts)
+    controls = controls_given(opts, model.metadata)
     if opts.interpolate:
         frames = walk(model, opts.interpolate, opts.walk_points, opts.seed, opts.label, controls)
         save_gif(frames, Path(opts.out), opts.fps, upscale=max(1, 128 // frames.shape[1]))
         print(f"wrote a {len(frames)}-frame latent walk to {opts.out}")
         return
-    images = generate(model, opts.count, opts.seed, opts.label, controls)
-    columns = opts.columns or (len(images) if opts.label is not None else min(len(images), 8))
+    columns = opts.columns or (opts.count if opts.label is not None else min(opts.count, 8))
+    previews = PreviewFrames(opts.count, columns) if opts.previews_gif else None
+    images = generate(model, opts.count, opts.seed, opts.label, controls, previews and previews.on_event)
     paths = save_images(images, opts.out, columns)
     print(f"wrote {len(images)} image(s) to {paths[0] if len(paths) == 1 else opts.out}")
+    if previews:
+        frames = previews.frames()
+        save_gif(frames, Path(opts.previews_gif), opts.fps, upscale=max(1, 128 // images.shape[1]))
+        print(f"wrote the pictures forming ({len(frames)} frames) to {opts.previews_gif}")
 
 
 VERB = Command(
-    "generate", help="generate images with a DCGAN or StyleGAN2 over Triton gRPC (or in-process from a checkpoint)",
+    "generate", help="generate images with a DCGAN, StyleGAN2 or diffusion model over Triton gRPC (or in-process "
+                     "from a checkpoint)",
     description="Generate images with a generator served by Triton; the same --seed gives the same images as "
                 "--checkpoint (in-process PyTorch), within one grey level.",
     examples="  artforge generate --model dcgan --count 16 --seed 7 --out grid.png\n"
              "  artforge generate --model dcgan --count 8 --class waves --out samples/\n"
              "  artforge generate --model stylegan --truncation 0.7 --class 2 --out grid.png\n"
              "  artforge generate --model stylegan --interpolate 48 --out walk.gif\n"
+             "  artforge generate --model diffusion --steps 20 --guidance 2 --previews 5 --out art.png "
+             "--previews-gif forming.gif\n"
              "  artforge generate --checkpoint runs/dcgan --count 16 --seed 7 --out local.png",
     options=GenerateOptions, run=run)

@@ -19,7 +19,8 @@ from artforge.options import Command, Sampling, ServerAddress, option
 from artforge.serving.replicas import GRPC_SCHEMES, Replica, ReplicaSet, split_targets
 from artforge.serving.request_limits import shape_problem, value_problem
 from artforge.serving.shared_memory import SharedMemoryTransfer, is_local
-from artforge.contract import WIRE_DTYPES, TensorSpec, TokenStream, check_inputs, stream_from_json
+from artforge.contract import (WIRE_DTYPES, DenoisingLoop, TensorSpec, TokenStream, check_inputs,
+                               denoising_loop_from_json, stream_from_json)
 
 NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
 # Triton and tritonclient allow messages up to 2 GiB; say so explicitly so a 2048x2048 image is never cut
@@ -39,7 +40,13 @@ class ModelInfo:
     family: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     limits: dict[str, Any] = field(default_factory=dict)  # per input: what the server accepts
-    stream: TokenStream | None = None  # set for models served as a loop (Client.stream)
+    stream: TokenStream | None = None  # set for models served as a token loop (Client.stream)
+    sampler: DenoisingLoop | None = None  # set for diffusion models served as a sampling loop (Client.stream)
+
+    @property
+    def decoupled(self) -> bool:
+        """Whether the model answers a request with a stream of responses (Client.stream) instead of one."""
+        return bool(self.stream or self.sampler)
 
     def output_names(self) -> list[str]:
         return [t.name for t in self.outputs]
@@ -82,7 +89,9 @@ def model_info_from(metadata: dict[str, Any], config: dict[str, Any]) -> ModelIn
                      int(config.get("max_batch_size", 0)), params.get("artforge.family", ""),
                      json.loads(params.get("artforge.metadata", "{}") or "{}"),
                      json.loads(params.get("artforge.limits", "{}") or "{}"),
-                     stream_from_json(json.loads(params["artforge.stream"])) if params.get("artforge.stream") else None)
+                     stream_from_json(json.loads(params["artforge.stream"])) if params.get("artforge.stream") else None,
+                     denoising_loop_from_json(json.loads(params["artforge.sampler"]))
+                     if params.get("artforge.sampler") else None)
 
 
 def is_unavailable(error: Exception) -> bool:
@@ -197,8 +206,9 @@ class Client:
 
     def infer(self, name: str, inputs: dict[str, np.ndarray],
               outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        if self.model(name).stream:
-            raise ArtforgeError(f"model '{name}' streams its answer token by token: use Client.stream")
+        if self.model(name).decoupled:
+            raise ArtforgeError(f"model '{name}' streams its answer (token by token, or picture previews): "
+                                "use Client.stream")
         checked = self.checked_inputs(name, inputs)
         wanted = outputs or self.model(name).output_names()
         arrays = {input_name: value for input_name, _, value in checked}
@@ -229,13 +239,12 @@ class Client:
         Every wait is bounded by the client's timeout. Leaving the loop early cancels the request on
         the server, which then stops decoding. One stream at a time per Client.
         """
-        info = self.model(name)
-        if not info.stream:
+        if not self.model(name).decoupled:
             raise ArtforgeError(f"model '{name}' answers each request once: use Client.infer")
-        tensors, requested, wanted = self.build_request(name, inputs, None)
+        request = self.build_request(name, inputs, None)
         try:
             first = True
-            for outputs in self._stream_once(name, tensors, requested, wanted):
+            for _, outputs in self._stream_once(name, [request]):
                 first = False
                 yield outputs
         except ServerUnavailable:
@@ -244,24 +253,35 @@ class Client:
             # is sent again once on a fresh stream. A stream that had begun is not resumed.
             if not first:
                 raise
-            yield from self._stream_once(name, tensors, requested, wanted)
+            yield from (outputs for _, outputs in self._stream_once(name, [request]))
 
-    def _stream_once(self, name, tensors, requested, wanted) -> Iterator[dict[str, np.ndarray]]:
+    def stream_many(self, name: str,
+                    requests: list[dict[str, np.ndarray]]) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+        """(request index, outputs) as responses arrive for several requests sent at once on one gRPC stream,
+        so that the server runs them together (a diffusion model steps its open requests as one batch)."""
+        if not self.model(name).decoupled:
+            raise ArtforgeError(f"model '{name}' answers each request once: use Client.infer")
+        yield from self._stream_once(name, [self.build_request(name, inputs, None) for inputs in requests])
+
+    def _stream_once(self, name, requests) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
         from tritonclient.utils import InferenceServerException
 
         arrived: queue.Queue = queue.Queue()
         replica = self.replica()
         client = replica.client
         client.start_stream(callback=lambda result, error: arrived.put((result, error)))
+        open_requests = set(range(len(requests)))
         try:
             with self.replicas.calling(replica):
                 try:
-                    client.async_stream_infer(name, tensors, outputs=requested, enable_empty_final_response=True)
+                    for index, (tensors, requested, _) in enumerate(requests):
+                        client.async_stream_infer(name, tensors, outputs=requested, request_id=str(index),
+                                                  enable_empty_final_response=True)
                 except InferenceServerException as e:
                     error = e
                 else:
                     error = None
-                while error is None:
+                while error is None and open_requests:
                     try:
                         result, error = arrived.get(timeout=self.timeout_s)
                     except queue.Empty:
@@ -270,10 +290,13 @@ class Client:
                     if error is not None:
                         break
                     response = result.get_response()
+                    index = int(response.id or 0)
                     if response.outputs:
-                        yield {n: result.as_numpy(n) for n in wanted}
+                        yield index, {n: result.as_numpy(n) for n in requests[index][2]}
                     if response.parameters["triton_final_response"].bool_param:
-                        return
+                        open_requests.discard(index)
+                if error is None:
+                    return
                 if is_unavailable(error):
                     self.replicas.take_out(replica)
                     raise ServerUnavailable(f"streaming from {name} failed on Triton at {replica.url}: "

@@ -244,9 +244,10 @@ class ContinuousBatch:
 
 
 class StreamScheduler:
-    """Continuous batching on a thread: streams submitted from any thread join a ContinuousBatch
-    between its steps (up to `max_streams` at once; the rest wait their turn), and each token goes to
-    its stream's `on_token` as soon as the step that made it returns.
+    """Continuous batching on a thread: streams submitted from any thread join a ContinuousBatch (or the
+    pictures of a denoising.DenoiseBatch, which has its interface) between its steps (up to `max_streams`
+    at once; the rest wait their turn), and each token goes to its stream's `on_token` as soon as the step
+    that made it returns.
 
     A submitted stream ends with exactly one on_end(error): None when it is complete, else why it
     stopped. cancelled() true drops it between steps (its client went away); it is asked every
@@ -315,7 +316,8 @@ class StreamScheduler:
     def deliver(self, sequence, token):
         job = self.jobs[id(sequence)]
         try:
-            job.on_token(token)
+            if token is not None:  # a picture joining a DenoiseBatch has nothing to send yet
+                job.on_token(token)
         except Exception as e:  # the client's connection is gone
             self.batch.remove([sequence])
             self.finish(job, f"sending failed: {e}")

@@ -149,9 +149,9 @@ def describe(value: np.ndarray) -> dict[str, Any]:
 def infer_files(client: Client, model: str, assignments: dict[str, str], out: Path) -> dict[str, Any]:
     """Send one request built from files and numbers; write every output under `out`; return a summary."""
     info = client.model(model)
-    if info.stream:
-        raise ArtforgeError(f"model '{model}' streams its answer token by token: use 'artforge stream' or its "
-                            "family's command")
+    if info.decoupled:
+        raise ArtforgeError(f"model '{model}' streams its answer (tokens, or picture previews): use 'artforge "
+                            "stream', 'artforge generate' or its family's command")
     request = request_from(info, assignments)
     start = time.perf_counter()
     answer = client.infer(model, request)

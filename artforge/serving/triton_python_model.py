@@ -16,9 +16,11 @@ import sys
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # request_limits.py, decoding.py: copied beside
+# request_limits.py, decoding.py, denoising.py: copied beside
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from openvino_session import STATIC_SHAPES, OpenVinoSession  # noqa: E402
 from decoding import Outbox, Sequence, StreamScheduler, batches_streams, continuous_batch, decode, stepper  # noqa: E402
+from denoising import SAMPLERS, DenoiseBatch, Denoising  # noqa: E402
 from request_limits import shape_problem, value_problem  # noqa: E402
 
 # ONNX Runtime keeps the memory of its largest run in its arena (11 GB after one 4096x4096 photo);
@@ -91,16 +93,25 @@ class TritonPythonModel:
         if params.get("artforge.answer_from_memory") == "true":  # the bench's serving-path-only model
             self.session = AnswersFromMemory(self.session)
         self.stream = json.loads(params["artforge.stream"]) if params.get("artforge.stream") else None
-        self.scheduler = self.outbox = None
-        if self.stream and batches_streams(self.stream):  # concurrent streams decode as one batch, on a thread
-            self.scheduler = StreamScheduler(continuous_batch(self.session.run, self.stream),
-                                             int(params.get("artforge.max_streams", "") or 1))
-            self.outbox = Outbox(lambda sender, tokens: sender.send(self.token_response(tokens)), self.end_stream)
+        self.sampler = json.loads(params["artforge.sampler"]) if params.get("artforge.sampler") else None
+        self.scheduler, self.outbox = self.start_loop_thread(int(params.get("artforge.max_streams", "") or 1))
+
+    def start_loop_thread(self, most):
+        """(scheduler, outbox) of a loop model whose concurrent requests (up to `most`) run as one batch on a
+        thread, else (None, None)."""
+        if self.sampler:  # pictures step together; previews that queued while one went out are stale
+            return (StreamScheduler(DenoiseBatch(self.denoise), most),
+                    Outbox(lambda sender, events: sender.send(self.picture_response(events[-1])), self.end_stream))
+        if self.stream and batches_streams(self.stream):  # streams decode together
+            return (StreamScheduler(continuous_batch(self.session.run, self.stream), most),
+                    Outbox(lambda sender, tokens: sender.send(self.token_response(tokens)), self.end_stream))
+        return None, None
 
     def execute(self, requests):
-        if self.stream:
+        if self.stream or self.sampler:
             for request in requests:
-                serve = self.submit_stream if self.scheduler else self.stream_tokens
+                serve = self.submit_picture if self.sampler else self.submit_stream if self.scheduler \
+                    else self.stream_tokens
                 serve(request, request.get_response_sender())
             return None  # a decoupled model answers through the response senders (here or from the thread)
         # The dynamic batcher hands over several requests at once: run those whose item shapes
@@ -190,6 +201,28 @@ class TritonPythonModel:
         self.scheduler.submit(sequence, lambda token: self.outbox.token(sender, token),
                               lambda error: self.outbox.end(sender, error),
                               lambda: sender in self.outbox.broken or client_gone())
+
+    def submit_picture(self, request, sender):
+        """Hand a diffusion request to the sampling thread, which steps it with the other open ones."""
+        given = self.read_stream_request(request, sender)
+        if given is None:
+            return
+        picture = Denoising(self.sampler, given["style"][0], given["seed"][0], given["steps"][0],
+                            given["guidance"][0], SAMPLERS[int(given["sampler"][0])], given["previews"][0])
+        client_gone = getattr(sender, "is_cancelled", None) or getattr(request, "is_cancelled", lambda: False)
+        self.scheduler.submit(picture, lambda event: self.outbox.token(sender, event),
+                              lambda error: self.outbox.end(sender, error),
+                              lambda: sender in self.outbox.broken or client_gone())
+
+    def denoise(self, x, t, classes):
+        names = self.sampler
+        return self.session.run([names["output"]], {names["sample_input"]: x, names["timestep_input"]: t,
+                                                   names["class_input"]: classes})[0]
+
+    def picture_response(self, event):
+        step, image = event
+        return pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("image", image[None]), pb_utils.Tensor("step", np.array([[step]], np.int32))])
 
     def token_response(self, tokens):
         """One response with these tokens (several when they queued while the last response went out)."""

@@ -1,7 +1,7 @@
-"""What the class-conditional image generators (DCGAN, StyleGAN2) share in training: a folder with one
-subfolder of images per class (an art style, a category of drawings), a generator, its weight average
-(EMA), a discriminator and their two optimisers. A family's trainer subclasses ClassFolderGANTrainer and
-adds its networks and its step.
+"""What the class-conditional image generators share in training: a folder with one subfolder of images per
+class (an art style, a category of drawings); for the GANs (DCGAN, StyleGAN2) also a generator, its weight
+average (EMA), a discriminator and their two optimisers. A GAN family's trainer subclasses
+ClassFolderGANTrainer and adds its networks and its step; the diffusion family's, ClassFolderTrainer.
 """
 from __future__ import annotations
 
@@ -45,11 +45,31 @@ def load_class_folder(opts: Any, ctx: Distributed) -> ImageFolder:
                              background=parse_colour(opts.background))
 
 
-class ClassFolderGANTrainer(FamilyTrainer):
+class ClassFolderTrainer(FamilyTrainer):
+    """A generator trained on a class folder (set self.data and self.opts): resume checks the classes, and
+    --eval-every and the checkpoint's facts come from the folder."""
+
+    data: ImageFolder
+
+    def check_resumable(self, checkpoint) -> None:
+        super().check_resumable(checkpoint)
+        if checkpoint.meta.get("classes") != self.data.classes:
+            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} was trained on classes "
+                                f"{checkpoint.meta.get('classes')}, the data folder has {self.data.classes}")
+
+    def real_images(self, count: int, rng: np.random.Generator) -> np.ndarray:
+        """Up to `count` training images, (N, H, W, 3) uint8, drawn without replacement (for --eval-every)."""
+        return self.data.images[torch.from_numpy(rng.permutation(len(self.data))[:count])].permute(0, 2, 3, 1).numpy()
+
+    def checkpoint_facts(self) -> dict[str, Any]:
+        return {"classes": self.data.classes, "dataset": self.data.describe(), "seed": self.opts.seed,
+                "training": dataclasses.asdict(self.opts), "normalization": {"range": [-1, 1], "layout": "NCHW"}}
+
+
+class ClassFolderGANTrainer(ClassFolderTrainer):
     """A GAN on a class folder: set self.data, self.opts, self.ctx, self.G, self.G_ema, self.D, self.opt_G
     and self.opt_D; the generator's average is what inference uses."""
 
-    data: ImageFolder
     G: nn.Module
     G_ema: nn.Module
     D: nn.Module
@@ -59,19 +79,5 @@ class ClassFolderGANTrainer(FamilyTrainer):
     def state(self) -> dict[str, nn.Module | torch.optim.Optimizer]:
         return {"G": self.G, "D": self.D, "G_ema": self.G_ema, "opt_G": self.opt_G, "opt_D": self.opt_D}
 
-    def check_resumable(self, checkpoint) -> None:
-        super().check_resumable(checkpoint)
-        if checkpoint.meta.get("classes") != self.data.classes:
-            raise ArtforgeError(f"--resume: checkpoint {checkpoint.path} was trained on classes "
-                                f"{checkpoint.meta.get('classes')}, the data folder has {self.data.classes}")
-
     def inference_weights(self) -> dict[str, torch.Tensor]:
         return self.G_ema.state_dict()
-
-    def real_images(self, count: int, rng: np.random.Generator) -> np.ndarray:
-        """Up to `count` training images, (N, H, W, 3) uint8, drawn without replacement (for --eval-every)."""
-        return self.data.images[torch.from_numpy(rng.permutation(len(self.data))[:count])].permute(0, 2, 3, 1).numpy()
-
-    def checkpoint_facts(self) -> dict[str, Any]:
-        return {"classes": self.data.classes, "dataset": self.data.describe(), "seed": self.opts.seed,
-                "training": dataclasses.asdict(self.opts), "normalization": {"range": [-1, 1], "layout": "NCHW"}}

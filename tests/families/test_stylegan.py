@@ -154,7 +154,8 @@ def test_export_serve_and_generate_with_truncation_and_a_latent_walk(stylegan_ru
     from artforge.cli import main
     from artforge.errors import ArtforgeError
     from artforge.export.pipeline import export_checkpoint
-    from artforge.families.generate import generate, local_generator, remote_generator
+    from artforge.families.generate import generate
+    from artforge.serving.generators import local_generator, remote_generator
     from artforge.imaging import read_image
     from artforge.serving.client import Client
     from artforge.serving.server import Server

@@ -12,7 +12,8 @@ import pytest
 
 from artforge.errors import ArtforgeError
 from artforge.serving.client import AsyncClient, Client
-from artforge.families.generate import generate, local_generator, remote_generator
+from artforge.families.generate import generate
+from artforge.serving.generators import local_generator, remote_generator
 from artforge.serving.server import Server, free_port
 
 pytestmark = pytest.mark.slow
