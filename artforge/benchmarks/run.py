@@ -46,6 +46,7 @@ from artforge.benchmarks.report import (
     write_reports,
 )
 from artforge.benchmarks.served import run_served_benchmark
+from artforge.benchmarks.sampling import run_sampling_benchmark
 from artforge.benchmarks.stream import run_stream_benchmark
 from artforge.benchmarks.variants import measure_variants
 from artforge.checkpoint import load_checkpoint
@@ -89,6 +90,7 @@ class BenchOptions:
                               default_factory=list)
     prompt_length: int = option(16, help="token models: prompt tokens per stream")
     max_tokens: int = option(64, help="token models: tokens asked for per stream")
+    steps: int = option(16, help="diffusion models: sampler steps per picture (a preview every steps/4)")
     peer: str = option("", help="models with dynamic sizes: also time this public peer in-process at each of --sizes "
                                 "(style: magenta, needs the peer extra) and write Triton's frames/s over the peer's")
     variants: bool = option(False, help="also measure an int8 ONNX Runtime variant: latency and quality cost "
@@ -147,6 +149,8 @@ def run_benchmark(**kwargs: Any) -> dict[str, Any]:
         return run_replica_benchmark(opts, ckpt, spec, out)
     if spec.stream:  # a loop model: first-token latency and tokens/s over gRPC streams
         return run_stream_benchmark(opts, ckpt, network, spec, out, analyzer)
+    if spec.sampler:  # a sampling loop: pictures/s, first preview, batched stepping
+        return run_sampling_benchmark(opts, ckpt, spec, out)
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="artforge-bench-") as work:
         repo = build_bench_repository(opts, Path(work))

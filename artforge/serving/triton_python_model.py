@@ -99,9 +99,8 @@ class TritonPythonModel:
     def start_loop_thread(self, most):
         """(scheduler, outbox) of a loop model whose concurrent requests (up to `most`) run as one batch on a
         thread, else (None, None)."""
-        if self.sampler:  # pictures step together; previews that queued while one went out are stale
-            return (StreamScheduler(DenoiseBatch(self.denoise), most),
-                    Outbox(lambda sender, events: sender.send(self.picture_response(events[-1])), self.end_stream))
+        if self.sampler:  # pictures step together; each preview is sent from the stepping thread (a few a request)
+            return StreamScheduler(DenoiseBatch(self.denoise), most), None
         if self.stream and batches_streams(self.stream):  # streams decode together
             return (StreamScheduler(continuous_batch(self.session.run, self.stream), most),
                     Outbox(lambda sender, tokens: sender.send(self.token_response(tokens)), self.end_stream))
@@ -209,10 +208,11 @@ class TritonPythonModel:
             return
         picture = Denoising(self.sampler, given["style"][0], given["seed"][0], given["steps"][0],
                             given["guidance"][0], SAMPLERS[int(given["sampler"][0])], given["previews"][0])
-        client_gone = getattr(sender, "is_cancelled", None) or getattr(request, "is_cancelled", lambda: False)
-        self.scheduler.submit(picture, lambda event: self.outbox.token(sender, event),
-                              lambda error: self.outbox.end(sender, error),
-                              lambda: sender in self.outbox.broken or client_gone())
+        # sent at once from the stepping thread: through a sending thread (as tokens go) previews queued behind
+        # the stepping for tens of milliseconds on 2 cores; a failed send ends the picture there
+        self.scheduler.submit(picture, lambda event: sender.send(self.picture_response(event)),
+                              lambda error: self.end_stream(sender, error),
+                              getattr(sender, "is_cancelled", None) or getattr(request, "is_cancelled", lambda: False))
 
     def denoise(self, x, t, classes):
         names = self.sampler
@@ -249,6 +249,7 @@ class TritonPythonModel:
     def finalize(self):
         if self.scheduler:
             self.scheduler.close()
+        if self.outbox:
             self.outbox.close()
         self.session = None
 

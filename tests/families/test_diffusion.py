@@ -147,3 +147,19 @@ def test_evaluate_measures_the_served_model_and_the_checkpoint_alike(diffusion_s
 
 def test_sampler_names_agree_between_the_contract_and_the_served_sampler():
     assert SAMPLER_NAMES == denoising.SAMPLERS
+
+
+def test_bench_times_the_served_sampler_against_in_process_in_turns(diffusion_run, tmp_path):
+    from artforge.benchmarks.run import run_benchmark
+
+    document = run_benchmark(checkpoint=str(diffusion_run), out=str(tmp_path / "bench"), concurrency=[1, 4],
+                             requests=8, steps=4, threads=1)
+    ways = document["ways"]
+    assert set(ways) == {"inprocess_one", "served_one", "inprocess_together", "served_batched", "served_single"}
+    assert all(len(w["per_turn"]) == 3 and w["pictures_per_s"] > 0 for w in ways.values())
+    assert 0 < ways["served_one"]["first_preview_ms"] < ways["served_one"]["request_ms"]
+    assert set(document["ratios"]) == {"served_over_inprocess_pictures_per_s_c1", "first_preview_share_of_request",
+                                       "batched_over_single_pictures_per_s_c4",
+                                       "served_batched_over_inprocess_together_c4"}
+    text = (tmp_path / "bench" / "bench.md").read_text()
+    assert "Triton, 4 requests open, batched stepping" in text and "first preview after" in text

@@ -106,3 +106,38 @@ def test_batching_does_not_change_a_picture():
     alone = denoising.sample(denoise, [picture(7, 10, 2.0)])
     together = denoising.sample(denoise, [picture(1, 4, 1.0), picture(7, 10, 2.0), picture(2, 6, 0.0)])
     np.testing.assert_array_equal(together[1], alone[0])
+
+
+def test_scheduler_steps_pictures_together_and_drops_a_cancelled_one():
+    """The served model's thread: pictures submitted at once share each step; one whose client went away
+    after its third preview stops there, the other runs to its final picture."""
+    import threading
+
+    from artforge.serving.decoding import StreamScheduler
+
+    loop = dict(channels=3, image_size=4, num_classes=2, schedule=SCHEDULES[0])
+    rows_per_call, both_submitted = [], threading.Event()
+
+    def denoise(x, t, classes):
+        both_submitted.wait(10)  # the first step may hold one picture; the next ones hold both
+        rows_per_call.append(len(x))
+        return 0.1 * x
+
+    scheduler = StreamScheduler(denoising.DenoiseBatch(denoise), max_streams=4, cancel_check_s=0)
+    events, ended = {"kept": [], "cancelled": []}, {}
+    done = threading.Event()
+
+    def submit(key, cancel_after_first):
+        picture = denoising.Denoising(loop, label=0, seed=1, steps=100, guidance=1.0, sampler="ddim", previews=1)
+        scheduler.submit(picture, lambda event: events[key].append(event[0]),
+                         lambda error: (ended.__setitem__(key, error), len(ended) == 2 and done.set()),
+                         lambda: cancel_after_first and len(events[key]) >= 3)
+    submit("cancelled", True)
+    submit("kept", False)
+    both_submitted.set()
+    assert done.wait(30)
+    scheduler.close()
+    assert ended == {"cancelled": "cancelled", "kept": None}
+    assert events["kept"] == list(range(1, 101))
+    assert 3 <= len(events["cancelled"]) <= 5  # stopped within a step or two of the client leaving
+    assert max(rows_per_call) == 2  # the two pictures stepped in one call
