@@ -193,6 +193,18 @@ def plain_type(kind: Any) -> Any:
     return kind
 
 
+def settings(text: str) -> dict[str, float]:
+    """'steps=8,guidance=4' -> {'steps': 8.0, 'guidance': 4.0}: named numbers, for a model's controls."""
+    found = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        name, _, value = item.partition("=")
+        try:
+            found[name.strip()] = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected NAME=NUMBER[,NAME=NUMBER...], got '{item}'") from None
+    return found
+
+
 def int_list(text: str) -> list[int]:
     """'1,4,16' -> [1, 4, 16]: positive integers, for sweeps."""
     try:

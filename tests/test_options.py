@@ -47,3 +47,14 @@ def test_choices_types_and_required_flags_are_enforced():
         parse("--out", "r", "--steps", "many")
     with pytest.raises(SystemExit):
         parse("--steps", "3")
+
+
+def test_settings_parse_named_numbers_and_refuse_the_rest():
+    import argparse
+
+    from artforge.options import settings
+
+    assert settings("steps=8, guidance=2.5") == {"steps": 8.0, "guidance": 2.5}
+    assert settings("") == {}
+    with pytest.raises(argparse.ArgumentTypeError, match="NAME=NUMBER"):
+        settings("steps=many")

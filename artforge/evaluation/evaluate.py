@@ -21,7 +21,7 @@ from artforge.evaluation.metrics import measure_quality
 from artforge.files import atomic_write_text
 from artforge.generation import generation_request
 from artforge.image_folders import load_image_folder
-from artforge.options import Command, option
+from artforge.options import Command, option, settings
 from artforge.registry import get_family
 from artforge.serving.client import Client
 from artforge.serving.generators import Generator, local_generator, remote_generator
@@ -42,6 +42,9 @@ class EvaluateOptions:
                                "(a model trained at 128 px restoring 512 px pictures); 0: the training size")
     seed: int = option(0, help="seeds the generated requests and the choice of real images")
     batch: int = option(32, help="images per request")
+    controls: dict[str, float] = option(help="generators: settings of the model's controls, e.g. steps=8,guidance=4 "
+                                             "(diffusion) or truncation=0.7 (StyleGAN); default: the model's",
+                                        parse=settings, default_factory=dict)
     critic: str = option("", help="a critic trained on the real data (run or checkpoint folder, or with --url a "
                                   "served critic's name): per-class accuracy of the generated images")
     run: str = option("", help="with --url: the run or checkpoint the served model came from, for families "
@@ -69,11 +72,13 @@ class Generated:
     source: dict[str, Any]
 
 
-def generate(model: Generator, count: int, batch: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+def generate(model: Generator, count: int, batch: int, seed: int,
+             controls: dict[str, float] | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """(count, H, W, 3) uint8 and the requested classes, in batches: request k is seeded seed + k
-    (classes drawn uniformly, controls at their defaults)."""
+    (classes drawn uniformly, controls as given or at their defaults)."""
 
-    requests = [generation_request(model.inputs, model.metadata, model.limits, min(batch, count - start), seed + k)
+    requests = [generation_request(model.inputs, model.metadata, model.limits, min(batch, count - start), seed + k,
+                                   controls=controls)
                 for k, start in enumerate(range(0, count, batch))]
     images = np.concatenate([model.images(request) for request in requests])
     class_input = model.metadata.get("class_input")
@@ -86,10 +91,11 @@ def generated_images(opts: EvaluateOptions) -> Generated:
     if opts.url:
         with Client(opts.url) as client:
             model = remote_generator(client, opts.source)
-            images, classes = generate(model, opts.count, min(opts.batch, model.max_batch or opts.batch), opts.seed)
+            images, classes = generate(model, opts.count, min(opts.batch, model.max_batch or opts.batch), opts.seed,
+                                       opts.controls)
     else:
         model = local_generator(opts.source)
-        images, classes = generate(model, opts.count, opts.batch, opts.seed)
+        images, classes = generate(model, opts.count, opts.batch, opts.seed, opts.controls)
     return Generated(images, classes, class_names(model.metadata), model.source)
 
 
@@ -156,11 +162,16 @@ def measure_generator(opts: EvaluateOptions) -> dict[str, Any]:
     return document
 
 
+def controls_note(controls: dict[str, float] | None) -> str:
+    return f", controls {', '.join(f'{k}={v:g}' for k, v in controls.items())}" if controls else ""
+
+
 def markdown(document: dict[str, Any]) -> str:
     q = document["quality"]
     return "\n".join([
         f"# artforge evaluate: {document['source'].get('family', '?')}", "",
-        f"{q['generated']} generated vs {q['real']} real images from {document['data']}.",
+        f"{q['generated']} generated vs {q['real']} real images from {document['data']}"
+        f"{controls_note(document['options'].get('controls'))}.",
         f"Feature space: {q['feature_space']}. These are not Inception FID/KID figures.", "",
         "| FD | KID | KID std | precision | recall | diversity |", "|---|---|---|---|---|---|",
         f"| {q['fd']:.1f} | {q['kid']:.2f} | {q['kid_std']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} | "

@@ -143,6 +143,9 @@ def test_evaluate_measures_the_served_model_and_the_checkpoint_alike(diffusion_s
     local = evaluate(source=str(diffusion_run), out=str(tmp_path / "local"), **common)
     assert served["quality"]["generated"] == local["quality"]["generated"] == 10
     assert served["quality"]["fd"] == pytest.approx(local["quality"]["fd"], rel=1e-3)
+    fewer = evaluate(source=str(diffusion_run), out=str(tmp_path / "fewer"), controls={"steps": 2}, **common)
+    assert fewer["quality"]["fd"] != pytest.approx(local["quality"]["fd"], rel=1e-3)  # the controls reached the sampler
+    assert "controls steps=2" in (tmp_path / "fewer" / "evaluate.md").read_text()
 
 
 def test_sampler_names_agree_between_the_contract_and_the_served_sampler():

@@ -25,7 +25,7 @@ class DiffusionConfig:
 
     image_size: int = 32
     num_classes: int = 5  # the data's classes; class index num_classes is "no class" (classifier-free guidance)
-    width: int = 64  # channels at full resolution
+    width: int = 32  # channels at full resolution
     levels: int = 3  # resolutions: 32 px -> 32, 16, 8
     layers_per_block: int = 1
     attention: bool = True  # self-attention at the lowest resolution (and in the middle block)
