@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 STAMP  := $(VENV)/.installed
 
-.PHONY: env gpu-env perf-analyzer lint docs test test-fast demo demo-style reliability soak clean
+.PHONY: env gpu-env perf-analyzer browser lint docs test test-fast demo demo-style studio reliability soak clean
 
 env: $(STAMP)
 
@@ -16,7 +16,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet $(TORCH)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(MAKE) --no-print-directory perf-analyzer
+	$(MAKE) --no-print-directory browser
 	touch $(STAMP)
+
+# Debian's chromium for the studio's browser tests (Playwright drives it by path: no browser download)
+browser:
+	@command -v chromium > /dev/null || { 		if [ "$$(id -u)" = 0 ] && command -v apt-get > /dev/null; then 			apt-get install -y -qq chromium > /dev/null 2>&1 || 			{ apt-get update -qq > /dev/null && apt-get install -y -qq chromium > /dev/null; } || 			echo "the studio's browser tests need chromium: apt-get install chromium failed"; 		else echo "the studio's browser tests need chromium: sudo apt-get install chromium"; fi; }
 
 # NVIDIA's perf_analyzer (`artforge bench --perf-analyzer`): the binary inside the tritonclient 2.51 wheel
 # (Triton 2.51's release, as nvidia-pytriton 0.7.0's server; later wheels need glibc 2.38 or ship none),
@@ -74,6 +79,13 @@ define with_server
 	$(1)
 endef
 comma := ,
+
+# The studio (a web page for every served model) over the demo's repository: `make demo` first if there is
+# none; the page is at http://127.0.0.1:$(STUDIO_PORT) until Ctrl-C
+STUDIO_PORT ?= 7860
+studio: env
+	@test -d $(DEMO)/repo || $(MAKE) --no-print-directory demo
+	$(call with_server,$(VENV)/bin/artforge studio --url 127.0.0.1:8001 --port $(STUDIO_PORT) --bench $(DEMO)/bench)
 
 # The whole road on a laptop CPU in about 10 minutes: data, training, export, a live Triton
 # server, images over gRPC, a short benchmark.

@@ -50,6 +50,7 @@ COMMANDS = {
     "loss-layers": "artforge.families.style.loss_layers:COMMAND",
     "init-gain": "artforge.families.style.init_gain:COMMAND",
     "reliability": "artforge.benchmarks.reliability:COMMAND",
+    "studio": "artforge.studio.command:COMMAND",
 }
 GROUPS = {"data": "make and inspect training data", "train": "train a model family"}
 

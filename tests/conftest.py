@@ -43,6 +43,35 @@ def dcgan_repo(dcgan_run, tmp_path_factory) -> Path:
     return repo
 
 
+# A diffusion model small enough to train a few steps in a second or two (16 px, two levels).
+TINY_DIFFUSION = dict(size=16, width=16, levels=2, norm_groups=8, batch_size=8, sample_every=1000,
+                      checkpoint_every=1000, progress=False)
+
+
+@pytest.fixture(scope="session")
+def diffusion_run(art32, tmp_path_factory) -> Path:
+    """A tiny diffusion model trained 4 steps, with its diffusers folder."""
+    pytest.importorskip("diffusers", reason="the diffusers extra (pip install -e '.[diffusers]')")
+    from artforge.families.diffusion.train import train_diffusion
+
+    run = tmp_path_factory.mktemp("runs") / "diffusion"
+    train_diffusion(data=str(art32), out=str(run), steps=4, seed=0, diffusers_out=str(run / "diffusers"),
+                    **TINY_DIFFUSION)
+    return run
+
+
+@pytest.fixture(scope="session")
+def diffusion_server(diffusion_run, tmp_path_factory):
+    """The tiny diffusion model served as 'diffusion' (up to 8 pictures stepping together)."""
+    from artforge.export.pipeline import export_checkpoint
+    from artforge.serving.server import Server
+
+    repo = tmp_path_factory.mktemp("diffusion-repo")
+    export_checkpoint(diffusion_run, repo, max_batch=8)
+    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def triton(dcgan_repo):
     """A live Triton server on free ports, stopped at the end of the session whatever happens."""
@@ -71,7 +100,7 @@ def style_run(tmp_path_factory):
 # for other reasons (running `artforge bench`, training, scoring in a feature space) carry
 # @pytest.mark.slow themselves.
 SLOW_FIXTURES = {"triton", "style_server", "served", "two_replicas", "poem_run", "music_run", "imported_server",
-                 "diffusion_server"}
+                 "diffusion_server", "studio_triton", "studio"}
 SLOW_SOURCE = re.compile(r"\bServer\(|replica_servers\(|run_benchmark\(|torchrun")
 
 

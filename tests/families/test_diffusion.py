@@ -4,7 +4,6 @@ form, refused requests), and `artforge generate` / `artforge evaluate` through i
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,29 +16,7 @@ from artforge.serving import denoising
 
 pytest.importorskip("diffusers", reason="the diffusers extra (pip install -e '.[diffusers]')")
 
-TINY = dict(size=16, width=16, levels=2, norm_groups=8, batch_size=8, sample_every=1000, checkpoint_every=1000,
-            progress=False)
-
-
-@pytest.fixture(scope="module")
-def diffusion_run(art32, tmp_path_factory) -> Path:
-    """A tiny diffusion model trained 4 steps, with its diffusers folder."""
-    from artforge.families.diffusion.train import train_diffusion
-
-    run = tmp_path_factory.mktemp("runs") / "diffusion"
-    train_diffusion(data=str(art32), out=str(run), steps=4, seed=0, diffusers_out=str(run / "diffusers"), **TINY)
-    return run
-
-
-@pytest.fixture(scope="module")
-def diffusion_server(diffusion_run, tmp_path_factory):
-    from artforge.export.pipeline import export_checkpoint
-    from artforge.serving.server import Server
-
-    repo = tmp_path_factory.mktemp("repo")
-    export_checkpoint(diffusion_run, repo, max_batch=8)
-    with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
-        yield server
+from tests.conftest import TINY_DIFFUSION as TINY  # noqa: E402
 
 
 def test_resumed_training_equals_an_uninterrupted_run(art32, tmp_path):

@@ -1,0 +1,190 @@
+"""The studio's Gradio app: one tab per served model (artforge/studio/pages.py says what each does), and the
+bench reports of a folder. Imported only by `artforge studio` (gradio is the optional studio extra)."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported: no calls home
+
+import gradio as gr  # noqa: E402
+
+from artforge.errors import ArtforgeError  # noqa: E402
+from artforge.serving.client import Client  # noqa: E402
+from artforge.studio import pages  # noqa: E402
+
+
+def with_message(function: Callable, outputs: int) -> Callable:
+    """The handler's outputs and a message line: artforge's one-line errors (a refused request, a limit, an
+    unavailable server) become the page's message, the outputs stay as they were; never a traceback."""
+    def call(*args: Any) -> list[Any]:
+        try:
+            result = function(*args)
+        except ArtforgeError as e:
+            return [gr.update()] * outputs + [refusal(e)]
+        return [*(result if outputs > 1 else [result]), ""]
+    return call
+
+
+def streamed_with_message(function: Callable[..., Iterator]) -> Callable[..., Iterator]:
+    """with_message for a handler that yields its output as it grows (one output)."""
+    def call(*args: Any) -> Iterator:
+        try:
+            for value in function(*args):
+                yield value, ""
+        except ArtforgeError as e:
+            yield gr.update(), refusal(e)
+    return call
+
+
+def refusal(error: Exception) -> str:
+    return f"**Not done:** {error}"
+
+
+def message_line(name: str):
+    return gr.Markdown("", elem_id=element(name, "message"))
+
+
+def api_name(model: str, action: str) -> str:
+    return f"{''.join(c if c.isalnum() else '_' for c in model)}_{action}"
+
+
+def element(model: str, part: str) -> str:
+    """The page element id of a model's widget (what browser tests and custom CSS find it by)."""
+    return f"{''.join(c if c.isalnum() else '-' for c in model)}-{part}"
+
+
+def generator_tab(client: Client, name: str) -> None:
+    info = client.model(name)
+    controls = pages.generator_controls(info)
+    with gr.Row():
+        with gr.Column(scale=1):
+            choices = pages.class_choices(info)
+            label = gr.Dropdown(choices, value=choices[0] if choices else None, label="class", visible=bool(choices),
+                                elem_id=element(name, "class"))
+            count = gr.Slider(1, 64, value=8, step=1, label="pictures", elem_id=element(name, "count"))
+            seed = gr.Number(0, precision=0, label="seed", elem_id=element(name, "seed"))
+            widgets = [gr.Dropdown(c.choices, value=c.choices[int(c.default)], label=c.name,
+                                   elem_id=element(name, c.name)) if c.choices
+                       else gr.Slider(c.minimum, c.maximum, value=c.default, step=1 if c.integer else 0.05,
+                                      label=c.name, elem_id=element(name, c.name)) for c in controls]
+            button = gr.Button("Generate", variant="primary", elem_id=element(name, "run"))
+        with gr.Column(scale=2):
+            grid = gr.Image(label="grid", format="png", type="numpy", interactive=False,
+                            elem_id=element(name, "output"))
+            message = message_line(name)
+
+    def run(label_value, count_value, seed_value, *control_values) -> Iterator:
+        given = pages.control_values(info, {c.name: v for c, v in zip(controls, control_values)})
+        yield from pages.generator_grids(client, name, label_value, int(count_value), int(seed_value or 0), given)
+    button.click(streamed_with_message(run), [label, count, seed, *widgets], [grid, message],
+                 api_name=api_name(name, "generate"))
+
+
+def stream_tab(client: Client, name: str) -> None:
+    with gr.Row():
+        with gr.Column(scale=1):
+            prompt = gr.Textbox("", label="prompt")
+            max_tokens = gr.Slider(1, client.model(name).stream.max_new_tokens, value=100, step=1, label="tokens")
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature")
+            top_k = gr.Slider(0, 100, value=0, step=1, label="top k (0: all)")
+            top_p = gr.Slider(0, 1, value=1.0, step=0.05, label="top p")
+            seed = gr.Number(0, precision=0, label="seed")
+            button = gr.Button("Write", variant="primary", elem_id=element(name, "run"))
+        with gr.Column(scale=2):
+            text = gr.Textbox(label="text", lines=12, interactive=False, elem_id=element(name, "output"))
+            message = message_line(name)
+    button.click(streamed_with_message(lambda *values: pages.streamed_text(client, name, *values)),
+                 [prompt, max_tokens, temperature, top_k, top_p, seed], [text, message],
+                 api_name=api_name(name, "write"))
+
+
+def form_widget(name: str, field: pages.FormField):
+    t = field.tensor
+    at = element(name, t.name)
+    if field.kind == "picture":
+        return [gr.Image(type="numpy", image_mode="RGB", label=t.name, format="png", elem_id=at)]
+    if field.kind == "labels":
+        return [gr.Dropdown(field.labels, value=field.labels[0], label=t.name, elem_id=at)]
+    if field.kind == "mix":
+        return [gr.Slider(0, 1, value=1.0 if i == 0 else 0.0, step=0.05, label=f"{t.name}: {label}",
+                          elem_id=f"{at}-{i}") for i, label in enumerate(field.labels)]
+    if field.kind == "number" and field.minimum is not None and field.maximum is not None:
+        return [gr.Slider(field.minimum, field.maximum, value=field.minimum, label=t.name, elem_id=at,
+                          step=1 if t.dtype.startswith(("int", "uint")) else 0.01)]
+    if field.kind == "number":
+        return [gr.Number(0, label=t.name, elem_id=at)]
+    return [gr.Markdown(f"`{t.name}` ({t.dtype} {t.shape}): not settable here; use `artforge infer`")]
+
+
+def form_tab(client: Client, name: str) -> None:
+    info = client.model(name)
+    fields = pages.form_fields(info)
+    with gr.Row():
+        with gr.Column(scale=1):
+            widgets = [form_widget(name, field) for field in fields]
+            button = gr.Button("Run", variant="primary", elem_id=element(name, "run"))
+        with gr.Column(scale=1):
+            shown = [gr.Image(label=t.name, format="png", interactive=False, elem_id=element(name, f"out-{t.name}"))
+                     if t.dtype == "uint8" and len(t.shape) == 3 else gr.JSON(label=t.name,
+                                                                              elem_id=element(name, f"out-{t.name}"))
+                     for t in info.outputs]
+            message = message_line(name)
+    sizes = [len(w) for w in widgets]
+
+    def run(*values: Any) -> list[Any]:
+        grouped, start = [], 0
+        for field, size in zip(fields, sizes):
+            grouped.append(list(values[start:start + size]) if field.kind == "mix" else values[start])
+            start += size
+        answer = [pages.form_answer(client, name, fields, grouped)[t.name] for t in info.outputs]
+        return answer[0] if len(answer) == 1 else answer  # Gradio takes one output's value alone
+    inputs = [w for group, field in zip(widgets, fields) if field.kind != "unsupported" for w in group]
+    button.click(with_message(run, len(shown)), inputs, [*shown, message], api_name=api_name(name, "run"))
+
+
+def bench_tab(report: Path) -> None:
+    gr.Markdown((report / "bench.md").read_text())
+    for picture in sorted(report.glob("*.png")):
+        gr.Image(str(picture), label=picture.name, interactive=False)
+
+
+TABS = {"generator": generator_tab, "stream": stream_tab, "form": form_tab}
+
+
+def build_studio(client: Client, bench: Path | None = None) -> gr.Blocks:
+    """The page: a tab per ready model on the server (and per bench report under `bench`)."""
+    with gr.Blocks(title="artforge studio") as app:
+        gr.Markdown(f"# artforge studio\nModels served by Triton at `{client.url}`.")
+        for name in client.models():
+            with gr.Tab(name):
+                info = client.model(name)
+                gr.Markdown(f"**{name}**: {info.family or 'a model artforge did not export'}")
+                TABS[pages.page_kind(info)](client, name)
+        for report in bench_reports(bench):
+            with gr.Tab(f"bench: {report.relative_to(bench) if report != bench else bench.name}"):
+                bench_tab(report)
+    return app
+
+
+def bench_reports(bench: Path | None) -> list[Path]:
+    """Folders under `bench` holding a bench.json and bench.md."""
+    if bench is None:
+        return []
+    if not bench.is_dir():
+        raise ArtforgeError(f"--bench {bench} is not a folder")
+    found = sorted(p.parent for p in bench.rglob("bench.json") if (p.parent / "bench.md").is_file()
+                   and json.loads(p.read_text()))
+    return found
+
+
+def launch(url: str, host: str, port: int, bench: Path | None = None, block: bool = True):
+    """Serve the studio; returns (app, its address) when block is False."""
+    client = Client(url)
+    app = build_studio(client, bench)
+    app.queue(default_concurrency_limit=4)
+    _, address, _ = app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                               quiet=not block, footer_links=["api"], show_error=True)
+    return app, address

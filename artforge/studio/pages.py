@@ -1,0 +1,233 @@
+"""What each studio page does, without Gradio: the functions behind the buttons, from a served model's contract.
+
+Three kinds of page, told apart by the contract alone (no family is named here):
+- a generator (fixed-size inputs, a uint8 picture out): a grid from a class, a count, a seed and the
+  model's controls, through the same `generate` as `artforge generate` (previews as they form for a
+  sampling loop);
+- a token stream: the text as it is written, through `Client.stream_text` as `artforge stream`;
+- any other model: one request from a form of its inputs (pictures; numbers within their limits; a
+  label by name; a mix of labels as one weight each, normalised as `artforge stylize --blend` does),
+  its outputs shown by what they hold.
+"""
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+
+from artforge.contract import TensorSpec
+from artforge.errors import ArtforgeError
+from artforge.families.generate import PreviewFrames, generate
+from artforge.imaging import make_grid
+from artforge.serving.client import Client, ModelInfo, resolve_label
+from artforge.serving.generators import generator_image_output, remote_generator
+
+GRID_COLUMNS = 8
+VIEW_SIDE = 128  # small art is enlarged (nearest neighbour) to about this side, as the CLI's PNGs are
+
+
+def page_kind(info: ModelInfo) -> str:
+    """'generator', 'stream' or 'form': which page a served model gets."""
+    if info.stream:
+        return "stream"
+    try:
+        generator_image_output(info.inputs, info.outputs, "")
+        return "generator"
+    except ArtforgeError:
+        return "form"
+
+
+def enlarged(picture: np.ndarray, side: int) -> np.ndarray:
+    """(H, W, 3) uint8 enlarged by whole pixels, as `save_png(upscale=...)` writes the CLI's grids."""
+    factor = max(1, VIEW_SIDE // side)
+    return picture.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else picture
+
+
+# ---- generators ----
+@dataclass
+class GeneratorControl:
+    """A control input of a generator as a slider: its range from the limits, its default from the metadata."""
+
+    name: str
+    minimum: float
+    maximum: float
+    default: float
+    integer: bool
+    choices: list[str] | None = None  # a sampler: named choices instead of numbers
+
+
+def generator_controls(info: ModelInfo) -> list[GeneratorControl]:
+    controls, defaults = [], info.metadata.get("controls", {})
+    for spec in (t for t in info.inputs if t.name in defaults):  # in the contract's order (metadata is sorted)
+        name, default = spec.name, defaults[spec.name]
+        limit = info.limits.get(name, {})
+        integer = np.dtype(spec.dtype).kind in "iu"
+        choices = info.metadata.get("samplers") if name == "sampler" else None
+        controls.append(GeneratorControl(name, float(limit.get("min", 0)), float(limit.get("max", max(1, default))),
+                                         float(default), integer, choices))
+    return controls
+
+
+def class_choices(info: ModelInfo) -> list[str]:
+    """'all in turn', then the model's class names (empty: the model takes no class)."""
+    names = [str(n) for n in info.metadata.get("styles", [])] if info.metadata.get("class_input") else []
+    return ["all in turn", *names] if names else []
+
+
+def control_values(info: ModelInfo, values: dict[str, Any]) -> dict[str, float]:
+    """Slider and dropdown values as the request's controls (a sampler's name as its index)."""
+    out = {}
+    for control in generator_controls(info):
+        value = values.get(control.name, control.default)
+        if control.choices:
+            value = control.choices.index(value) if value in control.choices else int(value)
+        out[control.name] = float(value)
+    return out
+
+
+def generator_grids(client: Client, name: str, label: str | None, count: int, seed: int,
+                    controls: dict[str, float]) -> Iterator[np.ndarray]:
+    """The grid `artforge generate --count --seed --class` writes (enlarged alike); for a sampling loop first
+    the grid of every preview step as the pictures form."""
+    info = client.model(name)
+    label = None if label in (None, "", "all in turn") else label
+    columns = count if label is not None else min(count, GRID_COLUMNS)
+    model = remote_generator(client, name)
+    if not info.sampler or not controls.get("previews"):
+        images = generate(model, int(count), int(seed), label, controls)
+        yield enlarged(make_grid(images, columns), images.shape[1])
+        return
+    frames = PreviewFrames(int(count), columns)
+    yield from with_previews(lambda on_event: generate(model, int(count), int(seed), label, controls, on_event),
+                             frames, columns)
+
+
+def with_previews(run, frames: PreviewFrames, columns: int) -> Iterator[np.ndarray]:
+    """Run `run(on_event)` on a thread; yield the grid of each new preview step, then the final grid."""
+    steps: queue.Queue = queue.Queue()
+    result: dict[str, Any] = {}
+
+    def on_event(item: int, step: int, picture: np.ndarray) -> None:
+        frames.on_event(item, step, picture)
+        steps.put(step)
+
+    def work() -> None:
+        try:
+            result["images"] = run(on_event)
+        except Exception as e:  # handed to the page's thread, which shows it
+            result["error"] = e
+        steps.put(None)
+    threading.Thread(target=work, name="artforge-studio-sampling", daemon=True).start()
+    shown = 0
+    while (step := steps.get()) is not None:
+        if len(frames.steps.get(step, {})) == frames.count and step > shown:  # every picture has reached it
+            shown = step
+            grid = frames.frames()[-1]
+            yield enlarged(grid, next(iter(frames.steps[step].values())).shape[0])
+    if "error" in result:
+        raise result["error"]
+    images = result["images"]
+    yield enlarged(make_grid(images, columns), images.shape[1])
+
+
+# ---- token streams ----
+def streamed_text(client: Client, name: str, prompt: str, max_tokens: int, temperature: float, top_k: int,
+                  top_p: float, seed: int) -> Iterator[str]:
+    """The prompt and the text after it, growing as `artforge stream` prints it."""
+    text = prompt
+    for piece in client.stream_text(name, prompt, int(max_tokens), float(temperature), int(top_k), int(seed),
+                                    float(top_p)):
+        text += piece
+        yield text
+
+
+# ---- any other model: a form of its inputs ----
+@dataclass
+class FormField:
+    """How one input is asked for on a form page."""
+
+    tensor: TensorSpec
+    kind: str  # picture, labels (a dropdown), mix (a weight per label), number, unsupported
+    labels: list[str]
+    minimum: float | None = None
+    maximum: float | None = None
+
+
+def form_fields(info: ModelInfo) -> list[FormField]:
+    labels = [str(n) for n in info.metadata.get("labels", info.metadata.get("styles", []))]
+    fields = []
+    for t in info.inputs:
+        limit = info.limits.get(t.name, {})
+        if t.dtype == "uint8" and len(t.shape) == 3 and t.shape[-1] in (1, 3):
+            kind = "picture"
+        elif t.shape == (len(labels),) and np.dtype(t.dtype).kind == "f" and labels:
+            kind = "mix"
+        elif t.shape == (1,) and np.dtype(t.dtype).kind in "iu" and labels and limit.get("max") == len(labels) - 1:
+            kind = "labels"
+        elif t.shape == (1,) and np.dtype(t.dtype).kind in "fiu":
+            kind = "number"
+        else:
+            kind = "unsupported"
+        fields.append(FormField(t, kind, labels, limit.get("min"), limit.get("max")))
+    return fields
+
+
+def form_request(fields: list[FormField], values: list[Any]) -> dict[str, np.ndarray]:
+    """The one-item request of a form's values, in the fields' order."""
+    request = {}
+    for field, value in zip(fields, values):
+        request[field.tensor.name] = field_value(field, value)
+    return request
+
+
+def field_value(field: FormField, value: Any) -> np.ndarray:
+    t = field.tensor
+    if field.kind == "picture":
+        if value is None:
+            raise ArtforgeError(f"'{t.name}' needs a picture: upload one")
+        picture = np.asarray(value, np.uint8)
+        if picture.ndim == 2:
+            picture = picture[..., None]
+        picture = picture[..., :t.shape[-1]] if picture.shape[-1] >= t.shape[-1] else np.repeat(picture, 3, axis=-1)
+        return picture[None]
+    if field.kind == "labels":
+        return np.array([[resolve_label(value, field.labels)]], t.dtype)
+    if field.kind == "mix":
+        weights = np.asarray(value, np.float64)
+        if weights.sum() > 0:  # a mix of labels: normalised as `--blend` does (all zero: the limits refuse it)
+            weights = weights / weights.sum()
+        return weights[None].astype(t.dtype)
+    if field.kind == "number":
+        return np.array([[value]], t.dtype)
+    raise ArtforgeError(f"'{t.name}' ({t.dtype} {t.shape}) cannot be set from this page: use artforge infer")
+
+
+def form_answer(client: Client, name: str, fields: list[FormField], values: list[Any]) -> dict[str, Any]:
+    """The served answer of one form request: {output name: (H, W, 3) picture or a JSON-able summary}."""
+    info = client.model(name)
+    answer = client.infer(name, form_request(fields, values))
+    shown = {}
+    for t in info.outputs:
+        value = answer[t.name][0]
+        if t.dtype == "uint8" and value.ndim == 3 and value.shape[-1] in (1, 3):
+            shown[t.name] = value if value.shape[-1] == 3 else np.repeat(value, 3, axis=-1)
+        else:
+            shown[t.name] = summarise(value, info.metadata)
+    return shown
+
+
+def summarise(value: np.ndarray, metadata: dict[str, Any]) -> Any:
+    """An output for people: small arrays as numbers (by label when one per label), larger ones described."""
+    labels = [str(n) for n in metadata.get("labels", metadata.get("styles", []))]
+    flat = value.reshape(-1)
+    if value.dtype == object:
+        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v) for v in flat]
+    if labels and flat.size == len(labels):
+        return {label: float(v) for label, v in zip(labels, flat)}
+    if flat.size <= 16:
+        return [float(v) for v in flat]
+    return {"shape": list(value.shape), "dtype": str(value.dtype), "min": float(flat.min()), "max": float(flat.max()),
+            "mean": float(flat.mean())}
