@@ -100,9 +100,9 @@ def test_wrong_family_unknown_family_and_incompatible_config_are_named(tmp_path)
     (path / "checkpoint.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="does not know"):
         load_network(path)
-    meta["family"] = "diffusion"
+    meta["family"] = "flow-matching"
     (path / "checkpoint.json").write_text(json.dumps(meta))
-    with pytest.raises(CheckpointError, match="unknown model family 'diffusion'"):
+    with pytest.raises(CheckpointError, match="unknown model family 'flow-matching'"):
         build_from_checkpoint(load_checkpoint(path))
 
 
