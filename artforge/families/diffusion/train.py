@@ -22,7 +22,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from artforge.checkpoint import load_checkpoint
 from artforge.contract import DenoisingLoop
 from artforge.errors import ArtforgeError
 from artforge.evaluation.metrics import ImageQualityJudge
@@ -192,7 +191,7 @@ def write_diffusers_folder(checkpoint_path: Path, out: Path) -> None:
     schedule = network.config.schedule()
     scheduler = DDIMScheduler(**schedule, clip_sample=False, set_alpha_to_one=True)
     DDIMPipeline(unet=network.unet, scheduler=scheduler).save_pretrained(out, safe_serialization=True)
-    classes = load_checkpoint(checkpoint_path).meta.get("classes", [])
+    classes = checkpoint.meta.get("classes", [])
     (out / "artforge.json").write_text(json.dumps({
         "classes": classes, "null_class": network.config.num_classes, "checkpoint": str(checkpoint.path),
         "note": "class-conditional: call the unet with class_labels (0..N-1, or null_class for no class)"}, indent=1))
