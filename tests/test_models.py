@@ -12,7 +12,30 @@ def test_generator_and_discriminator_shapes(size):
     images = G(z, labels)
     assert images.shape == (3, 3, size, size)
     assert images.min() >= -1 and images.max() <= 1
-    assert D(images, labels).shape == (3,)
+    logits, classes = D(images, labels)
+    assert logits.shape == (3,) and classes is None  # projection only, the default
+
+
+@pytest.mark.parametrize("conditioning, projects, classifies", [("projection", True, False), ("acgan", False, True),
+                                                                ("both", True, True)])
+def test_the_discriminator_is_told_the_class_as_configured(conditioning, projects, classifies):
+    config = DCGANConfig(num_classes=5, z_dim=16, g_width=8, d_width=8, conditioning=conditioning)
+    D = Discriminator(config).eval()
+    images, labels = torch.rand(4, 3, 32, 32) * 2 - 1, torch.tensor([0, 1, 2, 4])
+    logits, classes = D(images, labels)
+    assert (classes is not None and classes.shape == (4, 5)) == classifies
+    names = {name.split(".")[0] for name in D.state_dict()}
+    assert ("project" in names) == projects and ("classify" in names) == classifies
+    # with projection the real/fake logit depends on the label; without, only the class logits name it
+    other, other_classes = D(images, torch.tensor([1, 2, 3, 0]))
+    assert (not torch.allclose(other, logits)) == projects
+    assert classes is None or torch.equal(other_classes, classes)
+
+
+def test_an_unknown_conditioning_is_refused_and_old_configs_project():
+    with pytest.raises(ValueError, match="one of projection, acgan, both"):
+        DCGANConfig(conditioning="cgan")
+    assert DCGANConfig(**{"image_size": 32, "num_classes": 5}).conditioning == "projection"
 
 
 def test_the_label_changes_the_image():

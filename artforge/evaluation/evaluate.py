@@ -17,7 +17,8 @@ from artforge.checkpoint import load_checkpoint
 from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError, CheckpointError
 from artforge.evaluation.judge import class_accuracy
-from artforge.evaluation.metrics import measure_quality
+from artforge.evaluation.features import ArtFeatures
+from artforge.evaluation.metrics import diversity_by_class, image_features, measure_features
 from artforge.files import atomic_write_text
 from artforge.generation import generation_request
 from artforge.image_folders import load_image_folder
@@ -70,6 +71,10 @@ class Generated:
     classes: np.ndarray | None  # (N,) index into class_names
     class_names: list[str]
     source: dict[str, Any]
+
+    def names(self) -> np.ndarray:
+        """The class name each image was asked for."""
+        return np.array(self.class_names)[self.classes]
 
 
 def generate(model: Generator, count: int, batch: int, seed: int,
@@ -155,8 +160,13 @@ def measure_generator(opts: EvaluateOptions) -> dict[str, Any]:
     if generated.images.shape[1] != generated.images.shape[2]:
         raise ArtforgeError(f"evaluate compares square images; the model makes {generated.images.shape[1:3]}")
     real, real_labels, real_names = real_images(opts.data, generated.images.shape[1], opts.count, opts.seed)
-    quality = measure_quality(real, generated.images)
-    document = {"source": generated.source, "data": opts.data, "options": asdict(opts), "quality": quality.to_json()}
+    extractor = ArtFeatures()
+    real_features, fake_features = image_features(real, extractor), image_features(generated.images, extractor)
+    quality = measure_features(real_features, fake_features).to_json()
+    if generated.classes is not None:
+        quality["diversity_by_class"] = diversity_by_class(real_features, np.array(real_names)[real_labels],
+                                                           fake_features, generated.names())
+    document = {"source": generated.source, "data": opts.data, "options": asdict(opts), "quality": quality}
     if opts.critic:
         document["critic"] = class_accuracy(opts.critic, opts.url, generated, real, real_labels, real_names)
     return document
@@ -175,20 +185,31 @@ def markdown(document: dict[str, Any]) -> str:
         f"Feature space: {q['feature_space']}. These are not Inception FID/KID figures.", "",
         "| FD | KID | KID std | precision | recall | diversity |", "|---|---|---|---|---|---|",
         f"| {q['fd']:.1f} | {q['kid']:.2f} | {q['kid_std']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} | "
-        f"{q['diversity']:.3f} |", "", *critic_markdown(document.get("critic"))])
+        f"{q['diversity']:.3f} |", "", *class_markdown(document.get("critic"), q.get("diversity_by_class"))])
 
 
-def critic_markdown(critic: dict[str, Any] | None) -> list[str]:
-    if not critic:
+def class_markdown(critic: dict[str, Any] | None, diversity: dict[str, float | None] | None) -> list[str]:
+    """Per class: the critic's verdicts (with --critic) and the diversity within the class."""
+    if not critic and not diversity:
         return []
+    diversity = diversity or {}
+    if not critic:
+        return ["Diversity within each class (generated over real):", "", "| class | diversity |", "|---|---|",
+                *(f"| {name} | {number(value)} |" for name, value in diversity.items()), ""]
     lines = [f"Per-class accuracy judged by the critic {critic['critic']} (its own accuracy on the real images "
-             "is the ceiling):", "", "| class | generated | most often mistaken for | real |", "|---|---|---|---|"]
+             "is the ceiling), and the diversity within each class (generated over real):", "",
+             "| class | generated | most often mistaken for | real | diversity |", "|---|---|---|---|---|"]
     for name, row in critic["per_class"].items():
         judged = f"{row['mistaken_for'][0]} ({row['mistaken_for'][1]:.0%})" if row.get("mistaken_for") else "-"
-        lines.append(f"| {name} | {percent(row['generated'])} | {judged} | {percent(row['real'])} |")
-    lines += [f"| **all** | **{percent(critic['generated_accuracy'])}** | | **{percent(critic['real_accuracy'])}** |",
+        lines.append(f"| {name} | {percent(row['generated'])} | {judged} | {percent(row['real'])} | "
+                     f"{number(diversity.get(name))} |")
+    lines += [f"| **all** | **{percent(critic['generated_accuracy'])}** | | **{percent(critic['real_accuracy'])}** | |",
               ""]
     return lines
+
+
+def number(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def percent(value: float | None) -> str:

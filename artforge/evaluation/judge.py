@@ -25,7 +25,7 @@ def class_accuracy(critic: str, url: str, generated, real: np.ndarray, real_labe
     if generated.classes is None:
         raise ArtforgeError("--critic: the generator takes no class label, so there is no class to check")
     classify, labels, source = classifier(critic, url)
-    generated_names = np.array(generated.class_names)[generated.classes]
+    generated_names = generated.names()
     judged = np.array(labels)[classify(generated.images)]
     real_judged = np.array(labels)[classify(real)]
     real_true = np.array(real_names)[real_labels]

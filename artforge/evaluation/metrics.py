@@ -106,6 +106,18 @@ def diversity(features: torch.Tensor) -> float:
     return float(distances.sum() / (n * (n - 1)))
 
 
+def diversity_by_class(real: torch.Tensor, real_names: np.ndarray, fake: torch.Tensor,
+                       fake_names: np.ndarray) -> dict[str, float | None]:
+    """Each generated class's diversity over its real images' (the overall `diversity`, within one class):
+    low where a generator draws one picture per class whatever its noise (AC-GAN's known failure), which
+    the overall figure hides when the classes differ. None where either side has under 2 images."""
+    result: dict[str, float | None] = {}
+    for name in dict.fromkeys(fake_names.tolist()):  # in order of first appearance, once each
+        mine, theirs = fake[fake_names == name], real[real_names == name]
+        result[str(name)] = diversity(mine) / diversity(theirs) if min(len(mine), len(theirs)) >= 2 else None
+    return result
+
+
 def measure_quality(real_images, generated_images, extractor: nn.Module | None = None, k: int = 3) -> Quality:
     """Every measure of generated vs real images, in FEATURE_SPACE (or the given extractor's space)."""
     extractor = extractor or ArtFeatures()

@@ -17,6 +17,7 @@ from torch import nn
 from artforge.errors import ArtforgeError
 from artforge.imaging import parse_colour
 from artforge.options import RunControl, option
+from artforge.training.conditioning import CONDITIONINGS
 from artforge.training.distributed import Distributed
 from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer
@@ -34,6 +35,19 @@ class ClassFolderOptions(RunControl):
     eval_every: int = option(0, help="every N steps (and at 0 and the end), measure FD/KID/precision/recall "
                                      "of --eval-count images against the data into log.jsonl and quality.png")
     eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
+
+
+@dataclass(kw_only=True)
+class ClassGANOptions(ClassFolderOptions):
+    """A class-folder GAN's options: the data's, and how its discriminator is told the class."""
+
+    conditioning: str = option("projection", choices=list(CONDITIONINGS),
+                               help="how the discriminator is told the class: projection (the label's embedding "
+                                    "dotted with its features), acgan (an auxiliary classifier whose verdict on "
+                                    "the generated pictures the generator is also trained on: draws the class on "
+                                    "real data; docs/conditioning.md), or both")
+    class_weight: float = option(1.0, help="weight of the auxiliary classifier's loss against the real/fake loss "
+                                           "(acgan, both)")
 
 
 def load_class_folder(opts: Any, ctx: Distributed) -> ImageFolder:

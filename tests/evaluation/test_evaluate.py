@@ -18,6 +18,8 @@ def test_a_checkpoint_and_its_served_model_measure_the_same(dcgan_run, art32, tr
     # the same requests for the same seed; pixels agree within a grey level, so the measures nearly do
     assert b["fd"] == pytest.approx(a["fd"], rel=0.02) and b["precision"] == pytest.approx(a["precision"], abs=0.1)
     assert "EfficientNet-Lite0" in a["feature_space"]
+    assert set(a["diversity_by_class"]) <= {"circles", "grid", "splatter", "stripes", "waves"}
+    assert b["diversity_by_class"] == pytest.approx(a["diversity_by_class"], rel=0.05)
     assert "not Inception" in (tmp_path / "local" / "evaluate.md").read_text()
     assert json.loads((tmp_path / "served" / "evaluate.json").read_text())["source"]["url"] == triton.grpc_url
 

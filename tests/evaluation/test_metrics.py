@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from artforge.evaluation.features import FEATURE_SPACE, ArtFeatures
-from artforge.evaluation.metrics import (diversity, frechet_distance, kernel_distance, measure_quality,
-                                         precision_recall)
+from artforge.evaluation.metrics import (diversity, diversity_by_class, frechet_distance, kernel_distance,
+                                         measure_quality, precision_recall)
 
 
 def gaussian(n, mean, scale, d=4, seed=0):
@@ -40,6 +40,20 @@ def test_precision_and_recall_tell_a_collapsed_generator_from_a_wrong_one():
     assert diversity(real[:1].repeat(50, 1) + gaussian(50, 0.0, 1e-3, seed=10)) < 0.01 * diversity(real)
     with pytest.raises(ValueError, match="need more than 3"):
         precision_recall(real, real[:3])
+
+
+def test_diversity_by_class_finds_the_class_drawn_as_one_picture_that_the_overall_figure_hides():
+    real_a, real_b = gaussian(200, 0.0, 1.0, seed=11), gaussian(200, 20.0, 1.0, seed=12)
+    fake_a = gaussian(200, 0.0, 1.0, seed=13)
+    fake_b = real_b[:1].repeat(200, 1) + gaussian(200, 0.0, 1e-3, seed=14)  # class b: one picture, whatever z
+    real, fake = torch.cat([real_a, real_b]), torch.cat([fake_a, fake_b])
+    names = np.array(["a"] * 200 + ["b"] * 200)
+    assert diversity(fake) / diversity(real) > 0.45  # the classes lie apart: overall, fakes still look varied
+    by_class = diversity_by_class(real, names, fake, names)
+    assert list(by_class) == ["a", "b"]
+    assert by_class["a"] == pytest.approx(1.0, abs=0.1) and by_class["b"] < 0.01
+    # a class asked for but absent from the real folder (or drawn once) has no figure
+    assert diversity_by_class(real, names, fake[:201], np.array(["a"] * 200 + ["c"]))["c"] is None
 
 
 @pytest.fixture(scope="module")

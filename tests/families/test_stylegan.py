@@ -150,6 +150,22 @@ def test_without_augmentation_the_run_differs(art32, stylegan_run, tmp_path):
     assert not torch.equal(plain.weights["synthesis.const"], augmented.weights["synthesis.const"])
 
 
+def test_the_auxiliary_classifier_is_trained_on_real_pictures_and_steers_the_generator(art32, tmp_path):
+    from safetensors.torch import load_file
+
+    from artforge.families.stylegan.train import train_stylegan
+
+    def run(name, **options):
+        last = train_stylegan(data=str(art32), out=str(tmp_path / name), steps=2, **{**TINY_STYLEGAN, **options})
+        return load_file(str(last / "model.safetensors")), load_file(str(last / "state.safetensors"))
+
+    (heard, state), (deaf, _) = run("acgan", conditioning="acgan"), run("deaf", conditioning="acgan", class_weight=0)
+    assert any(".D.classify." in key for key in state) and not any(".D.project." in key for key in state)
+    log = [json.loads(line) for line in (tmp_path / "acgan" / "log.jsonl").read_text().splitlines()]
+    assert all(0 <= r["d_class_real"] <= 1 and 0 <= r["d_class_fake"] <= 1 for r in log)
+    assert not torch.equal(heard["synthesis.const"], deaf["synthesis.const"])  # the class loss changed the generator
+
+
 def test_export_serve_and_generate_with_truncation_and_a_latent_walk(stylegan_run, art32, tmp_path, capsys):
     from artforge.cli import main
     from artforge.errors import ArtforgeError

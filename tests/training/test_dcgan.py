@@ -49,6 +49,26 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(art32, tmp_path
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def test_the_auxiliary_classifier_trains_on_real_pictures_and_its_verdict_reaches_the_generator(art32, tmp_path):
+    def run(name, **options):
+        last = train_dcgan(data=str(art32), out=str(tmp_path / name), steps=3, seed=5, **{**TINY_DCGAN, **options})
+        log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
+        return tensors(last / "model.safetensors"), tensors(last / "state.safetensors"), log
+
+    plain, plain_state, plain_log = run("projection")
+    heard, heard_state, heard_log = run("acgan", conditioning="acgan")
+    deaf, _, _ = run("deaf", conditioning="acgan", class_weight=0.0)
+    assert not any(".D.classify." in key for key in plain_state) and "d_class_fake" not in plain_log[-1]
+    assert any(".D.classify." in key for key in heard_state)
+    assert not any(".D.project." in key for key in heard_state)
+    assert all(0 <= record["d_class_real"] <= 1 and 0 <= record["d_class_fake"] <= 1 for record in heard_log)
+    # the same seed and networks: only the class loss (through D and G) tells the two generators apart
+    assert any(not torch.equal(heard[key], deaf[key]) for key in heard if key.startswith("convs"))
+    assert load_checkpoint(tmp_path / "acgan").meta["config"]["conditioning"] == "acgan"
+    with pytest.raises(ArtforgeError, match="started with conditioning='acgan'"):
+        train_dcgan(out=str(tmp_path / "acgan"), steps=4, resume=True, conditioning="both")
+
+
 def test_resume_refuses_a_conflicting_option_and_a_fresh_run_refuses_an_old_folder(art32, tmp_path):
     run = tmp_path / "run"
     train_dcgan(data=str(art32), out=str(run), steps=2, **TINY_DCGAN)
@@ -98,6 +118,7 @@ def test_two_process_torchrun_trains_and_only_rank_zero_writes(art32, tmp_path):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
            "-m", "artforge", "train", "dcgan", "--data", str(art32), "--out", str(run), "--steps", "3",
            "--batch-size", "8", "--g-width", "8", "--d-width", "8", "--z-dim", "16", "--quiet",
+           "--conditioning", "both",  # both heads: each must take part in every backward pass DDP reduces
            "--device", "cpu"]  # gloo on the CPU: a machine with one GPU cannot give each process its own
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]

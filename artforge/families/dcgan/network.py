@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from artforge.training.conditioning import check_conditioning, uses_classifier, uses_projection
+
 
 @dataclass(frozen=True)
 class DCGANConfig:
@@ -20,8 +22,11 @@ class DCGANConfig:
     g_width: int = 64  # channels of the generator's last hidden layer
     d_width: int = 64  # channels of the discriminator's first layer
     channels: int = 3
+    # how the discriminator is told the class (training/image_gan.py); checkpoints without it used projection
+    conditioning: str = "projection"
 
     def __post_init__(self) -> None:
+        check_conditioning(self.conditioning, "DCGAN")
         if self.image_size not in (32, 64):
             raise ValueError(f"DCGAN image_size must be 32 or 64, got {self.image_size}")
         if self.num_classes < 1:
@@ -77,7 +82,8 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(image, label) -> real/fake logit, conditioned by projection (Miyato & Koyama 2018)."""
+    """(image, label) -> (real/fake logit, class logits or None): told the class by projection (Miyato &
+    Koyama 2018), by an auxiliary classifier (AC-GAN), or both, as the config's `conditioning` says."""
 
     def __init__(self, config: DCGANConfig):
         super().__init__()
@@ -89,15 +95,19 @@ class Discriminator(nn.Module):
             layers += [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=False), nn.BatchNorm2d(w_out), nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)  # (B, 3, S, S) -> (B, widths[-1], 4, 4)
         self.to_logit = nn.Conv2d(widths[-1], 1, 4, 1, 0)
-        self.project = nn.Embedding(c.num_classes, widths[-1])
+        self.project = nn.Embedding(c.num_classes, widths[-1]) if uses_projection(c.conditioning) else None
+        self.classify = nn.Linear(widths[-1], c.num_classes) if uses_classifier(c.conditioning) else None
         self.apply(init_dcgan_weights)
-        nn.init.normal_(self.project.weight, 0.0, 0.02)  # start near an unconditional D
+        if self.project is not None:
+            nn.init.normal_(self.project.weight, 0.0, 0.02)  # start near an unconditional D
 
-    def forward(self, image: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, label: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         h = self.features(image)
         logit = self.to_logit(h).flatten(1).squeeze(1)  # (B,)
         pooled = h.mean(dim=(2, 3))  # (B, C); a sum would make the untrained logits huge
-        return logit + (self.project(label) * pooled).sum(dim=1)
+        if self.project is not None:
+            logit = logit + (self.project(label) * pooled).sum(dim=1)
+        return logit, None if self.classify is None else self.classify(pooled)
 
 
 def init_dcgan_weights(module: nn.Module) -> None:

@@ -26,7 +26,8 @@ from artforge.training.ema import ema_decay_at, update_ema
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.image_folders import ImageFolder
-from artforge.training.image_gan import ClassFolderGANTrainer, ClassFolderOptions, load_class_folder
+from artforge.training.conditioning import class_accuracy, class_loss
+from artforge.training.image_gan import ClassFolderGANTrainer, ClassGANOptions, load_class_folder
 from artforge.training.loop import TrainCommand, train
 from artforge.families.dcgan import generation_inputs
 
@@ -37,7 +38,7 @@ RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data", "eval_every", "eval_count"}
 
 @dataclass
 @with_defaults(sample_every=250)
-class DCGANTrainOptions(ClassFolderOptions):
+class DCGANTrainOptions(ClassGANOptions):
     """Everything that defines a DCGAN run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
@@ -79,7 +80,8 @@ class DCGANTrainer(ClassFolderGANTrainer):
     def __init__(self, opts: DCGANTrainOptions, ctx: Distributed):
         self.data = load_class_folder(opts, ctx)
         super().__init__(DCGANConfig(image_size=opts.size, num_classes=len(self.data.classes), z_dim=opts.z_dim,
-                                     g_width=opts.g_width, d_width=opts.d_width), opts.batch_size)
+                                     g_width=opts.g_width, d_width=opts.d_width, conditioning=opts.conditioning),
+                         opts.batch_size)
         self.opts, self.ctx = opts, ctx
         torch.manual_seed(opts.seed)  # network initialisation
         self.G, self.D = Generator(self.config).to(ctx.device), Discriminator(self.config).to(ctx.device)
@@ -131,30 +133,42 @@ def batch_for_step(data: ImageFolder, opts: DCGANTrainOptions, step: int, ctx: D
 
 
 def gan_step(trainer: DCGANTrainer, real, labels, z) -> dict[str, float]:
-    """One discriminator update, then one generator update (non-saturating loss on logits)."""
-    G, D, autocast = trainer.G_train, trainer.D_train, trainer.ctx.autocast
+    """One discriminator update, then one generator update (non-saturating loss on logits; with an
+    auxiliary classifier, its class loss on real pictures for D and on generated ones for G)."""
+    G, D, autocast, weight = trainer.G_train, trainer.D_train, trainer.ctx.autocast, trainer.opts.class_weight
     with autocast():
         fake = G(z, labels)
     # D: real -> 1, fake -> 0. Two backward passes, one per forward, so DDP reduces each once.
     trainer.opt_D.zero_grad(set_to_none=True)
     with autocast():
-        d_real = D(real, labels).float()
+        d_real, class_real = D(real, labels)
+    d_real = d_real.float()
     loss_real = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
-    loss_real.backward()
+    (loss_real + class_loss(class_real, labels, weight)).backward()
     with autocast():
-        d_fake = D(fake.detach(), labels).float()
+        d_fake, class_fake = D(fake.detach(), labels)
+    d_fake = d_fake.float()
     loss_fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
-    loss_fake.backward()
+    # the classifier learns classes from real pictures only (trained on generated ones too, as in AC-GAN's
+    # paper, it rewards pictures that are easy to name); DDP wants every parameter in every backward
+    (loss_fake + untouched(class_fake)).backward()
     trainer.opt_D.step()
-    # G: make D call the fakes real, -log D(G(z)), through the updated D
+    # G: make D call the fakes real, -log D(G(z)), through the updated D (and name them as asked)
     trainer.opt_G.zero_grad(set_to_none=True)
     with autocast():
-        d_gen = D(fake, labels).float()
+        d_gen, class_gen = D(fake, labels)
+    d_gen = d_gen.float()
     loss_G = F.binary_cross_entropy_with_logits(d_gen, torch.ones_like(d_gen))
-    loss_G.backward()
+    (loss_G + class_loss(class_gen, labels, weight)).backward()
     trainer.opt_G.step()
     return {"loss_d": (loss_real + loss_fake).item(), "loss_g": loss_G.item(),
-            "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item()}
+            "d_real": torch.sigmoid(d_real).mean().item(), "d_fake": torch.sigmoid(d_fake).mean().item(),
+            **class_accuracy("d_class_real", class_real, labels), **class_accuracy("d_class_fake", class_gen, labels)}
+
+
+def untouched(tensor: torch.Tensor | None) -> torch.Tensor | float:
+    """Zero that still depends on `tensor`, so DDP sees its parameters used in this backward pass."""
+    return 0.0 if tensor is None else tensor.sum() * 0.0
 
 
 @torch.no_grad()

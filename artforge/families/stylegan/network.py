@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from artforge.training.conditioning import check_conditioning, uses_classifier, uses_projection
+
 SQRT2 = math.sqrt(2.0)
 PADDINGS = ("zeros", "reflect")
 
@@ -55,6 +57,8 @@ class StyleGANConfig:
     channel_base: int = 1024  # channels at resolution r: min(channel_max, channel_base // r)
     channel_max: int = 128
     padding: str = "zeros"  # of the 3x3 convolutions: "zeros" (the paper's, and older checkpoints') or "reflect"
+    # how the discriminator is told the class (training/conditioning.py); checkpoints without it used projection
+    conditioning: str = "projection"
 
     def __post_init__(self) -> None:
         if self.image_size not in (16, 32, 64, 128):
@@ -65,6 +69,7 @@ class StyleGANConfig:
             raise ValueError("stylegan z_dim, w_dim and channels at full resolution must be at least 8")
         if self.padding not in PADDINGS:
             raise ValueError(f"stylegan padding must be one of {', '.join(PADDINGS)}, got {self.padding!r}")
+        check_conditioning(self.conditioning, "stylegan")
 
     def channels(self, resolution: int) -> int:
         return min(self.channel_max, self.channel_base // resolution)
@@ -289,8 +294,9 @@ class DiscriminatorBlock(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(images (B, 3, S, S), labels) -> (B,) logits. Class-conditional by projection (Miyato & Koyama 2018):
-    the last features dotted with a learned embedding of the label."""
+    """(images (B, 3, S, S), labels) -> ((B,) logits, (B, classes) class logits or None). Class-conditional
+    by projection (Miyato & Koyama 2018: the last features dotted with a learned embedding of the label), by
+    an auxiliary classifier on the same features (AC-GAN), or both: the config's `conditioning`."""
 
     def __init__(self, config: StyleGANConfig):
         super().__init__()
@@ -301,11 +307,17 @@ class Discriminator(nn.Module):
         c4 = c(4)
         self.epilogue = nn.Sequential(MinibatchStd(), EqualConv2d(c4 + 1, c4, 3, padding=config.padding), nn.Flatten(),
                                       EqualLinear(c4 * 16, c4, activate=True))
-        self.project = nn.Embedding(config.num_classes, c4) if config.num_classes > 1 else None
+        conditional = config.num_classes > 1
+        self.project = nn.Embedding(config.num_classes, c4) if conditional and uses_projection(config.conditioning) \
+            else None
+        self.classify = EqualLinear(c4, config.num_classes) if conditional and uses_classifier(config.conditioning) \
+            else None
         self.out = EqualLinear(c4, 1 if self.project is None else c4)
 
-    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        x = self.out(self.epilogue(self.blocks(self.from_rgb(images))))
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        features = self.epilogue(self.blocks(self.from_rgb(images)))
+        classes = None if self.classify is None else self.classify(features)
+        x = self.out(features)
         if self.project is None:
-            return x[:, 0]
-        return (x * normalize_2nd_moment(self.project(labels))).sum(dim=1) / math.sqrt(x.shape[1])
+            return x[:, 0], classes
+        return (x * normalize_2nd_moment(self.project(labels))).sum(dim=1) / math.sqrt(x.shape[1]), classes

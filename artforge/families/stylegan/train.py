@@ -32,7 +32,8 @@ from artforge.options import option, with_defaults
 from artforge.training.distributed import Distributed, step_generator
 from artforge.training.ema import update_ema
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
-from artforge.training.image_gan import ClassFolderGANTrainer, ClassFolderOptions, load_class_folder
+from artforge.training.conditioning import class_accuracy, class_loss
+from artforge.training.image_gan import ClassFolderGANTrainer, ClassGANOptions, load_class_folder
 from artforge.training.loop import TrainCommand, train
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ R1_EVERY = 16  # lazy regularisation: the penalty every 16 steps, scaled by 16
 
 @dataclass
 @with_defaults(sample_every=250)
-class StyleGANTrainOptions(ClassFolderOptions):
+class StyleGANTrainOptions(ClassGANOptions):
     """Everything that defines a StyleGAN2 run; written to RUN/train_options.json."""
 
     out: str = option(help="run folder for checkpoints, samples and logs", required=True)
@@ -97,7 +98,8 @@ class StyleGANTrainer(ClassFolderGANTrainer):
     def __init__(self, opts: StyleGANTrainOptions, ctx: Distributed):
         self.data = load_class_folder(opts, ctx)
         super().__init__(StyleGANConfig(opts.size, len(self.data.classes), opts.z_dim, opts.w_dim, opts.mapping_layers,
-                                        opts.channel_base, opts.channel_max, opts.padding), opts.batch_size)
+                                        opts.channel_base, opts.channel_max, opts.padding, opts.conditioning),
+                         opts.batch_size)
         self.opts, self.ctx = opts, ctx
         torch.manual_seed(opts.seed)
         self.G, self.D = Generator(self.config).to(ctx.device), Discriminator(self.config).to(ctx.device)
@@ -139,18 +141,26 @@ class StyleGANTrainer(ClassFolderGANTrainer):
         with self.ctx.autocast():
             return G(z[mine].to(dev), labels, noise[mine].to(dev), None, z_mix[mine].to(dev), mix_from[mine].to(dev))
 
-    def discriminate(self, images: torch.Tensor, labels: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def discriminate(self, images: torch.Tensor, labels: torch.Tensor,
+                     g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """D's real/fake logits and class logits (None without a classifier) for augmented `images`."""
         with self.ctx.autocast():
-            return self.D(diff_augment(images, self.opts.augment, g), labels).float()
+            logits, classes = self.D(diff_augment(images, self.opts.augment, g), labels)
+        return logits.float(), classes
 
     def discriminator_step(self, real, labels, g, regularise: bool) -> dict[str, float]:
         with torch.no_grad():
             fake = self.fake_batch(labels, g, self.G)
         self.opt_D.zero_grad(set_to_none=True)
         real = real.detach().requires_grad_(regularise)
-        d_real, d_fake = self.discriminate(real, labels, g), self.discriminate(fake.float(), labels, g)
+        (d_real, class_real), (d_fake, _) = self.discriminate(real, labels, g), self.discriminate(fake.float(),
+                                                                                                 labels, g)
         loss = F.softplus(d_fake).mean() + F.softplus(-d_real).mean()
         report = {"loss_d": loss.item(), "d_real": d_real.mean().item(), "d_fake": d_fake.mean().item()}
+        # the classifier learns classes from real pictures only (on generated ones too, as in AC-GAN's
+        # paper, it would reward pictures that are easy to name)
+        loss = loss + class_loss(class_real, labels, self.opts.class_weight)
+        report.update(class_accuracy("d_class_real", class_real, labels))
         if regularise:  # R1: the gradient's squared norm on real images, pushing D to be flat there
             (grad,) = torch.autograd.grad(d_real.sum(), real, create_graph=True)
             penalty = grad.square().sum(dim=(1, 2, 3)).mean()
@@ -164,11 +174,12 @@ class StyleGANTrainer(ClassFolderGANTrainer):
     def generator_step(self, labels, g) -> dict[str, float]:
         self.opt_G.zero_grad(set_to_none=True)
         fake = self.fake_batch(labels, g, self.G)
-        loss = F.softplus(-self.discriminate(fake.float(), labels, g)).mean()  # non-saturating
-        loss.backward()
+        d_fake, class_fake = self.discriminate(fake.float(), labels, g)
+        loss = F.softplus(-d_fake).mean()  # non-saturating
+        (loss + class_loss(class_fake, labels, self.opts.class_weight)).backward()
         self.ctx.average_gradients(self.G)
         self.opt_G.step()
-        return {"loss_g": loss.item()}
+        return {"loss_g": loss.item(), **class_accuracy("d_class_fake", class_fake, labels)}
 
     def ema_beta(self, step: int) -> float:
         """Weight kept by the average per step: a half-life of ema_kimg thousand images, shorter at first
