@@ -13,7 +13,7 @@ import logging
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from artforge.benchmarks.served import run_served_benchmark
 from artforge.benchmarks.sampling import run_sampling_benchmark
 from artforge.benchmarks.stream import run_stream_benchmark
 from artforge.benchmarks.variants import measure_variants
-from artforge.checkpoint import load_checkpoint
+from artforge.checkpoint import CheckpointError, config_from_dict, load_checkpoint
 from artforge.errors import ArtforgeError
 from artforge.export.parity import onnx_session
 from artforge.export.pipeline import export_checkpoint
@@ -461,7 +461,9 @@ def bench_command(opts: BenchCommandOptions) -> None:
     baseline = require_baseline_file(Path(opts.check)) if opts.check else None  # fail before an hour of work
     if baseline is not None:
         checkpoint = load_checkpoint(opts.checkpoint)
-        check_baseline_fits(baseline, checkpoint.family, checkpoint.meta["config"], Path(opts.check))
+        recorded = {**baseline["model"], "config": with_defaults(checkpoint.family, baseline["model"])}
+        check_baseline_fits({**baseline, "model": recorded}, checkpoint.family,
+                            with_defaults(checkpoint.family, {"config": checkpoint.meta["config"]}), Path(opts.check))
     document = run_trials(opts)
     out = Path(opts.out)
     print((out / "bench.md").read_text())
@@ -519,3 +521,15 @@ COMMAND = Command(
              "  artforge bench runs/dcgan --concurrency 1,4,16 --batch-sizes 1 --requests 100 --out quick/\n"
              "  artforge bench runs/style --sizes 256,512 --concurrency 1,4 --batch-sizes 1,4 --requests 40",
     options=BenchCommandOptions, run=bench_command)
+
+
+def with_defaults(family: str, model: dict[str, Any]) -> dict[str, Any]:
+    """A recorded model config as the family reads it: a field added since the baseline was recorded takes
+    its default, as it does for an older checkpoint (a config of another family is left as recorded)."""
+    values = model.get("config") or {}
+    if model.get("family", family) != family:
+        return values
+    try:
+        return asdict(config_from_dict(get_family(family).config_cls, values, "baseline"))
+    except CheckpointError:
+        return values
