@@ -143,3 +143,20 @@ def test_eval_every_logs_fd_and_kid_from_the_untrained_start_and_draws_the_curve
 def test_zero_steps_writes_the_untrained_generator_as_a_baseline(art32, tmp_path):
     last = train_dcgan(data=str(art32), out=str(tmp_path / "run"), steps=0, seed=0, **TINY_DCGAN)
     assert last.name == "step_00000000" and load_checkpoint(last).step == 0
+
+
+@pytest.mark.parametrize("conditioning", ["projection", "acgan", "both"])
+def test_the_class_probe_reads_what_each_discriminator_is_told(art32, tmp_path, conditioning):
+    """docs/examples/discriminator_class_probe.py, behind docs/conditioning.md's figures, on a tiny run."""
+    train_dcgan(data=str(art32), out=str(tmp_path / "run"), steps=2, seed=1, conditioning=conditioning, **TINY_DCGAN)
+    probe = subprocess.run([sys.executable, "docs/examples/discriminator_class_probe.py", str(tmp_path / "run"),
+                            str(art32), "--count", "20", "--json", str(tmp_path / "probe.json")],
+                           capture_output=True, text=True, timeout=300)
+    assert probe.returncode == 0, probe.stderr
+    report = json.loads((tmp_path / "probe.json").read_text())
+    assert report["step"] == 2 and report["conditioning"] == conditioning
+    for side in ("real", "generated"):
+        assert 0 <= report[f"{side}_true_label_scores_highest"] <= 1
+        # without projection the real/fake logit cannot depend on the label: no class margin at all
+        assert (abs(report[f"{side}_class_margin"]) < 1e-5) == (conditioning == "acgan")
+        assert (f"{side}_classifier_accuracy" in report) == (conditioning != "projection")
