@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from artforge.checkpoint import config_from_dict, load_checkpoint
+from artforge.errors import ArtforgeError
 from artforge.image_folders import load_image_folder
 from artforge.imaging import uint8_to_unit
 
@@ -78,10 +79,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--json", default="")
     args = parser.parse_args()
-    checkpoint = load_checkpoint(args.run)
-    config, D, generate = networks(checkpoint)
+    try:  # a missing run or a bad data folder is one line, as in artforge's own commands
+        checkpoint = load_checkpoint(args.run)
+        config, D, generate = networks(checkpoint)
+        folder = load_image_folder(Path(args.data), config.image_size, progress=False)
+    except ArtforgeError as error:
+        raise SystemExit(f"error: {error}") from None
     torch.manual_seed(0)
-    folder = load_image_folder(Path(args.data), config.image_size, progress=False)
     pick = torch.randperm(len(folder))[:args.count]
     asked = torch.arange(args.count) % config.num_classes
     with torch.no_grad():

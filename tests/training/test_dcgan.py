@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,6 +12,8 @@ from artforge.checkpoint import load_checkpoint
 from artforge.errors import ArtforgeError
 from artforge.families.dcgan.train import train_dcgan
 from tests.conftest import TINY_DCGAN
+
+PROBE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "discriminator_class_probe.py"
 
 
 def tensors(path):
@@ -149,8 +152,8 @@ def test_zero_steps_writes_the_untrained_generator_as_a_baseline(art32, tmp_path
 def test_the_class_probe_reads_what_each_discriminator_is_told(art32, tmp_path, conditioning):
     """docs/examples/discriminator_class_probe.py, behind docs/conditioning.md's figures, on a tiny run."""
     train_dcgan(data=str(art32), out=str(tmp_path / "run"), steps=2, seed=1, conditioning=conditioning, **TINY_DCGAN)
-    probe = subprocess.run([sys.executable, "docs/examples/discriminator_class_probe.py", str(tmp_path / "run"),
-                            str(art32), "--count", "20", "--json", str(tmp_path / "probe.json")],
+    probe = subprocess.run([sys.executable, str(PROBE), str(tmp_path / "run"), str(art32), "--count", "20",
+                            "--json", str(tmp_path / "probe.json")],
                            capture_output=True, text=True, timeout=300)
     assert probe.returncode == 0, probe.stderr
     report = json.loads((tmp_path / "probe.json").read_text())
@@ -160,3 +163,9 @@ def test_the_class_probe_reads_what_each_discriminator_is_told(art32, tmp_path, 
         # without projection the real/fake logit cannot depend on the label: no class margin at all
         assert (abs(report[f"{side}_class_margin"]) < 1e-5) == (conditioning == "acgan")
         assert (f"{side}_classifier_accuracy" in report) == (conditioning != "projection")
+
+
+def test_the_class_probe_names_a_missing_run_in_one_line(art32, tmp_path):
+    missing = subprocess.run([sys.executable, str(PROBE), str(tmp_path / "none"), str(art32)],
+                             capture_output=True, text=True, timeout=300)
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr and "none" in missing.stderr
