@@ -12,6 +12,7 @@ Two facts of running it outside NVIDIA's container shape this file:
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -79,10 +80,23 @@ def shared_libpython() -> Path:
     return libdir / name
 
 
+def free_ports(count: int, host: str = "127.0.0.1", taken: tuple[int, ...] = ()) -> list[int]:
+    """`count` distinct free ports, none in `taken`. All sockets stay bound until every port is chosen: ports
+    asked for one at a time can come back equal (the kernel may hand a just-closed port out again), and Triton
+    refuses to start when two of its ports are the same."""
+    with contextlib.ExitStack() as stack:
+        ports: list[int] = []
+        while len(ports) < count:
+            s = stack.enter_context(socket.socket())
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+            if port not in taken:
+                ports.append(port)
+        return ports
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    return free_ports(1, host)[0]
 
 
 def check_port_free(host: str, port: int, what: str) -> None:
@@ -120,8 +134,10 @@ class Server:
                  startup_timeout_s: float = 180.0, verbose: bool = False, exit_timeout_s: int = 0):
         self.repository = Path(repository).resolve()
         self.host = host
-        self.ports = {"gRPC": grpc_port or free_port(), "HTTP": http_port or free_port(),
-                      "metrics": metrics_port or free_port()}
+        asked = {"gRPC": grpc_port, "HTTP": http_port, "metrics": metrics_port}
+        chosen = iter(free_ports(sum(not p for p in asked.values()), host if host != "0.0.0.0" else "127.0.0.1",
+                                 taken=tuple(p for p in asked.values() if p)))
+        self.ports = {what: port or next(chosen) for what, port in asked.items()}
         self.log_file = Path(log_file) if log_file else None
         self.startup_timeout_s = startup_timeout_s
         self.verbose = verbose
@@ -134,6 +150,7 @@ class Server:
         self.models: list[str] = []
         self._backend_dir: Path | None = None
         self._log_handle = None
+        self._log_start = 0
 
     @property
     def grpc_url(self) -> str:
@@ -160,6 +177,7 @@ class Server:
         remove_orphaned_shared_memory()  # left by servers that were killed
         install = find_triton()
         libpython = shared_libpython()
+        self.check_ports_distinct()
         for what, port in self.ports.items():
             check_port_free(self.host, port, what)
         self._backend_dir = assemble_backends(install)
@@ -167,6 +185,7 @@ class Server:
             self.log_file = self._backend_dir / "triton.log"
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
         self._log_handle = open(self.log_file, "ab")
+        self._log_start = self._log_handle.tell()  # a --log-file is appended to: earlier runs' lines are not ours
         self.process = subprocess.Popen(self.command(install), env=self.environment(install, libpython),
                                         stdout=self._log_handle, stderr=subprocess.STDOUT,
                                         stdin=subprocess.DEVNULL, start_new_session=True)
@@ -175,6 +194,14 @@ class Server:
         except BaseException:
             self.stop()
             raise
+
+    def check_ports_distinct(self) -> None:
+        seen: dict[int, str] = {}
+        for what, port in self.ports.items():
+            if port in seen:
+                raise ArtforgeError(f"the {seen[port]} and {what} ports are both {port}; Triton needs its own port "
+                                    f"for each (--{seen[port].lower()}-port, --{what.lower()}-port)")
+            seen[port] = what
 
     def command(self, install: TritonInstall) -> list[str]:
         cmd = [str(install.binary), "--model-repository", str(self.repository),
@@ -222,8 +249,14 @@ class Server:
         """The most telling line of the server log, for one-line errors."""
         if self._log_handle:
             self._log_handle.flush()
-        text = self.log_file.read_text(errors="replace") if self.log_file and self.log_file.exists() else ""
+        text = ""
+        if self.log_file and self.log_file.exists():
+            with open(self.log_file, "rb") as log:
+                log.seek(self._log_start)
+                text = log.read().decode(errors="replace")
         lines = [line.strip() for line in text.splitlines() if line.strip() and not any(n in line for n in LOG_NOISE)]
+        if any(line.startswith("Usage: tritonserver") for line in lines):
+            return lines[-1][:400]  # Triton rejected its command line: the reason follows its usage text
         for telling in (lambda line: line.startswith("E") and "failed to load" in line,  # carries the reason
                         lambda line: "what():" in line,  # a C++ exception that ended a process
                         lambda line: line.startswith(("E", "error:")),

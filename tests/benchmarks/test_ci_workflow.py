@@ -2,7 +2,7 @@
 as one script (a fresh folder, the same commands; the server's ports swapped for free ones)."""
 import json
 import os
-import socket
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from artforge.serving.server import free_ports
 from tests.perf_analyzer_here import perf_analyzer_or_skip
 
 WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "ci" / "bench.yml"
@@ -17,17 +18,11 @@ WORKFLOW = Path(__file__).resolve().parents[2] / "docs" / "ci" / "bench.yml"
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def bench_script(job: dict) -> str:
     steps = [step["run"] for step in job["steps"] if step.get("name", "").startswith("bench:")]
     script = "set -euo pipefail\n" + "\n".join(steps)
-    for port in ("8100", "8101", "8102"):
-        script = script.replace(port, str(free_port()))
+    for port, free in zip(("8100", "8101", "8102"), free_ports(3)):
+        script = re.sub(rf"\b{port}\b", str(free), script)  # whole numbers: a free port may contain "8101"
     return script
 
 

@@ -11,7 +11,7 @@ from artforge.errors import ArtforgeError
 from artforge.export.pipeline import export_checkpoint
 from artforge.serving.client import Client
 from artforge.serving.fuzz import FuzzCase, fuzz_cases, fuzz_server, send_raw
-from artforge.serving.server import SHM_DIR, SHM_PREFIX, Server, free_port, remove_orphaned_shared_memory
+from artforge.serving.server import SHM_DIR, SHM_PREFIX, Server, free_ports, remove_orphaned_shared_memory
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +74,7 @@ def test_the_client_refuses_what_the_server_would_before_sending(both_server):
 
 
 def test_serve_reloads_a_model_whose_backend_died(both_repo, tmp_path):
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     cmd = [sys.executable, "-m", "artforge", "serve", "--repository", str(both_repo), "--grpc-port", str(ports[0]),
            "--http-port", str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(tmp_path / "t.log"),
            "--health-interval", "1"]

@@ -14,7 +14,7 @@ from artforge.errors import ArtforgeError
 from artforge.serving.client import AsyncClient, Client
 from artforge.families.generate import generate
 from artforge.serving.generators import local_generator, remote_generator
-from artforge.serving.server import Server, free_port
+from artforge.serving.server import Server, free_port, free_ports
 
 pytestmark = pytest.mark.slow
 
@@ -139,6 +139,8 @@ def test_start_errors_come_before_anything_starts(tmp_path, dcgan_repo, monkeypa
         port = busy.getsockname()[1]
         with pytest.raises(ArtforgeError, match=f"gRPC port {port} on 127.0.0.1 is in use"):
             Server(dcgan_repo, grpc_port=port, http_port=0, metrics_port=0).start()
+    with pytest.raises(ArtforgeError, match="the gRPC and HTTP ports are both 8123; Triton needs its own port"):
+        Server(dcgan_repo, grpc_port=8123, http_port=8123, metrics_port=0).start()
     import sysconfig
 
     real = sysconfig.get_config_var
@@ -159,8 +161,30 @@ def test_a_model_that_fails_to_load_is_reported_with_the_servers_reason(tmp_path
     assert not server.alive()
 
 
+def test_servers_choose_distinct_free_ports():
+    ports = free_ports(64, taken=(8001,))
+    assert len(set(ports)) == 64 and 8001 not in ports
+    server = Server(".", grpc_port=0, http_port=9000, metrics_port=0)
+    assert len(set(server.ports.values())) == 3 and server.ports["HTTP"] == 9000
+
+
+class OneHTTPPortTwice(Server):
+    def command(self, install):
+        return super().command(install) + ["--http-port", str(self.ports["gRPC"])]
+
+
+def test_a_command_line_triton_rejects_is_reported_with_its_reason_not_an_earlier_runs(dcgan_repo, tmp_path):
+    log = tmp_path / "triton.log"
+    log.write_text("E1203 10:00:00.000000 1 model_lifecycle.cc:1] failed to load 'old' from an earlier run\n")
+    server = OneHTTPPortTwice(dcgan_repo, grpc_port=0, http_port=0, metrics_port=0, log_file=log)
+    with pytest.raises(ArtforgeError, match="while starting: The server cannot listen to HTTP requests and GRPC "
+                                            "requests at the same address") as error:
+        server.start()
+    assert "old" not in str(error.value) and "earlier run" in log.read_text()
+
+
 def test_serve_command_stops_cleanly_on_sigterm_and_frees_its_ports(dcgan_repo, tmp_path):
-    ports = [free_port() for _ in range(3)]
+    ports = free_ports(3)
     log = tmp_path / "triton.log"
     cmd = [sys.executable, "-m", "artforge", "serve", "--repository", str(dcgan_repo), "--grpc-port", str(ports[0]),
            "--http-port", str(ports[1]), "--metrics-port", str(ports[2]), "--log-file", str(log)]
