@@ -233,6 +233,19 @@ def default_note(f: dataclasses.Field) -> str:
 
 
 @dataclasses.dataclass(frozen=True)
+class Page:
+    """A client command shown as a studio page (`artforge studio`): a widget per option in `shown`, the
+    served model's name in the option `model`, the server's address in `url`, and each option in `files`
+    set to a file of that name in a fresh folder; the page shows every file the command wrote there
+    (pictures, audio, the rest to download). The page thus runs exactly what the command line runs."""
+
+    shown: tuple[str, ...]
+    files: dict[str, str]
+    button: str = "Run"
+    model: str = "model"
+
+
+@dataclasses.dataclass(frozen=True)
 class Command:
     """One `artforge NAME` command, declared beside the function it runs: its flags are the fields of
     `options`, and `run` gets that dataclass filled in. The CLI lists commands by "module:attribute" and
@@ -245,3 +258,4 @@ class Command:
     examples: str
     options: type
     run: Callable[[Any], None]
+    page: Page | None = None  # how `artforge studio` offers it for a served model of the family, if it does

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -86,12 +87,14 @@ def generator_tab(client: Client, name: str) -> None:
 def stream_tab(client: Client, name: str) -> None:
     with gr.Row():
         with gr.Column(scale=1):
-            prompt = gr.Textbox("", label="prompt")
-            max_tokens = gr.Slider(1, client.model(name).stream.max_new_tokens, value=100, step=1, label="tokens")
-            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature")
-            top_k = gr.Slider(0, 100, value=0, step=1, label="top k (0: all)")
-            top_p = gr.Slider(0, 1, value=1.0, step=0.05, label="top p")
-            seed = gr.Number(0, precision=0, label="seed")
+            prompt = gr.Textbox("", label="prompt", elem_id=element(name, "prompt"))
+            max_tokens = gr.Slider(1, client.model(name).stream.max_new_tokens, value=100, step=1, label="tokens",
+                                   elem_id=element(name, "tokens"))
+            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature",
+                                    elem_id=element(name, "temperature"))
+            top_k = gr.Slider(0, 100, value=0, step=1, label="top k (0: all)", elem_id=element(name, "top_k"))
+            top_p = gr.Slider(0, 1, value=1.0, step=0.05, label="top p", elem_id=element(name, "top_p"))
+            seed = gr.Number(0, precision=0, label="seed", elem_id=element(name, "seed"))
             button = gr.Button("Write", variant="primary", elem_id=element(name, "run"))
         with gr.Column(scale=2):
             text = gr.Textbox(label="text", lines=12, interactive=False, elem_id=element(name, "output"))
@@ -145,6 +148,39 @@ def form_tab(client: Client, name: str) -> None:
     button.click(with_message(run, len(shown)), inputs, [*shown, message], api_name=api_name(name, "run"))
 
 
+def command_tab(client: Client, name: str, folder: Path) -> None:
+    """The family's own client command (`Command.page`): its options as widgets, the files it writes shown."""
+    command = pages.family_command(client.model(name))
+    fields = pages.command_fields(command)
+    with gr.Row():
+        with gr.Column(scale=1):
+            widgets = [command_widget(name, field) for field in fields]
+            button = gr.Button(command.page.button, variant="primary", elem_id=element(name, "run"))
+        with gr.Column(scale=2):
+            picture = gr.Image(label="picture", format="png", interactive=False, elem_id=element(name, "picture"))
+            audio = gr.Audio(label="audio", type="filepath", interactive=False, elem_id=element(name, "audio"))
+            files = gr.File(label="files", file_count="multiple", interactive=False, elem_id=element(name, "files"))
+            message = message_line(name)
+
+    def run(*values: Any) -> list[Any]:
+        written, error = pages.run_command(command, client.url, name, list(values),
+                                           Path(tempfile.mkdtemp(prefix=f"{command.name}-", dir=folder)))
+        pictures = [str(p) for p in written if p.suffix == ".png"]
+        sounds = [str(p) for p in written if p.suffix in (".wav", ".ogg", ".mp3")]
+        return [pictures[0] if pictures else None, sounds[0] if sounds else None,
+                [str(p) for p in written] or None, refusal(error) if error else ""]
+    button.click(run, widgets, [picture, audio, files, message], api_name=api_name(name, command.name))
+
+
+def command_widget(name: str, field: pages.CommandField):
+    info = field.help + (f" (default {field.default})" if field.default not in (None, "") else "")
+    at = element(name, field.name)
+    if field.kind in (int, float):
+        return gr.Number(field.default, precision=0 if field.kind is int else None, label=field.name, info=info,
+                         elem_id=at)
+    return gr.Textbox(field.default or "", label=field.name, info=info, elem_id=at)
+
+
 def bench_tab(report: Path) -> None:
     gr.Markdown((report / "bench.md").read_text())
     for picture in sorted(report.glob("*.png")):
@@ -154,15 +190,21 @@ def bench_tab(report: Path) -> None:
 TABS = {"generator": generator_tab, "stream": stream_tab, "form": form_tab}
 
 
-def build_studio(client: Client, bench: Path | None = None) -> gr.Blocks:
-    """The page: a tab per ready model on the server (and per bench report under `bench`)."""
+def build_studio(client: Client, bench: Path | None = None, files: Path | None = None) -> gr.Blocks:
+    """The page: a tab per ready model on the server (and per bench report under `bench`); what the family
+    commands write goes under `files` (a temporary folder by default)."""
+    files = Path(files or tempfile.mkdtemp(prefix="artforge-studio-"))
     with gr.Blocks(title="artforge studio") as app:
         gr.Markdown(f"# artforge studio\nModels served by Triton at `{client.url}`.")
         for name in client.models():
             with gr.Tab(name):
                 info = client.model(name)
                 gr.Markdown(f"**{name}**: {info.family or 'a model artforge did not export'}")
-                TABS[pages.page_kind(info)](client, name)
+                kind = pages.page_kind(info)
+                if kind == "command":
+                    command_tab(client, name, files)
+                else:
+                    TABS[kind](client, name)
         for report in bench_reports(bench):
             with gr.Tab(f"bench: {report.relative_to(bench) if report != bench else bench.name}"):
                 bench_tab(report)

@@ -1,6 +1,8 @@
 """What each studio page does, without Gradio: the functions behind the buttons, from a served model's contract.
 
-Three kinds of page, told apart by the contract alone (no family is named here):
+Three kinds of page, told apart by the contract alone (no family is named here), unless the model's family
+offers its client command as a page (`Command.page`, found through the registry: music's `compose`, whose
+MIDI, piano roll and audio the page shows):
 - a generator (fixed-size inputs, a uint8 picture out): a grid from a class, a count, a seed and the
   model's controls, through the same `generate` as `artforge generate` (previews as they form for a
   sampling loop);
@@ -11,9 +13,12 @@ Three kinds of page, told apart by the contract alone (no family is named here):
 """
 from __future__ import annotations
 
+import dataclasses
 import queue
 import threading
+import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
@@ -22,6 +27,8 @@ from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
 from artforge.families.generate import PreviewFrames, generate
 from artforge.imaging import make_grid
+from artforge.options import Command, default_value, plain_type
+from artforge.registry import get_family
 from artforge.serving.client import Client, ModelInfo, resolve_label
 from artforge.serving.generators import generator_image_output, remote_generator
 
@@ -30,7 +37,9 @@ VIEW_SIDE = 128  # small art is enlarged (nearest neighbour) to about this side,
 
 
 def page_kind(info: ModelInfo) -> str:
-    """'generator', 'stream' or 'form': which page a served model gets."""
+    """'command', 'generator', 'stream' or 'form': which page a served model gets."""
+    if family_command(info):
+        return "command"
     if info.stream:
         return "stream"
     try:
@@ -231,3 +240,47 @@ def summarise(value: np.ndarray, metadata: dict[str, Any]) -> Any:
         return [float(v) for v in flat]
     return {"shape": list(value.shape), "dtype": str(value.dtype), "min": float(flat.min()), "max": float(flat.max()),
             "mean": float(flat.mean())}
+
+
+# ---- a family's own client command ----
+def family_command(info: ModelInfo) -> Command | None:
+    """The client command the served model's family offers as a page (`Command.page`), if it offers one."""
+    try:
+        family = get_family(info.family) if info.family else None
+    except ArtforgeError:  # a family this artforge does not know (exported by a newer one): the contract's page
+        return None
+    command = family.hook("client") if family and family.client else None
+    return command if command is not None and command.page else None
+
+
+@dataclass
+class CommandField:
+    """One option of a page's command as a widget: its name, help, default and value type (int, float, str)."""
+
+    name: str
+    help: str
+    default: Any
+    kind: type
+
+
+def command_fields(command: Command) -> list[CommandField]:
+    hints = typing.get_type_hints(command.options)
+    fields = {f.name: f for f in dataclasses.fields(command.options)}
+    return [CommandField(name, fields[name].metadata.get("help", ""), default_value(fields[name]),
+                         plain_type(hints[name])) for name in command.page.shown]
+
+
+def run_command(command: Command, url: str, model: str, values: list[Any], folder: Path) -> tuple[list[Path], str]:
+    """Run the command as `artforge NAME --MODEL model --url url` with these values (in `command_fields`
+    order) and its files in `folder`; return the files it wrote there and its one-line error ("" if none):
+    what it wrote before failing (a MIDI file without its audio) is still worth showing."""
+    page = command.page
+    given = {field.name: field.kind(field.default if value is None else value)
+             for field, value in zip(command_fields(command), values)}
+    given |= {page.model: model, "url": url} | {option: str(folder / name) for option, name in page.files.items()}
+    error = ""
+    try:
+        command.run(command.options(**given))
+    except ArtforgeError as e:
+        error = str(e)
+    return sorted(p for p in folder.iterdir() if p.is_file()), error

@@ -1,6 +1,6 @@
 """artforge studio in a real browser (Debian's chromium driven by Playwright) and through gradio_client, over
-a real Triton serving a DCGAN, a two-style transfer network and a diffusion model: what the page shows
-must equal what the command-line clients return for the same seed and inputs."""
+a real Triton serving a DCGAN, a two-style transfer network, a diffusion model, a poem model and a music
+model: what the page shows must equal what the command-line clients return for the same seed and inputs."""
 from __future__ import annotations
 
 import io
@@ -18,8 +18,31 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def studio_triton(dcgan_run, style_run, diffusion_run, tmp_path_factory):
-    """One Triton serving 'dcgan', 'stylize' (2 styles) and 'diffusion'."""
+def token_runs(tmp_path_factory) -> dict[str, Path]:
+    """A tiny poem model and a tiny music model (quality is not the point: the page must equal the CLI)."""
+    from artforge.families.music.train import train_music
+    from artforge.families.poem.train import train_poem
+    from tests.families.test_music import scale_piece, write_midi_file
+    from tests.families.test_poem import TINY, jueju
+
+    data = tmp_path_factory.mktemp("token-data")
+    rng = np.random.default_rng(0)
+    (data / "poems").mkdir()
+    (data / "poems" / "poems.txt").write_text("\n\n".join(jueju(rng, 5) for _ in range(100)) + "\n", encoding="utf-8")
+    (data / "midi").mkdir()
+    for i in range(12):
+        write_midi_file(data / "midi" / f"piece{i:02d}.mid", scale_piece(i))
+    runs = {"poem": data / "poem-run", "music": data / "music-run"}
+    train_poem(data=str(data / "poems"), out=str(runs["poem"]), steps=60, eval_every=60, **TINY)
+    train_music(data=str(data / "midi"), out=str(runs["music"]), steps=120, eval_every=120, context=64, layers=2,
+                heads=2, width=64, batch_size=16, dropout=0.0, lr=3e-3, transpose=1, heldout=0.15,
+                sample_every=1000, checkpoint_every=1000, progress=False)
+    return runs
+
+
+@pytest.fixture(scope="module")
+def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_factory):
+    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem' and 'music'."""
     from artforge.export.pipeline import export_checkpoint
     from artforge.serving.server import Server
 
@@ -27,6 +50,8 @@ def studio_triton(dcgan_run, style_run, diffusion_run, tmp_path_factory):
     export_checkpoint(dcgan_run, repo, name="dcgan", max_batch=8)
     export_checkpoint(style_run[0], repo, name="stylize", max_batch=4)
     export_checkpoint(diffusion_run, repo, name="diffusion", max_batch=8)
+    export_checkpoint(token_runs["poem"], repo, name="poem", max_batch=2)
+    export_checkpoint(token_runs["music"], repo, name="music", max_batch=2)
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         yield server
 
@@ -63,7 +88,7 @@ def shrunk(picture: np.ndarray, side: int) -> np.ndarray:
     return picture[::factor, ::factor]
 
 
-def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton):
+def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp_path, capsys):
     from gradio_client import Client as StudioClient
 
     api = StudioClient(studio, verbose=False)
@@ -79,6 +104,16 @@ def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton):
     _, message = api.predict("all in turn", 2, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
     assert message == ""
 
+    # the music page runs `compose` itself: bars, seed, temperature, top k, top p, bpm, program
+    cli_output(capsys, "compose", "--model", "music", "--url", studio_triton.grpc_url, "--bars", "3", "--seed", "4",
+               "--bpm", "120", "--out", str(tmp_path / "cli.mid"))
+    picture, _, files, message = api.predict(3, 4, 1.0, 0, 0.95, 120, 0, api_name="/music_compose")
+    midi = [Path(f) for f in files if str(f).endswith(".mid")]
+    assert len(midi) == 1 and midi[0].read_bytes() == (tmp_path / "cli.mid").read_bytes()
+    assert Path(picture).suffix == ".png" and (message == "") == can_render_audio()
+    _, _, _, message = api.predict(0, 4, 1.0, 0, 0.95, 120, 0, api_name="/music_compose")
+    assert message.startswith("**Not done:** --bars must be at least 1")
+
 
 def test_studio_pages_come_from_the_contracts(studio_triton):
     from artforge.serving.client import Client
@@ -88,7 +123,8 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
         kinds = {name: pages.page_kind(client.model(name)) for name in client.models()}
         fields = pages.form_fields(client.model("stylize"))
         controls = {c.name: c for c in pages.generator_controls(client.model("diffusion"))}
-    assert kinds == {"dcgan": "generator", "diffusion": "generator", "stylize": "form"}
+    assert kinds == {"dcgan": "generator", "diffusion": "generator", "stylize": "form", "poem": "stream",
+                     "music": "command"}  # music's family offers `compose` as its page
     assert [(f.tensor.name, f.kind) for f in fields] == [("content", "picture"), ("style_weights", "mix")]
     assert controls["steps"].maximum == 200 and controls["sampler"].choices == ["ddim", "dpmpp_2m"]
 
@@ -136,6 +172,73 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
         # the bench report's table
         page.get_by_role("tab", name="bench: run1").click()
         expect(page.get_by_text("a bench report")).to_be_visible()
+        browser.close()
+
+
+def cli_output(capsys, *args: str) -> str:
+    from artforge.cli import main
+
+    capsys.readouterr()
+    assert main(list(args)) == 0
+    return capsys.readouterr().out
+
+
+def set_number(page, where: str, value) -> None:
+    page.locator(f"{where} input[type=number]").fill(str(value))
+    page.locator(f"{where} input[type=number]").press("Enter")
+
+
+def can_render_audio() -> bool:
+    from artforge.families.music.render import SOUNDFONTS
+
+    return shutil.which("fluidsynth") is not None and any(p.is_file() for p in SOUNDFONTS)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make env installs it as root)")
+def test_a_person_writes_a_poem_and_composes_a_piece_in_the_browser(studio, studio_triton, tmp_path, capsys):
+    from playwright.sync_api import expect, sync_playwright
+
+    url = studio_triton.grpc_url
+    poem = cli_output(capsys, "write", "--model", "poem", "--url", url, "--prompt", "春", "--max-tokens", "30",
+                      "--temperature", "0.8", "--top-p", "0.9", "--seed", "5").rstrip("\n")
+    cli_output(capsys, "compose", "--model", "music", "--url", url, "--bars", "2", "--seed", "3", "--temperature",
+               "0.9", "--out", str(tmp_path / "cli.mid"))
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(studio)
+        # a poem streamed into the page: the text `artforge write` prints for the same seed
+        page.get_by_role("tab", name="poem").click()
+        page.locator("#poem-prompt").get_by_role("textbox").fill("春")
+        for where, value in (("#poem-tokens", 30), ("#poem-temperature", 0.8), ("#poem-top_p", 0.9)):
+            set_number(page, where, value)
+        page.locator("#poem-seed input").fill("5")
+        page.locator("#poem-run").click()
+        expect(page.locator("#poem-output").get_by_role("textbox")).to_have_value(poem, timeout=60_000)
+        page.screenshot(path=str(tmp_path / "poem.png"))
+        # a piece composed on the page: the MIDI file `artforge compose` writes, its piano roll and its audio
+        page.get_by_role("tab", name="music").click()
+        page.locator("#music-bars input").fill("2")
+        page.locator("#music-seed input").fill("3")
+        page.locator("#music-temperature input").fill("0.9")
+        page.locator("#music-run").click()
+        link = page.locator('#music-files a[download="piece.mid"]')
+        link.wait_for(timeout=60_000)
+        assert page.request.get(link.get_attribute("href")).body() == (tmp_path / "cli.mid").read_bytes()
+        roll = page.locator("#music-picture img")
+        roll.wait_for(timeout=30_000)
+        assert Image.open(io.BytesIO(page.request.get(roll.get_attribute("src")).body())).size[0] > 200
+        if can_render_audio():
+            sound = page.locator("#music-audio audio[src]").first  # the player's waveform holds the file
+            sound.wait_for(state="attached", timeout=30_000)
+            head, size = page.evaluate("async src => { const b = await (await fetch(src)).arrayBuffer();"
+                                       " return [Array.from(new Uint8Array(b.slice(0, 4))), b.byteLength]; }",
+                                       sound.get_attribute("src"))
+            assert bytes(head) == b"RIFF" and size > 44100 * 4  # over a second of 16-bit stereo
+        else:  # the MIDI and the piano roll are shown; the missing renderer is the page's one message
+            expect(page.locator("#music-message")).to_contain_text("FluidSynth", timeout=30_000)
+        assert "Traceback" not in page.content()
+        page.screenshot(path=str(tmp_path / "music.png"))
         browser.close()
 
 

@@ -14,7 +14,7 @@ from artforge.families.music import MusicConfig
 from artforge.families.music.events import EventVocab, tokens_to_notes
 from artforge.families.music.render import piano_roll_png, render_wav, write_midi
 from artforge.families.music.train import compose_pieces
-from artforge.options import Command, Sampling, ServerAddress, option, with_defaults
+from artforge.options import Command, Page, Sampling, ServerAddress, option, with_defaults
 from artforge.registry import load_network
 from artforge.serving.client import Client
 
@@ -103,4 +103,7 @@ VERB = Command(
     examples="  artforge compose --model music --bars 8 --seed 3 --out piece.mid\n"
              "  artforge compose --model music --bars 16 --seed 3 --out piece.mid --wav piece.wav --program 19\n"
              "  artforge compose --run runs/music --bars 4 --out local.mid",
-    options=ComposeOptions, run=run)
+    options=ComposeOptions, run=run,
+    # the studio's music page: the same command, its MIDI, piano roll and audio shown (audio needs FluidSynth)
+    page=Page(shown=("bars", "seed", "temperature", "top_k", "top_p", "bpm", "program"),
+              files={"out": "piece.mid", "wav": "piece.wav"}, button="Compose"))
