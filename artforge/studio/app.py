@@ -130,10 +130,7 @@ def form_tab(client: Client, name: str) -> None:
             widgets = [form_widget(name, field) for field in fields]
             button = gr.Button("Run", variant="primary", elem_id=element(name, "run"))
         with gr.Column(scale=1):
-            shown = [gr.Image(label=t.name, format="png", interactive=False, elem_id=element(name, f"out-{t.name}"))
-                     if t.dtype == "uint8" and len(t.shape) == 3 else gr.JSON(label=t.name,
-                                                                              elem_id=element(name, f"out-{t.name}"))
-                     for t in info.outputs]
+            shown = [output_widget(name, t, pages.per_label(info, t)) for t in info.outputs]
             message = message_line(name)
     sizes = [len(w) for w in widgets]
 
@@ -143,6 +140,7 @@ def form_tab(client: Client, name: str) -> None:
             grouped.append(list(values[start:start + size]) if field.kind == "mix" else values[start])
             start += size
         answer = [pages.form_answer(client, name, fields, grouped)[t.name] for t in info.outputs]
+        answer = [bars(value, t.name) if pages.per_label(info, t) else value for value, t in zip(answer, info.outputs)]
         return answer[0] if len(answer) == 1 else answer  # Gradio takes one output's value alone
     inputs = [w for group, field in zip(widgets, fields) if field.kind != "unsupported" for w in group]
     button.click(with_message(run, len(shown)), inputs, [*shown, message], api_name=api_name(name, "run"))
@@ -179,6 +177,22 @@ def command_widget(name: str, field: pages.CommandField):
         return gr.Number(field.default, precision=0 if field.kind is int else None, label=field.name, info=info,
                          elem_id=at)
     return gr.Textbox(field.default or "", label=field.name, info=info, elem_id=at)
+
+
+def output_widget(name: str, t, per_label: bool):
+    """A picture as a picture, one value per label as a bar chart (the critic's probabilities), the rest as JSON."""
+    at = element(name, f"out-{t.name}")
+    if t.dtype == "uint8" and len(t.shape) == 3:
+        return gr.Image(label=t.name, format="png", interactive=False, elem_id=at)
+    if per_label:
+        return gr.BarPlot(x="label", y=t.name, label=t.name, sort=None, elem_id=at)
+    return gr.JSON(label=t.name, elem_id=at)
+
+
+def bars(values: dict[str, float], name: str):
+    import pandas as pd  # a dependency of gradio's plots; only bar charts need it
+
+    return pd.DataFrame({"label": list(values), name: list(values.values())})
 
 
 def bench_tab(report: Path) -> None:

@@ -228,6 +228,12 @@ def form_answer(client: Client, name: str, fields: list[FormField], values: list
     return shown
 
 
+def per_label(info: ModelInfo, tensor: TensorSpec) -> bool:
+    """Whether an output holds one number per label (shown as a bar chart; summarised as {label: value})."""
+    labels = info.metadata.get("labels", info.metadata.get("styles", []))
+    return bool(labels) and tensor.dtype != "uint8" and tensor.shape == (len(labels),)
+
+
 def summarise(value: np.ndarray, metadata: dict[str, Any]) -> Any:
     """An output for people: small arrays as numbers (by label when one per label), larger ones described."""
     labels = [str(n) for n in metadata.get("labels", metadata.get("styles", []))]

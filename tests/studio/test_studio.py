@@ -19,9 +19,11 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def token_runs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny poem model and a tiny music model (quality is not the point: the page must equal the CLI)."""
+    """A tiny poem model, music model and critic (quality is not the point: the page must equal the CLI)."""
+    from artforge.families.critic.train import train_critic
     from artforge.families.music.train import train_music
     from artforge.families.poem.train import train_poem
+    from tests.families.test_critic import TINY_CRITIC
     from tests.families.test_music import scale_piece, write_midi_file
     from tests.families.test_poem import TINY, jueju
 
@@ -32,7 +34,8 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
     (data / "midi").mkdir()
     for i in range(12):
         write_midi_file(data / "midi" / f"piece{i:02d}.mid", scale_piece(i))
-    runs = {"poem": data / "poem-run", "music": data / "music-run"}
+    runs = {"poem": data / "poem-run", "music": data / "music-run", "critic": data / "critic-run"}
+    train_critic(out=str(runs["critic"]), steps=4, **TINY_CRITIC)
     train_poem(data=str(data / "poems"), out=str(runs["poem"]), steps=60, eval_every=60, **TINY)
     train_music(data=str(data / "midi"), out=str(runs["music"]), steps=120, eval_every=120, context=64, layers=2,
                 heads=2, width=64, batch_size=16, dropout=0.0, lr=3e-3, transpose=1, heldout=0.15,
@@ -42,7 +45,7 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_factory):
-    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem' and 'music'."""
+    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem', 'music' and 'critic'."""
     from artforge.export.pipeline import export_checkpoint
     from artforge.serving.server import Server
 
@@ -52,6 +55,7 @@ def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_fact
     export_checkpoint(diffusion_run, repo, name="diffusion", max_batch=8)
     export_checkpoint(token_runs["poem"], repo, name="poem", max_batch=2)
     export_checkpoint(token_runs["music"], repo, name="music", max_batch=2)
+    export_checkpoint(token_runs["critic"], repo, name="critic", max_batch=2)
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         yield server
 
@@ -89,7 +93,9 @@ def shrunk(picture: np.ndarray, side: int) -> np.ndarray:
 
 
 def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp_path, capsys):
-    from gradio_client import Client as StudioClient
+    from gradio_client import Client as StudioClient, handle_file
+
+    from artforge.serving.client import Client
 
     api = StudioClient(studio, verbose=False)
     grid_file, message = api.predict("all in turn", 6, 7, api_name="/dcgan_generate")
@@ -114,6 +120,18 @@ def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp
     _, _, _, message = api.predict(0, 4, 1.0, 0, 0.95, 120, 0, api_name="/music_compose")
     assert message.startswith("**Not done:** --bars must be at least 1")
 
+    # the critic's probabilities as one bar per label, its OOD score as a number: what the server answers
+    photo = (np.random.default_rng(5).random((40, 36, 3)) * 255).astype(np.uint8)
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    plot, _, ood, message = api.predict(handle_file(str(tmp_path / "photo.png")), api_name="/critic_run")
+    with Client(studio_triton.grpc_url) as client:
+        info = client.model("critic")
+        want = client.infer("critic", {"image": photo[None]})
+    bars = {label: value for label, value in plot["data"]}
+    assert list(bars) == [str(label) for label in info.metadata["labels"]]
+    np.testing.assert_allclose(list(bars.values()), want["probabilities"][0], rtol=1e-6)
+    np.testing.assert_allclose(ood, want["ood_score"][0], rtol=1e-6)
+
 
 def test_studio_pages_come_from_the_contracts(studio_triton):
     from artforge.serving.client import Client
@@ -124,7 +142,7 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
         fields = pages.form_fields(client.model("stylize"))
         controls = {c.name: c for c in pages.generator_controls(client.model("diffusion"))}
     assert kinds == {"dcgan": "generator", "diffusion": "generator", "stylize": "form", "poem": "stream",
-                     "music": "command"}  # music's family offers `compose` as its page
+                     "music": "command", "critic": "form"}  # music's family offers `compose` as its page
     assert [(f.tensor.name, f.kind) for f in fields] == [("content", "picture"), ("style_weights", "mix")]
     assert controls["steps"].maximum == 200 and controls["sampler"].choices == ["ddim", "dpmpp_2m"]
 
