@@ -104,11 +104,19 @@ def stream_tab(client: Client, name: str) -> None:
                  api_name=api_name(name, "write"))
 
 
-def form_widget(name: str, field: pages.FormField):
+def form_widget(name: str, field: pages.FormField, fields: list[pages.FormField]) -> list:
+    """The input widgets of one field (none for a mask: it is drawn on its picture's editor)."""
     t = field.tensor
     at = element(name, t.name)
+    if field.kind == "picture" and pages.has_mask(fields, t.name):
+        masks = ", ".join(f.tensor.name for f in fields if f.over == t.name)
+        return [gr.ImageEditor(type="numpy", image_mode="RGBA", label=f"{t.name}: brush strokes are the {masks}",
+                               brush=gr.Brush(colors=["#ff0000"], color_mode="fixed"), layers=False,
+                               transforms=(), format="png", elem_id=at)]
     if field.kind == "picture":
         return [gr.Image(type="numpy", image_mode="RGB", label=t.name, format="png", elem_id=at)]
+    if field.kind == "mask":
+        return []
     if field.kind == "labels":
         return [gr.Dropdown(field.labels, value=field.labels[0], label=t.name, elem_id=at)]
     if field.kind == "mix":
@@ -119,30 +127,44 @@ def form_widget(name: str, field: pages.FormField):
                           step=1 if t.dtype.startswith(("int", "uint")) else 0.01)]
     if field.kind == "number":
         return [gr.Number(0, label=t.name, elem_id=at)]
-    return [gr.Markdown(f"`{t.name}` ({t.dtype} {t.shape}): not settable here; use `artforge infer`")]
+    gr.Markdown(f"`{t.name}` ({t.dtype} {t.shape}): not settable here; use `artforge infer`")
+    return []
+
+
+def form_values(fields: list[pages.FormField], sizes: list[int], values: tuple) -> list[Any]:
+    """The widgets' values grouped per field: a mix's sliders as one list, a mask as its picture's editor."""
+    grouped, start, by_name = [], 0, {}
+    for field, size in zip(fields, sizes):
+        value = list(values[start:start + size]) if field.kind == "mix" else values[start] if size else None
+        by_name[field.tensor.name] = value
+        grouped.append(value)
+        start += size
+    return [by_name[field.over] if field.kind == "mask" else value for field, value in zip(fields, grouped)]
 
 
 def form_tab(client: Client, name: str) -> None:
     info = client.model(name)
     fields = pages.form_fields(info)
+    masks = [field for field in fields if field.kind == "mask"]
     with gr.Row():
         with gr.Column(scale=1):
-            widgets = [form_widget(name, field) for field in fields]
+            widgets = [form_widget(name, field, fields) for field in fields]
             button = gr.Button("Run", variant="primary", elem_id=element(name, "run"))
         with gr.Column(scale=1):
             shown = [output_widget(name, t, pages.per_label(info, t)) for t in info.outputs]
+            shown += [gr.Image(label=f"{m.tensor.name} sent (white: 1)", format="png", interactive=False,
+                               elem_id=element(name, f"sent-{m.tensor.name}")) for m in masks]
             message = message_line(name)
     sizes = [len(w) for w in widgets]
 
     def run(*values: Any) -> list[Any]:
-        grouped, start = [], 0
-        for field, size in zip(fields, sizes):
-            grouped.append(list(values[start:start + size]) if field.kind == "mix" else values[start])
-            start += size
+        grouped = form_values(fields, sizes, values)
         answer = [pages.form_answer(client, name, fields, grouped)[t.name] for t in info.outputs]
         answer = [bars(value, t.name) if pages.per_label(info, t) else value for value, t in zip(answer, info.outputs)]
+        answer += [pages.drawn_mask(value, m.tensor.name)[..., 0] * 255 for value, m in zip(grouped, fields)
+                   if m.kind == "mask"]
         return answer[0] if len(answer) == 1 else answer  # Gradio takes one output's value alone
-    inputs = [w for group, field in zip(widgets, fields) if field.kind != "unsupported" for w in group]
+    inputs = [w for group in widgets for w in group]
     button.click(with_message(run, len(shown)), inputs, [*shown, message], api_name=api_name(name, "run"))
 
 

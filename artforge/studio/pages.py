@@ -159,10 +159,24 @@ class FormField:
     """How one input is asked for on a form page."""
 
     tensor: TensorSpec
-    kind: str  # picture, labels (a dropdown), mix (a weight per label), number, unsupported
+    # picture, mask (drawn over the picture input `over`), labels (a dropdown), mix (a weight per label),
+    # number, unsupported
+    kind: str
     labels: list[str]
     minimum: float | None = None
     maximum: float | None = None
+    over: str = ""
+
+
+def is_picture(t: TensorSpec) -> bool:
+    return t.dtype == "uint8" and len(t.shape) == 3 and t.shape[-1] in (1, 3)
+
+
+def drawn_over(t: TensorSpec, inputs: tuple[TensorSpec, ...], limit: dict[str, Any]) -> str:
+    """The colour picture input a 0/1 one-channel input is a mask of (the same named sides), or ""."""
+    if not (is_picture(t) and t.shape[-1] == 1 and limit.get("max") == 1):
+        return ""
+    return next((o.name for o in inputs if is_picture(o) and o.shape == (*t.shape[:2], 3)), "")
 
 
 def form_fields(info: ModelInfo) -> list[FormField]:
@@ -170,7 +184,10 @@ def form_fields(info: ModelInfo) -> list[FormField]:
     fields = []
     for t in info.inputs:
         limit = info.limits.get(t.name, {})
-        if t.dtype == "uint8" and len(t.shape) == 3 and t.shape[-1] in (1, 3):
+        over = drawn_over(t, info.inputs, limit)
+        if over:
+            kind = "mask"
+        elif is_picture(t):
             kind = "picture"
         elif t.shape == (len(labels),) and np.dtype(t.dtype).kind == "f" and labels:
             kind = "mix"
@@ -180,8 +197,13 @@ def form_fields(info: ModelInfo) -> list[FormField]:
             kind = "number"
         else:
             kind = "unsupported"
-        fields.append(FormField(t, kind, labels, limit.get("min"), limit.get("max")))
+        fields.append(FormField(t, kind, labels, limit.get("min"), limit.get("max"), over))
     return fields
+
+
+def has_mask(fields: list[FormField], picture: str) -> bool:
+    """Whether a mask is drawn over this picture input (its widget is then an editor with a brush)."""
+    return any(f.kind == "mask" and f.over == picture for f in fields)
 
 
 def form_request(fields: list[FormField], values: list[Any]) -> dict[str, np.ndarray]:
@@ -194,7 +216,11 @@ def form_request(fields: list[FormField], values: list[Any]) -> dict[str, np.nda
 
 def field_value(field: FormField, value: Any) -> np.ndarray:
     t = field.tensor
+    if field.kind == "mask":
+        return drawn_mask(value, t.name)[None]
     if field.kind == "picture":
+        if isinstance(value, dict):  # an editor's value: the picture is its background, strokes are a mask's
+            value = value.get("background")
         if value is None:
             raise ArtforgeError(f"'{t.name}' needs a picture: upload one")
         picture = np.asarray(value, np.uint8)
@@ -212,6 +238,19 @@ def field_value(field: FormField, value: Any) -> np.ndarray:
     if field.kind == "number":
         return np.array([[value]], t.dtype)
     raise ArtforgeError(f"'{t.name}' ({t.dtype} {t.shape}) cannot be set from this page: use artforge infer")
+
+
+def drawn_mask(editor: dict | None, name: str) -> np.ndarray:
+    """(H, W, 1) uint8: 1 wherever a brush stroke on the editor's layers covers the picture, else 0."""
+    background = None if editor is None else editor.get("background")
+    if background is None:
+        raise ArtforgeError(f"'{name}' is drawn on a picture: upload one first")
+    mask = np.zeros(np.asarray(background).shape[:2], bool)
+    for layer in editor.get("layers") or []:
+        layer = np.asarray(layer)
+        if layer.ndim == 3 and layer.shape[2] == 4 and layer.shape[:2] == mask.shape:
+            mask |= layer[..., 3] >= 128  # the stroke's alpha; soft edges count from half, as --mask files do
+    return mask[..., None].astype(np.uint8)
 
 
 def form_answer(client: Client, name: str, fields: list[FormField], values: list[Any]) -> dict[str, Any]:

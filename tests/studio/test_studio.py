@@ -19,12 +19,15 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 @pytest.fixture(scope="module")
 def token_runs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny poem model, music model and critic (quality is not the point: the page must equal the CLI)."""
+    """A tiny poem model, music model, critic and restorer (quality is not the point: the page must equal
+    the CLI)."""
     from artforge.families.critic.train import train_critic
+    from artforge.families.restore.train import train_restore
     from artforge.families.music.train import train_music
     from artforge.families.poem.train import train_poem
     from tests.families.test_critic import TINY_CRITIC
     from tests.families.test_music import scale_piece, write_midi_file
+    from tests.families.test_restore import TINY_RESTORE
     from tests.families.test_poem import TINY, jueju
 
     data = tmp_path_factory.mktemp("token-data")
@@ -34,8 +37,10 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
     (data / "midi").mkdir()
     for i in range(12):
         write_midi_file(data / "midi" / f"piece{i:02d}.mid", scale_piece(i))
-    runs = {"poem": data / "poem-run", "music": data / "music-run", "critic": data / "critic-run"}
+    runs = {"poem": data / "poem-run", "music": data / "music-run", "critic": data / "critic-run",
+            "restore": data / "restore-run"}
     train_critic(out=str(runs["critic"]), steps=4, **TINY_CRITIC)
+    train_restore(out=str(runs["restore"]), steps=4, **TINY_RESTORE)
     train_poem(data=str(data / "poems"), out=str(runs["poem"]), steps=60, eval_every=60, **TINY)
     train_music(data=str(data / "midi"), out=str(runs["music"]), steps=120, eval_every=120, context=64, layers=2,
                 heads=2, width=64, batch_size=16, dropout=0.0, lr=3e-3, transpose=1, heldout=0.15,
@@ -45,7 +50,7 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_factory):
-    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem', 'music' and 'critic'."""
+    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem', 'music', 'critic' and 'restore'."""
     from artforge.export.pipeline import export_checkpoint
     from artforge.serving.server import Server
 
@@ -56,6 +61,7 @@ def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_fact
     export_checkpoint(token_runs["poem"], repo, name="poem", max_batch=2)
     export_checkpoint(token_runs["music"], repo, name="music", max_batch=2)
     export_checkpoint(token_runs["critic"], repo, name="critic", max_batch=2)
+    export_checkpoint(token_runs["restore"], repo, name="restore", max_batch=2)
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         yield server
 
@@ -95,6 +101,7 @@ def shrunk(picture: np.ndarray, side: int) -> np.ndarray:
 def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp_path, capsys):
     from gradio_client import Client as StudioClient, handle_file
 
+    from artforge.families.restore.client import restore_image
     from artforge.serving.client import Client
 
     api = StudioClient(studio, verbose=False)
@@ -132,6 +139,20 @@ def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp
     np.testing.assert_allclose(list(bars.values()), want["probabilities"][0], rtol=1e-6)
     np.testing.assert_allclose(ood, want["ood_score"][0], rtol=1e-6)
 
+    # a mask drawn on the restore page's picture: the stroke layer's opaque pixels are the mask sent
+    layer = np.zeros((40, 36, 4), np.uint8)
+    layer[10:20, 5:30] = (255, 0, 0, 255)
+    Image.fromarray(layer).save(tmp_path / "stroke.png")
+    editor = {"background": handle_file(str(tmp_path / "photo.png")),
+              "layers": [handle_file(str(tmp_path / "stroke.png"))], "composite": None}
+    restored, sent, message = api.predict(editor, api_name="/restore_run")
+    assert message == ""
+    mask = np.asarray(Image.open(sent).convert("L")) // 255
+    assert mask.sum() == 10 * 25 and mask[10:20, 5:30].all()
+    with Client(studio_triton.grpc_url) as client:
+        want = restore_image(client, "restore", photo, mask)
+    np.testing.assert_array_equal(np.asarray(Image.open(restored).convert("RGB")), want)
+
 
 def test_studio_pages_come_from_the_contracts(studio_triton):
     from artforge.serving.client import Client
@@ -142,15 +163,19 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
         fields = pages.form_fields(client.model("stylize"))
         controls = {c.name: c for c in pages.generator_controls(client.model("diffusion"))}
     assert kinds == {"dcgan": "generator", "diffusion": "generator", "stylize": "form", "poem": "stream",
-                     "music": "command", "critic": "form"}  # music's family offers `compose` as its page
+                     "music": "command", "critic": "form", "restore": "form"}  # music offers `compose` as its page
     assert [(f.tensor.name, f.kind) for f in fields] == [("content", "picture"), ("style_weights", "mix")]
     assert controls["steps"].maximum == 200 and controls["sampler"].choices == ["ddim", "dpmpp_2m"]
+    with Client(studio_triton.grpc_url) as client:
+        restore = pages.form_fields(client.model("restore"))
+    assert [(f.tensor.name, f.kind, f.over) for f in restore] == [("image", "picture", ""), ("mask", "mask", "image")]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make env installs it as root)")
 def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, studio_triton, tmp_path):
     from playwright.sync_api import expect, sync_playwright
 
+    from artforge.families.restore.client import restore_image
     from artforge.families.style.stylize import stylize_image, style_weights
     from artforge.serving.client import Client
 
@@ -187,6 +212,22 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
         page.locator("#stylize-run").click()
         expect(page.locator("#stylize-message")).to_contain_text("must have a positive sum", timeout=30_000)
         assert "Traceback" not in page.content()
+        # a mask drawn with the brush on the picture to restore: the page restores with the mask it shows as sent
+        page.get_by_role("tab", name="restore").click()
+        page.locator("#restore-image input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+        expect(page.locator("#restore-image")).not_to_contain_text("Upload an image", timeout=30_000)  # placed
+        box = page.locator("#restore-image canvas").first.bounding_box()
+        middle_x, middle_y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+        page.mouse.move(middle_x - 30, middle_y)
+        page.mouse.down()
+        page.mouse.move(middle_x + 30, middle_y, steps=10)  # a stroke across the middle of the picture
+        page.mouse.up()
+        page.locator("#restore-run").click()
+        restored = shown_picture(page, "#restore-out-restored")
+        sent = shown_picture(page, "#restore-sent-mask")[..., 0] // 255
+        assert 0 < sent.sum() < sent.size and sent[photo.shape[0] // 2].any()
+        with Client(studio_triton.grpc_url) as client:
+            np.testing.assert_array_equal(restored, restore_image(client, "restore", photo, sent))
         # the bench report's table
         page.get_by_role("tab", name="bench: run1").click()
         expect(page.get_by_text("a bench report")).to_be_visible()
