@@ -57,7 +57,7 @@ def element(model: str, part: str) -> str:
     return f"{''.join(c if c.isalnum() else '-' for c in model)}-{part}"
 
 
-def generator_tab(client: Client, name: str) -> None:
+def generator_tab(client: Client, name: str, folder: Path) -> None:
     info = client.model(name)
     controls = pages.generator_controls(info)
     with gr.Row():
@@ -82,9 +82,32 @@ def generator_tab(client: Client, name: str) -> None:
         yield from pages.generator_grids(client, name, label_value, int(count_value), int(seed_value or 0), given)
     button.click(streamed_with_message(run), [label, count, seed, *widgets], [grid, message],
                  api_name=api_name(name, "generate"))
+    if pages.can_walk(info):
+        walk_panel(client, name, controls, [label, seed, *widgets], folder)
 
 
-def stream_tab(client: Client, name: str) -> None:
+def walk_panel(client: Client, name: str, controls: list, shared: list, folder: Path) -> None:
+    """A looping latent walk through seeded way points of the chosen class, as `generate --interpolate`."""
+    info = client.model(name)
+    with gr.Accordion("latent walk", open=False):
+        with gr.Row():
+            frames = gr.Slider(2, 64, value=24, step=1, label="frames", elem_id=element(name, "walk-frames"))
+            points = gr.Slider(2, 16, value=4, step=1, label="way points", elem_id=element(name, "walk-points"))
+            button = gr.Button("Walk", elem_id=element(name, "walk"))
+        animation = gr.Image(label="walk", type="filepath", format="gif", interactive=False,
+                             elem_id=element(name, "walk-output"))
+        message = message_line(f"{name}-walk")
+
+    def run(frames_value, points_value, label_value, seed_value, *control_values) -> str:
+        given = pages.control_values(info, {c.name: v for c, v in zip(controls, control_values)})
+        out = Path(tempfile.mkdtemp(prefix="walk-", dir=folder)) / "walk.gif"
+        return str(pages.walk_gif(client, name, label_value, frames_value, points_value, int(seed_value or 0),
+                                  given, out))
+    button.click(with_message(run, 1), [frames, points, *shared], [animation, message],
+                 api_name=api_name(name, "walk"))
+
+
+def stream_tab(client: Client, name: str, folder: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             prompt = gr.Textbox("", label="prompt", elem_id=element(name, "prompt"))
@@ -142,7 +165,7 @@ def form_values(fields: list[pages.FormField], sizes: list[int], values: tuple) 
     return [by_name[field.over] if field.kind == "mask" else value for field, value in zip(fields, grouped)]
 
 
-def form_tab(client: Client, name: str) -> None:
+def form_tab(client: Client, name: str, folder: Path) -> None:
     info = client.model(name)
     fields = pages.form_fields(info)
     masks = [field for field in fields if field.kind == "mask"]
@@ -223,7 +246,8 @@ def bench_tab(report: Path) -> None:
         gr.Image(str(picture), label=picture.name, interactive=False)
 
 
-TABS = {"generator": generator_tab, "stream": stream_tab, "form": form_tab}
+# each gets (client, model name, the folder for files it writes: a command's, a walk's GIF)
+TABS = {"generator": generator_tab, "stream": stream_tab, "form": form_tab, "command": command_tab}
 
 
 def build_studio(client: Client, bench: Path | None = None, files: Path | None = None) -> gr.Blocks:
@@ -236,11 +260,7 @@ def build_studio(client: Client, bench: Path | None = None, files: Path | None =
             with gr.Tab(name):
                 info = client.model(name)
                 gr.Markdown(f"**{name}**: {info.family or 'a model artforge did not export'}")
-                kind = pages.page_kind(info)
-                if kind == "command":
-                    command_tab(client, name, files)
-                else:
-                    TABS[kind](client, name)
+                TABS[pages.page_kind(info)](client, name, files)
         for report in bench_reports(bench):
             with gr.Tab(f"bench: {report.relative_to(bench) if report != bench else bench.name}"):
                 bench_tab(report)

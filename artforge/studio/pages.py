@@ -25,8 +25,9 @@ import numpy as np
 
 from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
-from artforge.families.generate import PreviewFrames, generate
-from artforge.imaging import make_grid
+from artforge.families.generate import PreviewFrames, generate, walk
+from artforge.generation import noise_inputs
+from artforge.imaging import make_grid, save_gif
 from artforge.options import Command, default_value, plain_type
 from artforge.registry import get_family
 from artforge.serving.client import Client, ModelInfo, resolve_label
@@ -112,6 +113,20 @@ def generator_grids(client: Client, name: str, label: str | None, count: int, se
     frames = PreviewFrames(int(count), columns)
     yield from with_previews(lambda on_event: generate(model, int(count), int(seed), label, controls, on_event),
                              frames, columns)
+
+
+def can_walk(info: ModelInfo) -> bool:
+    """Whether a generator draws from noise inputs a latent walk can move through (a diffusion model does not)."""
+    return bool(noise_inputs(info.inputs, info.metadata))
+
+
+def walk_gif(client: Client, name: str, label: str | None, frames: int, points: int, seed: int,
+             controls: dict[str, float], out: Path) -> Path:
+    """The looping latent walk `artforge generate --interpolate FRAMES --walk-points POINTS` writes, as a GIF."""
+    label = None if label in (None, "", "all in turn") else label
+    pictures = walk(remote_generator(client, name), int(frames), int(points), int(seed), label, controls)
+    save_gif(pictures, out, upscale=max(1, VIEW_SIDE // pictures.shape[1]))
+    return out
 
 
 def with_previews(run, frames: PreviewFrames, columns: int) -> Iterator[np.ndarray]:

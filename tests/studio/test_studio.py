@@ -110,6 +110,11 @@ def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp
     shown = np.asarray(Image.open(grid_file).convert("RGB"))
     np.testing.assert_array_equal(shrunk(shown, 32), cli_grid(studio_triton.grpc_url, "dcgan", 6, 7))
 
+    walk_file, message = api.predict(6, 3, "all in turn", 7, api_name="/dcgan_walk")
+    cli_output(capsys, "generate", "--model", "dcgan", "--url", studio_triton.grpc_url, "--interpolate", "6",
+               "--walk-points", "3", "--seed", "7", "--out", str(tmp_path / "walk.gif"))
+    assert message == "" and Path(walk_file).read_bytes() == (tmp_path / "walk.gif").read_bytes()
+
     grid_file, _ = api.predict("all in turn", 3, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
     shown = np.asarray(Image.open(grid_file).convert("RGB"))
     want = cli_grid(studio_triton.grpc_url, "diffusion", 3, 5, {"steps": 4, "guidance": 2.0, "sampler": 0})
@@ -166,13 +171,15 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
                      "music": "command", "critic": "form", "restore": "form"}  # music offers `compose` as its page
     assert [(f.tensor.name, f.kind) for f in fields] == [("content", "picture"), ("style_weights", "mix")]
     assert controls["steps"].maximum == 200 and controls["sampler"].choices == ["ddim", "dpmpp_2m"]
+    with Client(studio_triton.grpc_url) as client:  # a walk moves noise inputs: a diffusion model has none
+        assert pages.can_walk(client.model("dcgan")) and not pages.can_walk(client.model("diffusion"))
     with Client(studio_triton.grpc_url) as client:
         restore = pages.form_fields(client.model("restore"))
     assert [(f.tensor.name, f.kind, f.over) for f in restore] == [("image", "picture", ""), ("mask", "mask", "image")]
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make env installs it as root)")
-def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, studio_triton, tmp_path):
+def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, studio_triton, tmp_path, capsys):
     from playwright.sync_api import expect, sync_playwright
 
     from artforge.families.restore.client import restore_image
@@ -186,20 +193,28 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
         page = browser.new_page()
         page.goto(studio)
         # a DCGAN grid for seed 7
-        page.get_by_role("tab", name="dcgan").click()
+        open_tab(page, "dcgan")
         page.locator("#dcgan-seed input").fill("7")
-        page.locator("#dcgan-count input[type=number]").fill("6")
-        page.locator("#dcgan-count input[type=number]").press("Enter")
+        set_number(page, "#dcgan-count", 6)
         page.locator("#dcgan-run").click()
         grid = shown_picture(page, "#dcgan-output")
         np.testing.assert_array_equal(shrunk(grid, 32), cli_grid(studio_triton.grpc_url, "dcgan", 6, 7))
+        # its latent walk: the GIF `artforge generate --interpolate 6 --walk-points 3 --seed 7` writes
+        page.get_by_text("latent walk").click()
+        set_number(page, "#dcgan-walk-frames", 6)
+        set_number(page, "#dcgan-walk-points", 3)
+        page.locator("#dcgan-walk").click()
+        walked = page.locator("#dcgan-walk-output img").first
+        walked.wait_for(timeout=60_000)
+        cli_output(capsys, "generate", "--model", "dcgan", "--url", studio_triton.grpc_url, "--interpolate", "6",
+                   "--walk-points", "3", "--seed", "7", "--out", str(tmp_path / "walk.gif"))
+        assert page.request.get(walked.get_attribute("src")).body() == (tmp_path / "walk.gif").read_bytes()
         page.screenshot(path=str(tmp_path / "dcgan.png"))
         # an uploaded photo in an even blend of the two styles
-        page.get_by_role("tab", name="stylize").click()
+        open_tab(page, "stylize")
         page.locator("#stylize-content input[type=file]").set_input_files(str(tmp_path / "photo.png"))
         page.locator("#stylize-content img").wait_for(timeout=30_000)  # uploaded
-        page.locator("#stylize-style_weights-1 input[type=number]").fill("1")
-        page.locator("#stylize-style_weights-1 input[type=number]").press("Enter")
+        set_number(page, "#stylize-style_weights-1", 1)
         page.locator("#stylize-run").click()
         shown = shown_picture(page, "#stylize-out-image")
         with Client(studio_triton.grpc_url) as client:
@@ -207,13 +222,13 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
         assert np.abs(shown.astype(int) - want.astype(int)).max() <= 1
         # a refused request is one message on the page, not a traceback
         for i in (0, 1):
-            page.locator(f"#stylize-style_weights-{i} input[type=number]").fill("0")
-            page.locator(f"#stylize-style_weights-{i} input[type=number]").press("Enter")
+            set_number(page, f"#stylize-style_weights-{i}", 0)
         page.locator("#stylize-run").click()
         expect(page.locator("#stylize-message")).to_contain_text("must have a positive sum", timeout=30_000)
         assert "Traceback" not in page.content()
         # a mask drawn with the brush on the picture to restore: the page restores with the mask it shows as sent
-        page.get_by_role("tab", name="restore").click()
+        open_tab(page, "restore")
+        page.locator("#restore-image button[aria-label=Brush]").wait_for()  # an upload before the editor is up is lost
         page.locator("#restore-image input[type=file]").set_input_files(str(tmp_path / "photo.png"))
         expect(page.locator("#restore-image")).not_to_contain_text("Upload an image", timeout=30_000)  # placed
         box = page.locator("#restore-image canvas").first.bounding_box()
@@ -242,9 +257,27 @@ def cli_output(capsys, *args: str) -> str:
     return capsys.readouterr().out
 
 
+def open_tab(page, model: str) -> None:
+    """Open a model's tab and wait until it is laid out (what is typed sooner can be lost)."""
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name=model, exact=True).click()
+    expect(page.locator(f"#{model}-run")).to_be_visible()
+
+
 def set_number(page, where: str, value) -> None:
-    page.locator(f"{where} input[type=number]").fill(str(value))
-    page.locator(f"{where} input[type=number]").press("Enter")
+    """Type a slider's value and wait until the slider holds it (a click sent sooner would carry the old one)."""
+    from playwright.sync_api import expect
+
+    for _ in range(4):  # typing into a slider that is still being laid out (a tab or panel just opened) is lost
+        page.locator(f"{where} input[type=number]").fill(str(value))
+        page.locator(f"{where} input[type=number]").press("Enter")
+        try:
+            expect(page.locator(f"{where} input[type=range]")).to_have_value(str(value), timeout=3_000)
+            return
+        except AssertionError:
+            continue
+    raise AssertionError(f"the slider {where} did not take the value {value}")
 
 
 def can_render_audio() -> bool:
@@ -267,7 +300,7 @@ def test_a_person_writes_a_poem_and_composes_a_piece_in_the_browser(studio, stud
         page = browser.new_page()
         page.goto(studio)
         # a poem streamed into the page: the text `artforge write` prints for the same seed
-        page.get_by_role("tab", name="poem").click()
+        open_tab(page, "poem")
         page.locator("#poem-prompt").get_by_role("textbox").fill("春")
         for where, value in (("#poem-tokens", 30), ("#poem-temperature", 0.8), ("#poem-top_p", 0.9)):
             set_number(page, where, value)
@@ -276,7 +309,7 @@ def test_a_person_writes_a_poem_and_composes_a_piece_in_the_browser(studio, stud
         expect(page.locator("#poem-output").get_by_role("textbox")).to_have_value(poem, timeout=60_000)
         page.screenshot(path=str(tmp_path / "poem.png"))
         # a piece composed on the page: the MIDI file `artforge compose` writes, its piano roll and its audio
-        page.get_by_role("tab", name="music").click()
+        open_tab(page, "music")
         page.locator("#music-bars input").fill("2")
         page.locator("#music-seed input").fill("3")
         page.locator("#music-temperature input").fill("0.9")
