@@ -29,18 +29,40 @@ def default_photo(folder: Path) -> Path:
 
 
 def answered(page, name: str) -> None:
-    """Wait until the tab shows an answer: an output picture, streamed text, or its message line."""
+    """Wait until the tab shows an answer (an output picture, numbers, streamed text or its message line) and
+    nothing of it is still working."""
     page.wait_for_function(
         """name => {
             const shown = [...document.querySelectorAll(`[id^="${name}-"] img`)].some(img => {
                 const box = img.closest('[id]');
                 return box && !box.querySelector('input[type=file]') && img.naturalWidth > 0;
             });
+            const data = document.querySelector(`[id^="${name}-out-"] .json-holder`);  // numbers, not pictures
             const text = document.querySelector(`#${name}-output textarea`);
             const message = document.querySelector(`#${name}-message`);
-            const busy = document.querySelector('.progress-text, .eta-bar');
-            return !busy && (shown || (text && text.value.length > 0) || (message && message.innerText.trim()));
+            const busy = document.querySelector(`[id^="${name}-"] [data-testid=status-tracker]:not(.hide)`);
+            const outputs = [...document.querySelectorAll(`[id^="${name}-out-"]`)];
+            const drawn = outputs.every(o => o.querySelector('img, .json-holder, svg.marks'));  // plots draw late
+            const answer = shown || data || (text && text.value.length > 0);
+            return !busy && ((answer && drawn) || (message && message.innerText.trim()));
         }""", arg=name, timeout=ANSWER_S * 1000)
+
+
+def give_pictures(page, name: str, photo: Path) -> None:
+    """The photo into every upload of the tab; on an editor (a mask drawn on the picture) also one stroke."""
+    for upload in page.locator(f'[id^="{name}-"]:has(input[type=file])').all():
+        editor = "draw tool" in upload.inner_text()  # an editor's placeholder: "... or select the draw tool"
+        if editor:
+            upload.locator("button[aria-label=Brush]").wait_for()  # an upload before the editor is up is lost
+        upload.locator("input[type=file]").set_input_files(str(photo))
+        if editor:
+            page.wait_for_function("el => !el.innerText.includes('Upload an image')", arg=upload.element_handle())
+            box = upload.locator("canvas").first.bounding_box()
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x - 40, y - 10)
+            page.mouse.down()
+            page.mouse.move(x + 40, y + 10, steps=10)
+            page.mouse.up()
 
 
 def shoot(address: str, out: Path, photo: Path, chromium: str) -> list[Path]:
@@ -51,12 +73,13 @@ def shoot(address: str, out: Path, photo: Path, chromium: str) -> list[Path]:
         browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.goto(address)
+        page.get_by_role("tab").first.wait_for()  # the page is built in the browser after it loads
         for tab in [t.inner_text() for t in page.get_by_role("tab").all()]:
             page.get_by_role("tab", name=tab, exact=True).click()
             name = "".join(c if c.isalnum() else "-" for c in tab)
             if not tab.startswith("bench:"):
-                for upload in page.locator(f'[id^="{name}-"] input[type=file]').all():
-                    upload.set_input_files(str(photo))
+                page.locator(f"#{name}-run").wait_for()  # the tab is laid out: what is sent sooner is lost
+                give_pictures(page, name, photo)
                 page.locator(f"#{name}-run").click()
                 answered(page, name)
             path = out / f"studio-{name}.png"
