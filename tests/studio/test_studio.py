@@ -4,6 +4,7 @@ model: what the page shows must equal what the command-line clients return for t
 from __future__ import annotations
 
 import io
+import re
 import shutil
 from pathlib import Path
 
@@ -121,6 +122,8 @@ def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp
     np.testing.assert_array_equal(shrunk(shown, 16), want)
     _, message = api.predict("all in turn", 2, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
     assert message == ""
+    grid_file, _ = api.predict("all in turn", 3, 5, 4, 2.0, "ddim", 1, api_name="/diffusion_generate")  # previews
+    np.testing.assert_array_equal(shrunk(np.asarray(Image.open(grid_file).convert("RGB")), 16), want)
 
     # the music page runs `compose` itself: bars, seed, temperature, top k, top p, bpm, program
     cli_output(capsys, "compose", "--model", "music", "--url", studio_triton.grpc_url, "--bars", "3", "--seed", "4",
@@ -173,6 +176,12 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
     assert controls["steps"].maximum == 200 and controls["sampler"].choices == ["ddim", "dpmpp_2m"]
     with Client(studio_triton.grpc_url) as client:  # a walk moves noise inputs: a diffusion model has none
         assert pages.can_walk(client.model("dcgan")) and not pages.can_walk(client.model("diffusion"))
+        # previews every step of 4: the grid at steps 1, 2 and 3 as the pictures form, at 4, then the final grid
+        grids = list(pages.generator_grids(client, "diffusion", None, 3, 5,
+                                           {"steps": 4, "guidance": 2.0, "sampler": 0, "previews": 1}))
+    want = cli_grid(studio_triton.grpc_url, "diffusion", 3, 5, {"steps": 4, "guidance": 2.0, "sampler": 0})
+    assert len(grids) == 5 and not np.array_equal(grids[0], grids[-1])
+    np.testing.assert_array_equal(shrunk(grids[-1], 16), want)
     with Client(studio_triton.grpc_url) as client:
         restore = pages.form_fields(client.model("restore"))
     assert [(f.tensor.name, f.kind, f.over) for f in restore] == [("image", "picture", ""), ("mask", "mask", "image")]
@@ -199,7 +208,27 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
         page.locator("#dcgan-run").click()
         grid = shown_picture(page, "#dcgan-output")
         np.testing.assert_array_equal(shrunk(grid, 32), cli_grid(studio_triton.grpc_url, "dcgan", 6, 7))
-        # its latent walk: the GIF `artforge generate --interpolate 6 --walk-points 3 --seed 7` writes
+        # a diffusion grid with previews on: the last grid the page shows is the command line's
+        open_tab(page, "diffusion")
+        set_number(page, "#diffusion-count", 3)
+        page.locator("#diffusion-seed input").fill("5")
+        set_number(page, "#diffusion-steps", 4)
+        set_number(page, "#diffusion-previews", 1)
+        page.evaluate("""() => { window.shownGrids = [];
+            new MutationObserver(() => { const img = document.querySelector('#diffusion-output img');
+                if (img && img.src !== window.shownGrids.at(-1)) window.shownGrids.push(img.src); })
+            .observe(document.querySelector('#diffusion-output'), {subtree: true, childList: true,
+                                                                   attributes: true}); }""")
+        page.locator("#diffusion-run").click()
+        page.wait_for_function("() => window.shownGrids.length > 0")
+        done = re.compile(r"\bhide\b")  # Gradio's tracker is "generating" while the grids stream, then "hide"
+        expect(page.locator("#diffusion-output [data-testid=status-tracker]")).to_have_class(done, timeout=60_000)
+        grids = page.evaluate("() => window.shownGrids")
+        final = np.asarray(Image.open(io.BytesIO(page.request.get(grids[-1]).body())).convert("RGB"))
+        want = cli_grid(studio_triton.grpc_url, "diffusion", 3, 5, {"steps": 4, "guidance": 2.0, "sampler": 1})
+        np.testing.assert_array_equal(shrunk(final, 16), want)  # (a tiny model's previews come too fast to see)
+        # the DCGAN's latent walk: the GIF `artforge generate --interpolate 6 --walk-points 3 --seed 7` writes
+        open_tab(page, "dcgan")
         page.get_by_text("latent walk").click()
         set_number(page, "#dcgan-walk-frames", 6)
         set_number(page, "#dcgan-walk-points", 3)
