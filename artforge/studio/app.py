@@ -110,13 +110,17 @@ def walk_panel(client: Client, name: str, controls: list, shared: list, folder: 
 def stream_tab(client: Client, name: str, folder: Path) -> None:
     with gr.Row():
         with gr.Column(scale=1):
+            info = client.model(name)
+            start = pages.stream_defaults(info)
             prompt = gr.Textbox("", label="prompt", elem_id=element(name, "prompt"))
-            max_tokens = gr.Slider(1, client.model(name).stream.max_new_tokens, value=100, step=1, label="tokens",
-                                   elem_id=element(name, "tokens"))
-            temperature = gr.Slider(0, 2, value=1.0, step=0.05, label="temperature",
+            max_tokens = gr.Slider(1, info.stream.max_new_tokens, value=min(start["max_tokens"],
+                                                                            info.stream.max_new_tokens),
+                                   step=1, label="tokens", elem_id=element(name, "tokens"))
+            temperature = gr.Slider(0, 2, value=start["temperature"], step=0.05, label="temperature",
                                     elem_id=element(name, "temperature"))
-            top_k = gr.Slider(0, 100, value=0, step=1, label="top k (0: all)", elem_id=element(name, "top_k"))
-            top_p = gr.Slider(0, 1, value=1.0, step=0.05, label="top p", elem_id=element(name, "top_p"))
+            top_k = gr.Slider(0, 100, value=start["top_k"], step=1, label="top k (0: all)",
+                              elem_id=element(name, "top_k"))
+            top_p = gr.Slider(0, 1, value=start["top_p"], step=0.05, label="top p", elem_id=element(name, "top_p"))
             seed = gr.Number(0, precision=0, label="seed", elem_id=element(name, "seed"))
             button = gr.Button("Write", variant="primary", elem_id=element(name, "run"))
         with gr.Column(scale=2):

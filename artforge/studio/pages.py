@@ -303,14 +303,30 @@ def summarise(value: np.ndarray, metadata: dict[str, Any]) -> Any:
 
 
 # ---- a family's own client command ----
-def family_command(info: ModelInfo) -> Command | None:
-    """The client command the served model's family offers as a page (`Command.page`), if it offers one."""
+def family_client(info: ModelInfo) -> Command | None:
+    """The served model's family's client command (`artforge write` for a poem model), if artforge knows one."""
     try:
         family = get_family(info.family) if info.family else None
     except ArtforgeError:  # a family this artforge does not know (exported by a newer one): the contract's page
         return None
-    command = family.hook("client") if family and family.client else None
+    return family.hook("client") if family and family.client else None
+
+
+def family_command(info: ModelInfo) -> Command | None:
+    """The client command the served model's family offers as a page (`Command.page`), if it offers one."""
+    command = family_client(info)
     return command if command is not None and command.page else None
+
+
+STREAM_SETTINGS = {"max_tokens": 100, "temperature": 1.0, "top_k": 0, "top_p": 1.0}
+
+
+def stream_defaults(info: ModelInfo) -> dict[str, float]:
+    """Where a token stream's sliders start: the family's client command's defaults (so the page with its
+    sliders untouched writes what `artforge write` does with no flags), else plain sampling."""
+    command = family_client(info)
+    fields = {f.name: f for f in dataclasses.fields(command.options)} if command else {}
+    return {name: default_value(fields[name]) if name in fields else value for name, value in STREAM_SETTINGS.items()}
 
 
 @dataclass

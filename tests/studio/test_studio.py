@@ -184,6 +184,8 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
     np.testing.assert_array_equal(shrunk(grids[-1], 16), want)
     with Client(studio_triton.grpc_url) as client:
         restore = pages.form_fields(client.model("restore"))
+        poem = pages.stream_defaults(client.model("poem"))
+    assert poem == {"max_tokens": 200, "temperature": 0.8, "top_k": 0, "top_p": 0.9}  # `artforge write`'s
     assert [(f.tensor.name, f.kind, f.over) for f in restore] == [("image", "picture", ""), ("mask", "mask", "image")]
 
 
@@ -321,18 +323,17 @@ def test_a_person_writes_a_poem_and_composes_a_piece_in_the_browser(studio, stud
 
     url = studio_triton.grpc_url
     poem = cli_output(capsys, "write", "--model", "poem", "--url", url, "--prompt", "春", "--max-tokens", "30",
-                      "--temperature", "0.8", "--top-p", "0.9", "--seed", "5").rstrip("\n")
+                      "--seed", "5").rstrip("\n")  # write's own temperature and top p: where the page starts
     cli_output(capsys, "compose", "--model", "music", "--url", url, "--bars", "2", "--seed", "3", "--temperature",
                "0.9", "--out", str(tmp_path / "cli.mid"))
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
         page = browser.new_page()
         page.goto(studio)
-        # a poem streamed into the page: the text `artforge write` prints for the same seed
+        # a poem streamed into the page: the text `artforge write` prints for the same seed and no other flags
         open_tab(page, "poem")
         page.locator("#poem-prompt").get_by_role("textbox").fill("春")
-        for where, value in (("#poem-tokens", 30), ("#poem-temperature", 0.8), ("#poem-top_p", 0.9)):
-            set_number(page, where, value)
+        set_number(page, "#poem-tokens", 30)
         page.locator("#poem-seed input").fill("5")
         page.locator("#poem-run").click()
         expect(page.locator("#poem-output").get_by_role("textbox")).to_have_value(poem, timeout=60_000)
