@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -283,10 +284,21 @@ def bench_reports(bench: Path | None) -> list[Path]:
 
 
 def launch(url: str, host: str, port: int, bench: Path | None = None, block: bool = True):
-    """Serve the studio; returns (app, its address) when block is False."""
+    """Serve the studio; returns (app, its address) when block is False. Blocking, it runs until Ctrl-C or
+    SIGTERM and then closes the page and its Triton client (which frees the client's shared memory)."""
     client = Client(url)
     app = build_studio(client, bench)
     app.queue(default_concurrency_limit=4)
-    _, address, _ = app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
-                               quiet=not block, footer_links=["api"], show_error=True)
+    if block:
+        signal.signal(signal.SIGTERM, stop_like_ctrl_c)
+    try:
+        _, address, _ = app.launch(server_name=host, server_port=port, share=False, prevent_thread_lock=not block,
+                                   quiet=not block, footer_links=["api"], show_error=True)
+    finally:
+        if block:
+            client.close()
     return app, address
+
+
+def stop_like_ctrl_c(signum, frame) -> None:
+    raise KeyboardInterrupt  # Gradio's blocking launch closes its server on Ctrl-C

@@ -28,10 +28,12 @@ def run(opts: StudioOptions) -> None:
 
 COMMAND = Command(
     "studio", help="a web page (Gradio) for every model Triton serves: generate, stylise, write, run",
-    description="Start a web page over a Triton server: a tab per served model, made from its contract (pictures "
-                "for generators, with diffusion's pictures forming; text as it is written for token models; a "
-                "form of inputs and outputs for the others), and the bench reports of --bench. It binds "
-                "127.0.0.1 unless --host says otherwise and never opens a public share link.",
+    description="Start a web page over a Triton server: a tab per served model, made from its contract (a grid and "
+                "a latent walk for generators, with diffusion's pictures forming; text as it is written for poems; "
+                "a form of inputs and outputs for the others: a brush for a restoration mask, a bar per label for "
+                "the critic), or the page a family offers (music: its compose command, with the piano roll, audio "
+                "and MIDI), and the bench reports of --bench. It binds 127.0.0.1 unless --host says otherwise, "
+                "never opens a public share link, and stops on Ctrl-C or SIGTERM.",
     examples="  artforge serve --repository repo/ &\n"
              "  artforge studio --url 127.0.0.1:8001 --port 7860\n"
              "  artforge studio --url 127.0.0.1:8001 --bench bench/",

@@ -384,3 +384,35 @@ def test_bench_folder_that_is_not_one_is_a_one_line_error(tmp_path):
 
     with pytest.raises(ArtforgeError, match="is not a folder"):
         bench_reports(Path(tmp_path / "missing"))
+
+
+def test_the_studio_command_stops_on_sigterm_and_frees_its_clients_shared_memory(studio_triton, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from gradio_client import Client as StudioClient
+
+    from artforge.serving.server import free_port
+
+    port = free_port()
+    page = subprocess.Popen([sys.executable, "-m", "artforge", "studio", "--url", studio_triton.grpc_url, "--port",
+                             str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120  # only to catch a hang: the page is up when it answers
+        while time.monotonic() < deadline and page.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.2)
+        api = StudioClient(f"http://127.0.0.1:{port}", verbose=False)
+        assert api.predict("all in turn", 2, 1, api_name="/dcgan_generate")[1] == ""  # a request over shared memory
+        page.send_signal(signal.SIGTERM)
+        _, errors = page.communicate(timeout=60)
+    finally:
+        page.kill()
+    assert page.returncode == 0, errors[-2000:]
+    assert "leaked shared_memory" not in errors
