@@ -83,7 +83,7 @@ class Sampling:
     temperature: float = option(1.0, help="0: always the likeliest token; higher: bolder")
     top_k: int = option(0, help="sample among the k likeliest tokens (0: all)")
     top_p: float = option(1.0, help="sample among the likeliest tokens whose probability reaches p (1: all)")
-    seed: int = option(0, help="sampling seed: the same seed gives the same text")
+    seed: int = option(0, help="sampling seed: the same seed gives the same output")
 
 
 @dataclasses.dataclass(kw_only=True)
