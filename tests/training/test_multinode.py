@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import torch
 from artforge.checkpoint import find_latest_checkpoint, load_checkpoint
 from artforge.errors import ArtforgeError
 from artforge.families.dcgan.train import train_dcgan
+from artforge.serving.server import free_port
 from tests.conftest import TINY_DCGAN
 
 STEPS = 240
@@ -27,12 +27,6 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "GLOO_SOCKET_IFNAME": "lo"}
 # what the README tells multi-node users: without it a restarted worker may read the previous attempt's
 # addresses from the agents' shared store and fail to connect (pytorch/pytorch#135712; seen here)
 AGENT_ENV = {**ENV, "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", "LOGLEVEL": "INFO"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def start_agent(data: Path, run: Path, port: int, log: Path, restarts: int = 1, cwd: Path | None = None,
