@@ -19,9 +19,11 @@ import base64
 import csv
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,9 +78,10 @@ class PerfAnalyzer:
                                       "--request-distribution", "poisson"]
             if output_bytes:
                 command += ["--shared-memory", "system", "--output-shared-memory-size", str(output_bytes)]
-            done = subprocess.run(command, capture_output=True, text=True, env=self.env, timeout=timeout_s)
+            done, cores = run_counting_cpu(command, self.env, timeout_s)
             if done.returncode == 0 and csv_path.exists():
                 point = read_point(csv_path)
+                point["client_cpu_cores"] = cores
                 point["stability"] = (f"last 3 windows of {requests} requests within ±{percent}% "
                                       f"(throughput and latency)")
                 point["transfer"] = "system shared memory" if output_bytes else "gRPC messages"
@@ -93,6 +96,15 @@ class PerfAnalyzer:
                 "--concurrency-range", str(concurrency), "--measurement-mode", "count_windows",
                 "--measurement-request-count", str(requests), "-s", str(percent), "--max-trials", str(TRIALS),
                 "-f", str(csv_path), *(["--streaming"] if streaming else [])]
+
+
+def run_counting_cpu(command: list[str], env: dict[str, str], timeout_s: float):
+    """Run perf_analyzer; also the cores it kept busy on average (CPU seconds / wall seconds), to set beside
+    artforge's load generator's: on a small machine a client's CPU is taken from the server's."""
+    cpu = lambda: sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2])  # noqa: E731 - user + system, waited-for
+    cpu_before, started = cpu(), time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=timeout_s)
+    return done, (cpu() - cpu_before) / max(time.perf_counter() - started, 1e-9)
 
 
 def find_perf_analyzer() -> PerfAnalyzer:

@@ -32,6 +32,9 @@ RATIOS = {
     "ort_gflops_fraction": ("ONNX Runtime largest-batch GFLOP/s / fp32 matmul peak", "higher", None),
     "artforge_p50_over_perf_analyzer_cN": ("artforge's load generator p50 / perf_analyzer's p50, N clients, batch 1, "
                                            "the same request measured back to back", "lower", None),
+    "client_overhead_b1_ms": ("artforge's load generator p50 minus perf_analyzer's p50, 1 client, batch 1, the same "
+                              "request measured back to back in 3 turns, the median (ms): what artforge's Python "
+                              "client adds", "lower", 0.2),
     "backend_overhead_b1_ms": ("Triton's server time per request (queue + input + infer + output, by perf_analyzer, "
                                "1 client) of artforge's model.py answering from memory minus a trivial Python-backend "
                                "model of the same tensors (ms): what artforge's model.py adds", "lower", 0.3),
@@ -102,6 +105,10 @@ def perf_analyzer_ratios(document: dict[str, Any], model: str, top: int) -> dict
     mine = find_point(document, model, 1, 1)
     if 1 in points and mine and mine["requests"]:
         found["artforge_p50_over_perf_analyzer_c1"] = mine["latency_ms"]["p50"] / points[1]["p50_ms"]
+        turns = (document.get("perf_analyzer") or {}).get("c1_turns") or [
+            {"artforge_p50_ms": mine["latency_ms"]["p50"], "perf_analyzer_p50_ms": points[1]["p50_ms"]}]
+        found["client_overhead_b1_ms"] = float(np.median([t["artforge_p50_ms"] - t["perf_analyzer_p50_ms"]
+                                                          for t in turns]))
     backend = (document.get("perf_analyzer") or {}).get("backend", {})
     if all("p50_ms" in backend.get(way, {}) for way in ("nocompute", "trivial")):
         found["backend_overhead_b1_ms"] = (server_us(backend["nocompute"]) - server_us(backend["trivial"])) / 1000
@@ -109,9 +116,9 @@ def perf_analyzer_ratios(document: dict[str, Any], model: str, top: int) -> dict
     if 1 in points and served:
         found["server_vs_inprocess_b1_ms"] = server_us(points[1]) / 1000 - served["latency_ms"]["p50"]
     for size, point in (document.get("perf_analyzer") or {}).get("sizes", {}).items():
-        mine = document.get("sizes", {}).get(size, {}).get("triton_b1", {})
-        if "p50_ms" in point and "p50_ms" in mine:
-            found[f"artforge_p50_over_perf_analyzer_b1_{size}px"] = mine["p50_ms"] / point["p50_ms"]
+        if "p50_ms" in point and "artforge_p50_ms" in point:
+            found[f"artforge_p50_over_perf_analyzer_b1_{size}px"] = point["artforge_p50_ms"] / point["p50_ms"]
+            found[f"client_overhead_ms_b1_{size}px"] = point["artforge_p50_ms"] - point["p50_ms"]
     mine = find_point(document, model, top, 1)
     if top in points and mine and mine["requests"] and points[top]["throughput"]:
         found[f"artforge_throughput_over_perf_analyzer_c{top}"] = mine["requests_per_s"] / points[top]["throughput"]
@@ -184,8 +191,13 @@ def ratio_info(name: str) -> tuple[str, str, float | None]:
         return (f"Triton gRPC p50 (serving with OpenVINO) / in-process OpenVINO p50, batch 1, {size}", "lower", 1.1)
     if name.startswith("artforge_p50_over_perf_analyzer_b1_"):
         size = name.rsplit("_", 1)[1]
-        return (f"artforge's client p50 (one client, timed in turn with the in-process ways) / perf_analyzer's p50, "
-                f"batch 1, {size}, both through system shared memory", "lower", None)
+        return (f"artforge's client p50 (one client, timed alone right before perf_analyzer) / perf_analyzer's "
+                f"p50, batch 1, {size}, both through system shared memory", "lower", None)
+    if name.startswith("client_overhead_ms_b1_"):
+        size = name.rsplit("_", 1)[1]
+        return (f"artforge's client p50 (one client, timed alone right before perf_analyzer) minus perf_analyzer's "
+                f"p50 (ms), batch 1, {size}, both through system shared memory: what artforge's client adds",
+                "lower", 0.2)
     if name.startswith("serving_path_share_b1_"):
         size = name.rsplit("_", 1)[1]
         return (f"the serving path alone (the copy answering from memory) / in-process p50 of the served runtime, "
@@ -297,15 +309,24 @@ def perf_analyzer_lines(document: dict[str, Any]) -> list[str]:
         lines.append(f"| {p['concurrency']} | {mine['latency_ms']['p50']:.2f} | {p['p50_ms']:.2f} | "
                      f"{mine['latency_ms']['p99']:.2f} | {p['p99_ms']:.2f} | {mine['requests_per_s']:.0f} | "
                      f"{p['throughput']:.0f} | {split} | {p['stability']} |")
+    if perf.get("c1_turns"):
+        pairs = ", ".join(f"{t['artforge_p50_ms']:.2f} / {t['perf_analyzer_p50_ms']:.2f}" for t in perf["c1_turns"])
+        lines += ["", f"One client in turns, artforge / perf_analyzer p50 ms: {pairs} (client_overhead_b1_ms is the "
+                  "median difference)."]
+    lines += disagreement_lines(document, perf["points"])
     sizes = {size: p for size, p in perf.get("sizes", {}).items() if "p50_ms" in p}
     if sizes:
-        lines += ["", "| size, 1 client | artforge p50 ms | perf_analyzer p50 ms | perf_analyzer p99 | "
-                  "server split µs | transfer |", "|---" * 6 + "|"]
+        lines += ["", "At each size artforge's `Client` is timed alone right before perf_analyzer, in turns (the turn "
+                  "with the median difference; every turn in bench.json); in the by-size table it takes turns "
+                  "with the in-process ways instead:", "",
+                  "| size, 1 client | artforge p50 ms, alone | in turns | perf_analyzer p50 ms | perf_analyzer p99 | "
+                  "server split µs | transfer |", "|---" * 7 + "|"]
         for size, p in sizes.items():
             mine = document.get("sizes", {}).get(size, {}).get("triton_b1", {})
             split = " + ".join(f"{p[k]:.0f}" for k in ("server_queue_us", "server_compute_input_us",
                                                        "server_compute_infer_us", "server_compute_output_us"))
-            lines.append(f"| {size}x{size} | {mine.get('p50_ms', float('nan')):.2f} | {p['p50_ms']:.2f} | "
+            lines.append(f"| {size}x{size} | {p.get('artforge_p50_ms', float('nan')):.2f} | "
+                         f"{mine.get('p50_ms', float('nan')):.2f} | {p['p50_ms']:.2f} | "
                          f"{p['p99_ms']:.2f} | {split} | {p['transfer']} |")
     backend = {way: p for way, p in perf.get("backend", {}).items() if "p50_ms" in p}
     if len(backend) == 2:
@@ -313,6 +334,32 @@ def perf_analyzer_lines(document: dict[str, Any]) -> list[str]:
                   f"memory {server_us(backend['nocompute']):.0f} µs, a trivial Python-backend model of the same "
                   f"tensors (reads them, answers zeros) {server_us(backend['trivial']):.0f} µs."]
     return lines
+
+
+def disagreement_lines(document: dict[str, Any], points: list[dict[str, Any]]) -> list[str]:
+    """Where artforge's load generator and perf_analyzer differ by more than 15% (p50 or throughput), what each
+    client spent: CPU per request on the request's path, and cores taken from a server on the same machine."""
+    model, cores = document["model"]["family"], document["machine"].get("cores", "?")
+    lines = []
+    for p in points:
+        mine = find_point(document, model, p["concurrency"], 1)
+        if "p50_ms" not in p or not mine or not mine["requests"] or not p["throughput"]:
+            continue
+        latency, throughput = mine["latency_ms"]["p50"] / p["p50_ms"], mine["requests_per_s"] / p["throughput"]
+        if abs(latency - 1) <= 0.15 and abs(throughput - 1) <= 0.15:
+            continue
+        busy = mine.get("client_cpu_s", 0) / mine["seconds"] if mine.get("seconds") else 0.0
+        own = f"{1e6 * mine.get('client_cpu_s', 0) / mine['requests']:.0f} µs and {busy:.2f} cores"
+        theirs = (f"{1e6 * p['client_cpu_cores'] / p['throughput']:.0f} µs and {p['client_cpu_cores']:.2f} cores"
+                  if "client_cpu_cores" in p else "not measured")
+        lines.append(f"- {p['concurrency']} client{'s' if p['concurrency'] > 1 else ''}: artforge's p50 "
+                     f"{latency:.2f}×, throughput {throughput:.2f}× perf_analyzer's. Client CPU per request and "
+                     f"cores kept busy: artforge (Python) {own}, perf_analyzer (C++) {theirs}, on the "
+                     f"{cores} cores the server shares.")
+    if not lines:
+        return ["", "artforge's load generator and perf_analyzer agree within 15% (p50 and throughput) at every "
+                "point."]
+    return ["", "Where the two differ by more than 15%:", "", *lines]
 
 
 def open_loop_lines(document: dict[str, Any]) -> list[str]:

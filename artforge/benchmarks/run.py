@@ -328,6 +328,8 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
             if perf is not None and name == model and batch == 1:
                 perf["points"].append(analyzer.measure(server.grpc_url, model, Path(perf["input_data"]),
                                                        concurrency, perf["window_requests"]))
+        if perf is not None and any(p.concurrency == 1 for p in results if p.model == model and p.batch == 1):
+            perf["c1_turns"] = one_client_turns(analyzer, server, model, make_inputs, perf, opts, results)
         if perf is not None:  # artforge's model.py answering from memory against the backend's floor
             perf["backend"] = {way: analyzer.measure(server.grpc_url, model + suffix, Path(perf["input_data"]), 1,
                                                      perf["window_requests"])
@@ -346,6 +348,21 @@ def measure_triton(repo: Path, model: str, spec, opts: BenchOptions, network, on
             "open_loop": open_loop}
 
 
+def one_client_turns(analyzer: PerfAnalyzer, server: Server, model: str, make_inputs, perf: dict[str, Any],
+                     opts: BenchOptions, results: list) -> list[dict[str, float]]:
+    """artforge's load generator and perf_analyzer at one client, batch 1, in SIZE_TURNS turns (the sweep's
+    pair is the first): one pair back to back can straddle a slow stretch of the machine, which lasts
+    seconds; the ratio client_overhead_b1_ms is the median turn's difference."""
+    mine = next(p for p in results if p.model == model and p.batch == 1 and p.concurrency == 1)
+    theirs = next((p for p in perf["points"] if p.get("concurrency") == 1), {})
+    turns = [{"artforge_p50_ms": mine.latency_ms.get("p50"), "perf_analyzer_p50_ms": theirs.get("p50_ms")}]
+    for _ in range(SIZE_TURNS - 1):
+        mine = measure_point(server.grpc_url, model, make_inputs, 1, 1, opts.requests, opts.warmup)
+        theirs = analyzer.measure(server.grpc_url, model, Path(perf["input_data"]), 1, perf["window_requests"])
+        turns.append({"artforge_p50_ms": mine.latency_ms.get("p50"), "perf_analyzer_p50_ms": theirs.get("p50_ms")})
+    return [t for t in turns if t["artforge_p50_ms"] is not None and t["perf_analyzer_p50_ms"] is not None]
+
+
 def measure_open_loops(analyzer: PerfAnalyzer | None, url: str, model: str, request: dict[str, np.ndarray],
                        perf: dict[str, Any] | None, opts: BenchOptions) -> list[dict[str, Any]]:
     """Each --request-rate as an open loop (Poisson arrivals, batch 1): artforge's load generator, then
@@ -359,15 +376,35 @@ def measure_open_loops(analyzer: PerfAnalyzer | None, url: str, model: str, requ
     return points
 
 
+SIZE_TURNS = 3  # turns of (artforge's Client alone, perf_analyzer) at each --sizes point
+
+
 def perf_analyzer_at_size(analyzer: PerfAnalyzer, url: str, ways: OneClient, perf: dict[str, Any], size: int,
                           work: Path) -> dict[str, Any]:
     """perf_analyzer at one client on a request of this square size, through system shared memory as
-    artforge's client sends large tensors to a local server."""
+    artforge's client sends large tensors to a local server, in SIZE_TURNS turns with artforge's Client timed
+    alone right before it, so that the two compare under the same conditions (in the by-size table the Client
+    takes turns with the in-process ways, whose thread pools still spin when its call starts). The point is
+    the turn with the median difference (`artforge_p50_ms` beside perf_analyzer's own figures); `turns` has
+    every turn's pair."""
     spec = ways.spec
     request = spec.sample_inputs(1, seed=size + 1, sizes={name: size for name in spec.dynamic_dims})
     output_bytes = max(a.nbytes for a in ways.session.run(None, request))
     data = write_input_data(request, work / f"perf_analyzer_input_{size}.json", ways.opts.max_batch > 0)
-    return analyzer.measure(url, ways.model, data, 1, perf["window_requests"], output_bytes=output_bytes)
+    turns = []
+    with Client(url, timeout_s=120, retries=0) as client:
+        client.infer(ways.model, request)  # learns the output sizes: the timed calls use shared memory
+        for _ in range(SIZE_TURNS):  # a slow stretch of the machine lasts seconds: it falls on one turn
+            times, _ = time_interleaved({"alone": lambda: client.infer(ways.model, request)}, warmup=2,
+                                        min_calls=5, min_seconds=ways.opts.baseline_seconds / SIZE_TURNS)
+            theirs = analyzer.measure(url, ways.model, data, 1, perf["window_requests"], output_bytes=output_bytes)
+            if times["alone"] and "p50_ms" in theirs:
+                turns.append({**theirs, "artforge_p50_ms": latency_summary(times["alone"])["p50"]})
+    if not turns:
+        return theirs
+    point = sorted(turns, key=lambda t: t["artforge_p50_ms"] - t["p50_ms"])[len(turns) // 2]  # the median turn
+    point["turns"] = [{"artforge_p50_ms": t["artforge_p50_ms"], "perf_analyzer_p50_ms": t["p50_ms"]} for t in turns]
+    return point
 
 
 def perf_analyzer_setup(analyzer: PerfAnalyzer, spec, opts: BenchOptions, work: Path) -> dict[str, Any]:

@@ -10,8 +10,9 @@ import json
 import queue
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
+import grpc
 import numpy as np
 
 from artforge.errors import ArtforgeError, ServerUnavailable
@@ -19,10 +20,10 @@ from artforge.options import Command, Sampling, ServerAddress, option
 from artforge.serving.replicas import GRPC_SCHEMES, Replica, ReplicaSet, split_targets
 from artforge.serving.request_limits import shape_problem, value_problem
 from artforge.serving.shared_memory import SharedMemoryTransfer, is_local
-from artforge.contract import (WIRE_DTYPES, DenoisingLoop, TensorSpec, TokenStream, check_inputs,
+from artforge.serving.wire import NUMPY_DTYPES, infer_method, read_outputs, request_bytes
+from artforge.contract import (DenoisingLoop, TensorSpec, TokenStream, check_inputs,
                                denoising_loop_from_json, stream_from_json)
 
-NUMPY_DTYPES = {wire: np.dtype(name) for name, wire in WIRE_DTYPES.items()}
 # Triton and tritonclient allow messages up to 2 GiB; say so explicitly so a 2048x2048 image is never cut
 MAX_MESSAGE_BYTES = 2**31 - 1
 CHANNEL_ARGS = [("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -76,6 +77,15 @@ def resolve_label(label: str | int | None, labels: list, kind: str = "label") ->
     return index
 
 
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One inference request checked against the model and serialised (artforge/serving/wire.py)."""
+
+    model: str
+    message: bytes
+    outputs: list[str]
+
+
 def tensor_from_metadata(entry: dict[str, Any]) -> TensorSpec:
     dtype = NUMPY_DTYPES[entry["datatype"]].name
     dims = [int(d) for d in entry["shape"]][1:]  # first dim is the batch
@@ -95,13 +105,21 @@ def model_info_from(metadata: dict[str, Any], config: dict[str, Any]) -> ModelIn
 
 
 def is_unavailable(error: Exception) -> bool:
+    """Whether a failed call (tritonclient's exception or a plain gRPC error) found no server to answer."""
+    if isinstance(error, grpc.RpcError):
+        return error.code() == grpc.StatusCode.UNAVAILABLE
     return "UNAVAILABLE" in str(getattr(error, "status", lambda: "")() or "")
+
+
+def failure_text(error: Exception) -> str:
+    """What the server (or gRPC) said about a failed call."""
+    return error.details() if isinstance(error, grpc.RpcError) else error.message()
 
 
 def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries: int, backoff_s: float) -> float:
     """Seconds to wait before the next try of an UNAVAILABLE call; any other failure raises at once."""
     if not is_unavailable(error):
-        raise ArtforgeError(f"{what} failed on Triton at {url}: {error.message()}") from None
+        raise ArtforgeError(f"{what} failed on Triton at {url}: {failure_text(error)}") from None
     if attempt == retries:
         raise ServerUnavailable(f"Triton at {url} is unavailable after {retries + 1} tries; "
                                 "is 'artforge serve' running there?") from None
@@ -128,16 +146,23 @@ class Client:
         local = len(self.replicas.replicas) == 1 and is_local(self.replicas.replicas[0].url)
         self.transfer = SharedMemoryTransfer(self.replicas.replicas[0].client, grpcclient, NUMPY_DTYPES) \
             if shared_memory and local else None
+        self._infer_methods: dict[str, Any] = {}  # replica url -> ModelInfer taking serialised requests
 
     def connect(self, target: str):
         """A connection to one target; a gRPC-scheme target (dns:///..., ipv4:...) is balanced by gRPC."""
+        return self._grpc.InferenceServerClient(target, channel_args=self.channel_args(target))
+
+    @staticmethod
+    def channel_args(target: str) -> list[tuple[str, Any]]:
         balanced = [("grpc.lb_policy_name", "round_robin")] if target.startswith(GRPC_SCHEMES) else []
-        return self._grpc.InferenceServerClient(target, channel_args=CHANNEL_ARGS + balanced)
+        return CHANNEL_ARGS + balanced
 
     def close(self) -> None:
         if self.transfer:
             self.transfer.close()
         self.replicas.close()
+        for channel, _ in self._infer_methods.values():
+            channel.close()
 
     def __enter__(self) -> "Client":
         return self
@@ -161,18 +186,30 @@ class Client:
 
     def call(self, what: str, method: str, *args, **kwargs):
         """Run one RPC (a tritonclient method by name) on a replica in service."""
+        return self.call_on(what, lambda replica: getattr(replica.client, method)(*args, **kwargs))
+
+    def call_on(self, what: str, run: Callable[[Replica], Any]):
+        """run(replica) on a replica in service; one that is UNAVAILABLE is taken out and the call goes to
+        another (inference has no side effects); any other failure is final."""
         from tritonclient.utils import InferenceServerException
 
         for _ in range(self.retries + len(self.replicas.replicas)):
             replica = self.replica()
             try:
                 with self.replicas.calling(replica):
-                    return getattr(replica.client, method)(*args, **kwargs)
-            except InferenceServerException as e:
+                    return run(replica)
+            except (InferenceServerException, grpc.RpcError) as e:
                 if not is_unavailable(e):
-                    raise ArtforgeError(f"{what} failed on Triton at {replica.url}: {e.message()}") from None
-                self.replicas.take_out(replica)  # and send it to another (inference has no side effects)
+                    raise ArtforgeError(f"{what} failed on Triton at {replica.url}: {failure_text(e)}") from None
+                self.replicas.take_out(replica)
         raise self.unavailable()
+
+    def infer_method(self, replica: Replica):
+        """ModelInfer of a replica on a channel of its own, taking serialised requests (artforge/serving/wire.py)."""
+        if replica.url not in self._infer_methods:
+            channel = grpc.insecure_channel(replica.url, options=self.channel_args(replica.url))
+            self._infer_methods[replica.url] = (channel, infer_method(channel))
+        return self._infer_methods[replica.url][1]
 
     def models(self) -> list[str]:
         index = self.call("listing models", "get_model_repository_index", as_json=True)
@@ -204,11 +241,26 @@ class Client:
         wanted = outputs or self.model(name).output_names()
         return tensors, [self._grpc.InferRequestedOutput(n) for n in wanted], wanted
 
-    def infer(self, name: str, inputs: dict[str, np.ndarray],
-              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+    def prepare(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> PreparedRequest:
+        """A request checked and serialised once, for `send` to repeat (a load generator sends the same
+        request many times, as perf_analyzer sends its --input-data)."""
+        self.refuse_decoupled(name)
+        wanted = outputs or self.model(name).output_names()
+        return PreparedRequest(name, request_bytes(name, self.checked_inputs(name, inputs), wanted), wanted)
+
+    def send(self, request: PreparedRequest) -> dict[str, np.ndarray]:
+        """The answer to a prepared request, its tensors inside the gRPC messages."""
+        return self.call_on(f"inference on {request.model}", lambda replica: read_outputs(
+            self.infer_method(replica)(request.message, timeout=self.timeout_s), request.outputs))
+
+    def refuse_decoupled(self, name: str) -> None:
         if self.model(name).decoupled:
             raise ArtforgeError(f"model '{name}' streams its answer (token by token, or picture previews): "
                                 "use Client.stream")
+
+    def infer(self, name: str, inputs: dict[str, np.ndarray],
+              outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        self.refuse_decoupled(name)
         checked = self.checked_inputs(name, inputs)
         wanted = outputs or self.model(name).output_names()
         arrays = {input_name: value for input_name, _, value in checked}
@@ -217,10 +269,7 @@ class Client:
             answer = self.shared_memory_infer(key, name, checked)
             if answer is not None:
                 return answer
-        tensors, requested, wanted = self.build_request(name, inputs, wanted, checked)
-        result = self.call(f"inference on {name}", "infer", name, tensors, outputs=requested,
-                           client_timeout=self.timeout_s)
-        answer = {n: result.as_numpy(n) for n in wanted}
+        answer = self.send(PreparedRequest(name, request_bytes(name, checked, wanted), wanted))
         if self.transfer:
             self.transfer.learn(name, arrays, answer)
         return answer
@@ -330,18 +379,18 @@ class Client:
 
 
 class AsyncClient:
-    """asyncio twin of Client over tritonclient.grpc.aio; model metadata comes from a sync lookup."""
+    """asyncio twin of Client.infer on one server over grpc.aio (the same serialised messages as Client's,
+    artforge/serving/wire.py); model metadata comes from a sync lookup."""
 
     def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
                  backoff_s: float = 0.2):
-        import tritonclient.grpc.aio as aioclient
-
         self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
         self._sync = Client(url, timeout_s, retries, backoff_s)
-        self._client = aioclient.InferenceServerClient(url, channel_args=CHANNEL_ARGS)
+        self._channel = grpc.aio.insecure_channel(url, options=Client.channel_args(url))
+        self._infer = infer_method(self._channel)
 
     async def close(self) -> None:
-        await self._client.close()
+        await self._channel.close()
         self._sync.close()
 
     async def __aenter__(self) -> "AsyncClient":
@@ -355,16 +404,18 @@ class AsyncClient:
 
     async def infer(self, name: str, inputs: dict[str, np.ndarray],
                     outputs: list[str] | None = None) -> dict[str, np.ndarray]:
-        from tritonclient.utils import InferenceServerException
+        return await self.send(self._sync.prepare(name, inputs, outputs))
 
-        tensors, requested, wanted = self._sync.build_request(name, inputs, outputs)
+    def prepare(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> PreparedRequest:
+        return self._sync.prepare(name, inputs, outputs)
+
+    async def send(self, request: PreparedRequest) -> dict[str, np.ndarray]:
         for attempt in range(self.retries + 1):
             try:
-                result = await self._client.infer(name, tensors, outputs=requested, client_timeout=self.timeout_s)
-                return {n: result.as_numpy(n) for n in wanted}
-            except InferenceServerException as e:
-                await asyncio.sleep(retry_or_raise(e, f"inference on {name}", self.url, attempt, self.retries,
-                                                   self.backoff_s))
+                return read_outputs(await self._infer(request.message, timeout=self.timeout_s), request.outputs)
+            except grpc.RpcError as e:
+                await asyncio.sleep(retry_or_raise(e, f"inference on {request.model}", self.url, attempt,
+                                                   self.retries, self.backoff_s))
 
 
 # ---- `artforge stream` ----

@@ -176,40 +176,67 @@ def test_killing_the_server_mid_benchmark_stops_the_point_within_seconds(dcgan_r
 
 def test_a_point_stops_after_failures_in_a_row_without_sending_the_rest():
     """A model that fails every request (the server still up) ends the point after a few tries."""
-    import asyncio
-
     from artforge.benchmarks.load import MAX_FAILURES_IN_A_ROW, LoadPoint, drive
 
     class FailingClient:
         calls = 0
 
-        async def infer(self, model, inputs):
+        def prepare(self, model, inputs):
+            return (model, inputs)
+
+        def send(self, request):
             FailingClient.calls += 1
             raise RuntimeError("INTERNAL: Stub process is not healthy")
 
     point = LoadPoint("m", concurrency=4, batch=1)
-    asyncio.run(drive(FailingClient(), "m", lambda b, i: {}, point, total=10_000, warmup=0))
+    drive(FailingClient(), "m", lambda b, i: {}, point, total=10_000, warmup=0)
     assert point.stopped == f"{MAX_FAILURES_IN_A_ROW} requests failed in a row"
     assert FailingClient.calls < MAX_FAILURES_IN_A_ROW + 4  # workers in flight may each finish one
     assert point.errors == FailingClient.calls and "not healthy" in point.first_error
 
 
 def test_warm_up_failures_that_recover_are_not_counted():
-    import asyncio
-
     from artforge.benchmarks.load import LoadPoint, drive
 
     class FlakyClient:
         calls = 0
 
-        async def infer(self, model, inputs):
+        def prepare(self, model, inputs):
+            return (model, inputs)
+
+        def send(self, request):
             FlakyClient.calls += 1
             if FlakyClient.calls <= 2:
                 raise RuntimeError("UNAVAILABLE: loading")
 
     point = LoadPoint("m", concurrency=2, batch=1)
-    latencies = asyncio.run(drive(FlakyClient(), "m", lambda b, i: {}, point, total=30, warmup=6))
+    latencies = drive(FlakyClient(), "m", lambda b, i: {}, point, total=30, warmup=6)
     assert not point.stopped and point.errors == 0 and len(latencies) == 30
+
+
+def test_a_request_is_prepared_once_while_make_inputs_returns_the_same_dict():
+    """The load sends what perf_analyzer sends: one prepared request, not one rebuilt per call; a new dict
+    is a new request (served.py's requests differ each time)."""
+    from artforge.benchmarks.load import LoadPoint, drive
+
+    class CountingClient:
+        def __init__(self):
+            self.prepared, self.sent = [], []
+
+        def prepare(self, model, inputs):
+            self.prepared.append(inputs["k"])
+            return inputs["k"]
+
+        def send(self, request):
+            self.sent.append(request)
+
+    same = {"k": 7}
+    client = CountingClient()
+    latencies = drive(client, "m", lambda b, i: same, LoadPoint("m", concurrency=1, batch=1), total=50, warmup=5)
+    assert client.prepared == [7, 7] and client.sent == [7] * 55 and len(latencies) == 50  # once per go: warm-up, timed
+    client = CountingClient()
+    drive(client, "m", lambda b, i: {"k": i}, LoadPoint("m", concurrency=1, batch=1), total=10, warmup=0)
+    assert client.prepared == client.sent == list(range(1, 11))
 
 
 @pytest.mark.slow

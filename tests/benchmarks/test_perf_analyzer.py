@@ -48,15 +48,17 @@ def test_a_missing_binary_or_library_is_one_line_naming_what_to_install(monkeypa
 
 def test_agreement_ratios_compare_the_same_points():
     point = lambda c, p50, rps: {"model": "dcgan", "concurrency": c, "batch": 1, "requests": 100,  # noqa: E731
-                                 "requests_per_s": rps, "latency_ms": {"p50": p50, "p99": 2 * p50}}
+                                 "requests_per_s": rps, "latency_ms": {"p50": p50, "p99": 2 * p50},
+                                 "seconds": 100 / rps, "client_cpu_s": 0.02}
     document = {"model": {"family": "dcgan", "unit": "image", "gflop_per_item": 0.001},
-                "machine": {"matmul_fp32_gflops": 100.0}, "options": {},
+                "machine": {"matmul_fp32_gflops": 100.0, "cores": 2}, "options": {},
                 "inprocess": {"onnxruntime_b1": {"batch": 1, "latency_ms": {"p50": 0.2, "p99": 0.3},
                                                  "images_per_s": 5000},
                               "pytorch_b1": {"batch": 1, "latency_ms": {"p50": 1.0, "p99": 1.1}, "images_per_s": 1000}},
                 "triton": [point(1, 1.2, 800), point(8, 4.0, 2000)],
                 "perf_analyzer": {"version": "Perf Analyzer Version 2.51.0", "points": [
-                    {"concurrency": 1, "p50_ms": 0.6, "p99_ms": 1.0, "throughput": 1500.0, "server_queue_us": 20,
+                    {"concurrency": 1, "p50_ms": 0.6, "p99_ms": 1.0, "throughput": 1500.0, "client_cpu_cores": 0.3,
+                     "server_queue_us": 20,
                      "server_compute_input_us": 10, "server_compute_infer_us": 300, "server_compute_output_us": 80,
                      "stability": "rule"},
                     {"concurrency": 8, "p50_ms": 2.0, "p99_ms": 5.0, "throughput": 4000.0, "server_queue_us": 20,
@@ -65,7 +67,16 @@ def test_agreement_ratios_compare_the_same_points():
     ratios = compute_ratios(document)
     assert ratios["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(2.0)
     assert ratios["artforge_throughput_over_perf_analyzer_c8"] == pytest.approx(0.5)
-    assert "| 1 | 1.20 | 0.60 | 2.40 | 1.00 | 800 | 1500 | 20 + 10 + 300 + 80 | rule |" in perf_analyzer_lines(document)
+    assert ratios["client_overhead_b1_ms"] == pytest.approx(0.6)
+    lines = perf_analyzer_lines(document)
+    assert "| 1 | 1.20 | 0.60 | 2.40 | 1.00 | 800 | 1500 | 20 + 10 + 300 + 80 | rule |" in lines
+    # the disagreement is explained by what each client spent: 0.02 s / 100 requests, 0.02 s in 0.125 s
+    assert ("- 1 client: artforge's p50 2.00×, throughput 0.53× perf_analyzer's. Client CPU per request and cores "
+            "kept busy: artforge (Python) 200 µs and 0.16 cores, perf_analyzer (C++) 200 µs and 0.30 cores, on the "
+            "2 cores the server shares.") in lines
+    assert any(line.startswith("- 8 clients:") and "perf_analyzer (C++) not measured" in line for line in lines)
+    document["triton"] = [point(1, 0.62, 1450), point(8, 2.1, 3900)]
+    assert "agree within 15%" in perf_analyzer_lines(document)[-1]
 
 
 @pytest.mark.slow
@@ -105,6 +116,12 @@ def test_bench_puts_perf_analyzers_figures_beside_its_own_at_every_point_and_siz
     mine = {p["concurrency"]: p for p in document["triton"] if p["model"] == "style"}
     assert ratios["artforge_p50_over_perf_analyzer_c1"] == pytest.approx(
         mine[1]["latency_ms"]["p50"] / points[0]["p50_ms"])
+    turns = perf["c1_turns"]  # the sweep's pair first, then two more turns of both tools
+    assert len(turns) == 3 and turns[0] == {"artforge_p50_ms": mine[1]["latency_ms"]["p50"],
+                                            "perf_analyzer_p50_ms": points[0]["p50_ms"]}
+    assert ratios["client_overhead_b1_ms"] == pytest.approx(
+        sorted(t["artforge_p50_ms"] - t["perf_analyzer_p50_ms"] for t in turns)[1])
+    assert 0 < points[0]["client_cpu_cores"] < 2.5  # perf_analyzer's own CPU, counted while it ran
     assert ratios["artforge_throughput_over_perf_analyzer_c1"] == pytest.approx(
         mine[1]["requests_per_s"] / points[0]["throughput"])
     split = lambda p: sum(p[f"server_{k}_us"] for k in ("queue", "compute_input", "compute_infer",  # noqa: E731
@@ -113,8 +130,12 @@ def test_bench_puts_perf_analyzers_figures_beside_its_own_at_every_point_and_siz
                                                               - split(backend["trivial"])) / 1000)
     at_48 = perf["sizes"]["48"]
     assert at_48["transfer"] == "system shared memory" and at_48["server_compute_infer_us"] > 0
-    assert ratios["artforge_p50_over_perf_analyzer_b1_48px"] == pytest.approx(
-        document["sizes"]["48"]["triton_b1"]["p50_ms"] / at_48["p50_ms"])
+    # artforge's Client timed alone right before perf_analyzer: the same conditions for both
+    assert 0 < at_48["artforge_p50_ms"] and ratios["artforge_p50_over_perf_analyzer_b1_48px"] == pytest.approx(
+        at_48["artforge_p50_ms"] / at_48["p50_ms"])
+    assert ratios["client_overhead_ms_b1_48px"] == pytest.approx(at_48["artforge_p50_ms"] - at_48["p50_ms"])
+    differences = sorted(t["artforge_p50_ms"] - t["perf_analyzer_p50_ms"] for t in at_48["turns"])
+    assert len(differences) == 3 and ratios["client_overhead_ms_b1_48px"] == pytest.approx(differences[1])
     markdown = (out / "bench.md").read_text()
     assert "## perf_analyzer beside artforge's load generator" in markdown and "| 48x48 |" in markdown
 
