@@ -68,10 +68,15 @@ test-fast: env lint
 	$(PY) -m pytest -q -m "not slow" --durations=15
 
 # Start Triton on $(DEMO)/repo, wait until it serves, run the commands in $(1), stop the server
-# whatever happens.
+# whatever happens. Its ports: make demo GRPC_PORT=9001 HTTP_PORT=9000 METRICS_PORT=9002 where 8000-8002 are taken.
+GRPC_PORT ?= 8001
+HTTP_PORT ?= 8000
+METRICS_PORT ?= 8002
+URL = 127.0.0.1:$(GRPC_PORT)
 define with_server
 	@set -e; \
-	$(VENV)/bin/artforge serve --repository $(DEMO)/repo --log-file $(DEMO)/triton.log > $(DEMO)/serve.out 2>&1 & \
+	$(VENV)/bin/artforge serve --repository $(DEMO)/repo --log-file $(DEMO)/triton.log --grpc-port $(GRPC_PORT) \
+		--http-port $(HTTP_PORT) --metrics-port $(METRICS_PORT) > $(DEMO)/serve.out 2>&1 & \
 	pid=$$!; trap 'kill -TERM $$pid 2>/dev/null; wait $$pid' EXIT; \
 	for i in $$(seq 1 120); do grep -q "Ctrl-C stops it" $(DEMO)/serve.out && break; \
 		kill -0 $$pid 2>/dev/null || { cat $(DEMO)/serve.out; exit 1; }; sleep 1; done; \
@@ -81,11 +86,15 @@ endef
 comma := ,
 
 # The studio (a web page for every served model) over the demo's repository: `make demo` first if there is
-# none; the page is at http://127.0.0.1:$(STUDIO_PORT) until Ctrl-C
+# none; the page is at http://127.0.0.1:$(STUDIO_PORT) until Ctrl-C. The page runs in the background and the
+# shell waits for it, so a signal to the shell alone (kill PID, a closed terminal) stops the page and the server
+# too: a shell waiting on a foreground command would act on it only once that command ended.
 STUDIO_PORT ?= 7860
 studio: env
 	@test -d $(DEMO)/repo || $(MAKE) --no-print-directory demo
-	$(call with_server,$(VENV)/bin/artforge studio --url 127.0.0.1:8001 --port $(STUDIO_PORT) --bench $(DEMO)/bench)
+	$(call with_server,$(VENV)/bin/artforge studio --url $(URL) --port $(STUDIO_PORT) \
+		$$(test -d $(DEMO)/bench && echo --bench $(DEMO)/bench) \
+		& page=$$!; trap 'kill -TERM $$page 2>/dev/null; wait $$page; exit 143' INT TERM HUP; wait $$page)
 
 # The whole road on a laptop CPU in about 10 minutes: data, training, export, a live Triton
 # server, images over gRPC, a short benchmark.
@@ -95,7 +104,7 @@ demo: env
 	$(VENV)/bin/artforge train dcgan --data $(DEMO)/data --out $(DEMO)/run --size 32 --steps 3000 \
 		--g-width 32 --d-width 32 --sample-every 500
 	$(VENV)/bin/artforge export $(DEMO)/run --repository $(DEMO)/repo --name dcgan
-	$(call with_server,$(VENV)/bin/artforge generate --model dcgan --count 40 --seed 7 --columns 5 --out $(DEMO)/grid.png)
+	$(call with_server,$(VENV)/bin/artforge generate --url $(URL) --model dcgan --count 40 --seed 7 --columns 5 --out $(DEMO)/grid.png)
 	$(VENV)/bin/artforge bench $(DEMO)/run --out $(DEMO)/bench --requests 100 --baseline-seconds 1
 	@echo; echo "demo finished:"; \
 	echo "  data            $(DEMO)/data/"; \
@@ -116,8 +125,8 @@ demo-style: env
 		--out $(DEMO)/style-run --size 128 --steps 1000
 	$(VENV)/bin/artforge export $(DEMO)/style-run --repository $(DEMO)/repo --name stylize
 	$(call with_server,\
-		$(VENV)/bin/artforge stylize --model stylize --input $(DEMO)/cat.png --style waves --out $(DEMO)/cat-waves.png; \
-		$(VENV)/bin/artforge stylize --model stylize --input $(DEMO)/cat.png \
+		$(VENV)/bin/artforge stylize --url $(URL) --model stylize --input $(DEMO)/cat.png --style waves --out $(DEMO)/cat-waves.png; \
+		$(VENV)/bin/artforge stylize --url $(URL) --model stylize --input $(DEMO)/cat.png \
 			--blend waves=0.5$(comma)splatter=0.5 --out $(DEMO)/cat-blend.png)
 	@echo; echo "style demo finished:"; \
 	echo "  training run    $(DEMO)/style-run/ (samples/: held-out photos in each style)"; \

@@ -216,6 +216,18 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def control_sweep(text: str) -> dict[str, list[float]]:
+    """'steps=4,8,16' -> {'steps': [4.0, 8.0, 16.0]}: one named control and the values to try it at."""
+    name, _, values = text.partition("=")
+    try:
+        numbers = [float(v) for v in values.split(",") if v.strip()]
+    except ValueError:
+        numbers = []
+    if not name.strip() or not numbers:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,... (e.g. steps=4,8,16), got '{text}'")
+    return {name.strip(): numbers}
+
+
 def default_value(f: dataclasses.Field) -> Any:
     if f.default is not dataclasses.MISSING:
         return f.default

@@ -37,15 +37,16 @@ def confusion_matrix_png(matrix: np.ndarray, labels: list[str], path: Path, titl
     figure_png(figure, path)
 
 
-def curves_png(steps: list[int], series: dict[str, list[float]], path: Path, title: str) -> None:
-    """One panel per measure against training steps (e.g. FD and KID during a run)."""
+def curves_png(steps: list[float], series: dict[str, list[float]], path: Path, title: str,
+               x_label: str = "step") -> None:
+    """One panel per measure against training steps (e.g. FD and KID during a run), or another x_label."""
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(4 * len(series), 3.2))
     for index, (name, values) in enumerate(series.items(), start=1):
         axes = figure.add_subplot(1, len(series), index)
         axes.plot(steps, values, marker="o")
-        axes.set_xlabel("step")
+        axes.set_xlabel(x_label)
         axes.set_ylabel(name)
         axes.grid(alpha=0.3)
     figure.suptitle(title, fontsize=9)

@@ -7,11 +7,13 @@ through Triton see the same inputs for a seed: what is served is what is measure
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from artforge.checkpoint import load_checkpoint
 from artforge.contract import TensorSpec
@@ -22,7 +24,8 @@ from artforge.evaluation.metrics import diversity_by_class, image_features, meas
 from artforge.files import atomic_write_text
 from artforge.generation import generation_request
 from artforge.image_folders import load_image_folder
-from artforge.options import Command, option, settings
+from artforge.options import Command, control_sweep, option, settings
+from artforge.plots import curves_png
 from artforge.registry import get_family
 from artforge.serving.client import Client
 from artforge.serving.generators import Generator, local_generator, remote_generator
@@ -53,6 +56,11 @@ class EvaluateOptions:
     peer: str = option("", help="style models: also score a public peer on the same photos against the same style "
                                 "images, NAME:I,J naming the peer style that stands for each of the model's "
                                 "styles, e.g. magenta:3,17 (needs the peer extra)")
+    sweep: dict[str, list[float]] = option(
+        metavar="CONTROL=V1,V2,...", parse=control_sweep, default_factory=dict,
+        help="generators: measure at each value of one control (the other controls as --controls sets them), e.g. "
+             "steps=4,8,16,32,64 or guidance=0,1,2,4 (diffusion), truncation=0.5,0.7,1 (StyleGAN): sweep.json, "
+             "sweep.md and sweep.png of quality (and seconds to generate) against it, one evaluate.json per value")
     out: str = option("evaluation", help="folder for evaluate.json and evaluate.md")
 
 
@@ -123,16 +131,26 @@ def evaluate(**options: Any) -> dict[str, Any]:
     opts = EvaluateOptions(**options)
     family = model_family(opts)
     if family and family.evaluator:  # the family measures its own kind of model (e.g. style transfer)
+        if opts.sweep:
+            raise ArtforgeError(f"--sweep measures a generator's controls; a {family.name} model has none")
         evaluator = family.hook("evaluator")
         document = evaluator.measure(opts)
-        text = "\n".join([f"# artforge evaluate: {family.name}", "", *evaluator.markdown_lines(document)])
+        write_evaluation(opts, document, "\n".join([f"# artforge evaluate: {family.name}", "",
+                                                    *evaluator.markdown_lines(document)]))
+    elif opts.sweep:
+        document = sweep_generator(opts)
+        write_evaluation(opts, document, sweep_markdown(document), "sweep")
+        sweep_png(document, Path(opts.out) / "sweep.png")
     else:
         document = measure_generator(opts)
-        text = markdown(document)
-    out = Path(opts.out)
-    atomic_write_text(out / "evaluate.json", json.dumps(document, indent=2) + "\n")
-    atomic_write_text(out / "evaluate.md", text)
+        write_evaluation(opts, document, markdown(document))
     return document
+
+
+def write_evaluation(opts: EvaluateOptions, document: dict[str, Any], text: str, name: str = "evaluate") -> None:
+    out = Path(opts.out)
+    atomic_write_text(out / f"{name}.json", json.dumps(document, indent=2) + "\n")
+    atomic_write_text(out / f"{name}.md", text)
 
 
 def model_family(opts: EvaluateOptions):
@@ -149,29 +167,73 @@ def model_family(opts: EvaluateOptions):
         return None
 
 
-def measure_generator(opts: EvaluateOptions) -> dict[str, Any]:
-    """A generator's images against real ones (and, with --critic, whether each class came out as asked)."""
+@dataclass
+class Reference:
+    """The real images a generator is measured against, and their features (computed once for a sweep)."""
 
+    images: np.ndarray
+    labels: np.ndarray
+    names: list[str]
+    features: np.ndarray
+    extractor: ArtFeatures
+
+
+def reference_for(opts: EvaluateOptions, size: int) -> Reference:
+    real, labels, names = real_images(opts.data, size, opts.count, opts.seed)
+    extractor = ArtFeatures()
+    return Reference(real, labels, names, image_features(real, extractor), extractor)
+
+
+def check_generator_options(opts: EvaluateOptions) -> None:
     if opts.count < 8:
         raise ArtforgeError(f"--count {opts.count} is too few to measure a distribution; use at least 8")
     if not opts.data:
         raise ArtforgeError("evaluating a generator needs --data: a folder of real images to compare with")
+
+
+def measure_generator(opts: EvaluateOptions, references: dict[int, Reference] | None = None) -> dict[str, Any]:
+    """A generator's images against real ones (and, with --critic, whether each class came out as asked);
+    `references` keeps the real images' features by side for the next call (a sweep)."""
+
+    check_generator_options(opts)
+    started = time.perf_counter()
     generated = generated_images(opts)
+    seconds = time.perf_counter() - started
     if generated.images.shape[1] != generated.images.shape[2]:
         raise ArtforgeError(f"evaluate compares square images; the model makes {generated.images.shape[1:3]}")
-    real, real_labels, real_names = real_images(opts.data, generated.images.shape[1], opts.count, opts.seed)
-    extractor = ArtFeatures()
-    real_features, fake_features = image_features(real, extractor), image_features(generated.images, extractor)
-    quality = measure_features(real_features, fake_features).to_json()
+    references = {} if references is None else references
+    size = generated.images.shape[1]
+    reference = references[size] = references.get(size) or reference_for(opts, size)
+    fake_features = image_features(generated.images, reference.extractor)
+    quality = measure_features(reference.features, fake_features).to_json()
     if generated.classes is not None:
-        quality["diversity_by_class"] = diversity_by_class(real_features, np.array(real_names)[real_labels],
+        quality["diversity_by_class"] = diversity_by_class(reference.features,
+                                                           np.array(reference.names)[reference.labels],
                                                            fake_features, generated.names())
-    document = {"source": generated.source, "data": opts.data, "options": asdict(opts), "quality": quality}
+    document = {"source": generated.source, "data": opts.data, "options": asdict(opts), "quality": quality,
+                "generation_seconds": seconds}
     if opts.critic:
-        document["critic"] = class_accuracy(opts.critic, opts.url, generated, real, real_labels, real_names)
+        document["critic"] = class_accuracy(opts.critic, opts.url, generated, reference.images, reference.labels,
+                                            reference.names)
     return document
 
 
+def sweep_generator(opts: EvaluateOptions) -> dict[str, Any]:
+    """measure_generator at each value of one control, against the same real images and requests."""
+    check_generator_options(opts)
+    if len(opts.sweep) != 1:
+        raise ArtforgeError(f"--sweep takes one control, got {sorted(opts.sweep)}")
+    (name, values), = opts.sweep.items()
+    points, references = [], {}
+    for value in tqdm(values, desc=f"sweeping {name}", unit="value"):
+        at = replace(opts, controls={**opts.controls, name: value}, sweep={},
+                     out=str(Path(opts.out) / f"{name}={value:g}"))
+        document = measure_generator(at, references)
+        write_evaluation(at, document, markdown(document))
+        points.append({"value": value, "quality": document["quality"], "critic": document.get("critic"),
+                       "generation_seconds": document["generation_seconds"]})
+    return {"source": document["source"], "data": opts.data, "options": asdict(opts), "control": name,
+            "points": points}
 def controls_note(controls: dict[str, float] | None) -> str:
     return f", controls {', '.join(f'{k}={v:g}' for k, v in controls.items())}" if controls else ""
 
@@ -208,6 +270,38 @@ def class_markdown(critic: dict[str, Any] | None, diversity: dict[str, float | N
     return lines
 
 
+def sweep_markdown(document: dict[str, Any]) -> str:
+    name, points = document["control"], document["points"]
+    critic = any(p["critic"] for p in points)
+    q0 = points[0]["quality"]
+    lines = [f"# artforge evaluate: {document['source'].get('family', '?')}, quality against {name}", "",
+             f"{q0['generated']} generated vs {q0['real']} real images from {document['data']} at each {name}"
+             f"{controls_note(document['options'].get('controls'))} (the same requests and real images at every "
+             f"value). Feature space: {q0['feature_space']}.", "",
+             f"| {name} | FD | KID | precision | recall | diversity |{' as asked |' if critic else ''} seconds |",
+             f"|---|---|---|---|---|---|{'---|' if critic else ''}---|"]
+    for p in points:
+        q = p["quality"]
+        asked = "" if not critic else f" {percent((p['critic'] or {}).get('generated_accuracy'))} |"
+        lines.append(f"| {p['value']:g} | {q['fd']:.1f} | {q['kid']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} "
+                     f"| {q['diversity']:.3f} |{asked} {p['generation_seconds']:.1f} |")
+    lines += ["", f"seconds: to generate the {q0['generated']} images on this machine (a checkpoint in-process, "
+              "or the served model with --url); each value's own report is in its folder.", ""]
+    return "\n".join(lines)
+
+
+def sweep_png(document: dict[str, Any], path: Path) -> None:
+    points = document["points"]
+    series = {"FD": [p["quality"]["fd"] for p in points], "recall": [p["quality"]["recall"] for p in points],
+              "precision": [p["quality"]["precision"] for p in points]}
+    if all(p["critic"] for p in points):
+        series["as asked"] = [p["critic"]["generated_accuracy"] for p in points]
+    series["seconds"] = [p["generation_seconds"] for p in points]
+    curves_png([p["value"] for p in points], series, path,
+               f"{document['source'].get('family', '?')}: quality against {document['control']}",
+               x_label=document["control"])
+
+
 def number(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
@@ -220,6 +314,10 @@ def percent(value: float | None) -> str:
 def evaluate_command(opts: EvaluateOptions) -> None:
     document = evaluate(**asdict(opts))
     out = Path(document["options"]["out"])
+    if opts.sweep:
+        print((out / "sweep.md").read_text())
+        print(f"reports: {out}/sweep.json, sweep.md, sweep.png; each value's evaluate.json in {out}/NAME=VALUE/")
+        return
     print((out / "evaluate.md").read_text())
     print(f"reports: {out}/evaluate.json, evaluate.md")
 
@@ -237,5 +335,7 @@ COMMAND = Command(
     examples="  artforge evaluate runs/dcgan --data data/art --out eval/\n"
              "  artforge evaluate runs/dcgan --data data/art --critic runs/critic --out eval/\n"
              "  artforge evaluate dcgan --url 127.0.0.1:8001 --data data/art --count 1000 --out eval-served/\n"
+             "  artforge evaluate runs/diffusion --data data/art --critic runs/critic --sweep steps=4,8,16,32,64 "
+             "--out eval-steps/\n"
              "  artforge evaluate runs/style --out eval-style/      # the style images its run trained on",
     options=EvaluateOptions, run=evaluate_command)

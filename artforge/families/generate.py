@@ -86,6 +86,50 @@ def walk(model: Generator, frames: int, points: int, seed: int, label: str | int
     return model.images(latent_walk(request, walked, frames))
 
 
+MAX_MIXING_SIDE = 16  # sources per side of a mixing grid
+
+
+def mixing_grid(model: Generator, rows: int, columns: int, seed: int, layer: int | None = None,
+                label: str | int | None = None, controls: dict[str, float] | None = None) -> np.ndarray:
+    """(rows + 1) * (columns + 1) pictures for a grid of columns + 1 columns, as the StyleGAN papers draw style
+    mixing: the top row is the column sources and the first column the row sources (a blank corner), and each
+    other cell the row's source whose layers from `layer` on take their style from the column's latent. The
+    model says which inputs mix in its metadata's 'mixing' ({"latent", "second", "layer"})."""
+    mixing = model.metadata.get("mixing")
+    if not mixing:
+        raise ArtforgeError("--mixing-grid needs a model that mixes styles (StyleGAN2): this one declares no "
+                            "'mixing' in its metadata")
+    slots = mixing_slots(model)
+    layer = slots // 2 if layer is None else layer
+    if not (1 <= rows <= MAX_MIXING_SIDE and 1 <= columns <= MAX_MIXING_SIDE and 0 <= layer < slots):
+        raise ArtforgeError(f"a mixing grid needs 1 to {MAX_MIXING_SIDE} rows and columns (got {rows}x{columns}) and "
+                            f"a layer 0 to {slots - 1} (got {layer})")
+    unmixed = {k: v for k, v in (controls or {}).items() if k != mixing["layer"]}
+    sources = request_for(model, rows + columns, seed, label, unmixed)
+    mixed = {name: np.repeat(values[:rows], columns, axis=0) for name, values in sources.items()}
+    mixed[mixing["second"]] = np.tile(sources[mixing["latent"]][rows:], (rows, 1))
+    mixed[mixing["layer"]] = np.full_like(mixed[mixing["layer"]], layer)
+    pictures, cells = model.images(sources), model.images(mixed)
+    grid = [np.full_like(pictures[0], 255), *pictures[rows:]]
+    for row in range(rows):
+        grid += [pictures[row], *cells[row * columns:(row + 1) * columns]]
+    return np.stack(grid)
+
+
+def mixing_slots(model: Generator) -> int:
+    """How many layers take a style (the mixing layer's top value, which means no mixing)."""
+    return int(model.limits.get(model.metadata["mixing"]["layer"], {}).get("max", 0))
+
+
+def mixing_shape(text: str) -> tuple[int, int]:
+    """'3x4' -> (3, 4)."""
+    try:
+        rows, columns = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ArtforgeError(f"--mixing-grid {text}: give ROWSxCOLUMNS, e.g. 3x4") from None
+    return rows, columns
+
+
 def save_images(images: np.ndarray, out: str | Path, columns: int) -> list[Path]:
     """A PNG grid, or one PNG per image when `out` is a folder (ends with '/' or exists as one)."""
     out_text = str(out)
@@ -125,6 +169,11 @@ class GenerateOptions(ServerAddress):
                                                           "steps (shown with --previews-gif)")
     previews_gif: str | None = option(None, metavar="GIF", help="diffusion: write the pictures forming, one frame "
                                                                 "per preview, as an animated GIF")
+    mixing_grid: str | None = option(None, metavar="ROWSxCOLUMNS", help="StyleGAN: a style-mixing grid: column "
+                                                                        "sources on top, row sources on the left, "
+                                                                        "each cell the row's picture with the "
+                                                                        "column's styles from --mix-from on "
+                                                                        "(default: half the layers)")
     interpolate: int | None = option(None, metavar="FRAMES", help="write a latent walk of FRAMES images as an "
                                                                   "animated GIF (--out walk.gif)")
     walk_points: int = option(4, help="with --interpolate: way points of the loop")
@@ -168,6 +217,13 @@ def write_output(model: Generator, opts: GenerateOptions) -> None:
         save_gif(frames, Path(opts.out), opts.fps, upscale=max(1, 128 // frames.shape[1]))
         print(f"wrote a {len(frames)}-frame latent walk to {opts.out}")
         return
+    if opts.mixing_grid:
+        rows, columns = mixing_shape(opts.mixing_grid)
+        pictures = mixing_grid(model, rows, columns, opts.seed, opts.mix_from, opts.label, controls)
+        save_images(pictures, opts.out, columns + 1)
+        layer = mixing_slots(model) // 2 if opts.mix_from is None else opts.mix_from
+        print(f"wrote a {rows}x{columns} style-mixing grid (the columns' styles from layer {layer} on) to {opts.out}")
+        return
     columns = opts.columns or (opts.count if opts.label is not None else min(opts.count, 8))
     previews = PreviewFrames(opts.count, columns) if opts.previews_gif else None
     images = generate(model, opts.count, opts.seed, opts.label, controls, previews and previews.on_event)
@@ -188,6 +244,7 @@ VERB = Command(
              "  artforge generate --model dcgan --count 8 --class waves --out samples/\n"
              "  artforge generate --model stylegan --truncation 0.7 --class 2 --out grid.png\n"
              "  artforge generate --model stylegan --interpolate 48 --out walk.gif\n"
+             "  artforge generate --model stylegan --mixing-grid 3x4 --mix-from 4 --out mixing.png\n"
              "  artforge generate --model diffusion --steps 20 --guidance 2 --previews 5 --out art.png "
              "--previews-gif forming.gif\n"
              "  artforge generate --checkpoint runs/dcgan --count 16 --seed 7 --out local.png",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -30,14 +29,14 @@ def with_message(function: Callable, outputs: int) -> Callable:
     return call
 
 
-def streamed_with_message(function: Callable[..., Iterator]) -> Callable[..., Iterator]:
-    """with_message for a handler that yields its output as it grows (one output)."""
+def streamed_with_message(function: Callable[..., Iterator], outputs: int = 1) -> Callable[..., Iterator]:
+    """with_message for a handler that yields its outputs as they grow (a list when more than one)."""
     def call(*args: Any) -> Iterator:
         try:
             for value in function(*args):
-                yield value, ""
+                yield *(value if outputs > 1 else [value]), ""
         except ArtforgeError as e:
-            yield gr.update(), refusal(e)
+            yield *[gr.update()] * outputs, refusal(e)
     return call
 
 
@@ -58,7 +57,7 @@ def element(model: str, part: str) -> str:
     return f"{''.join(c if c.isalnum() else '-' for c in model)}-{part}"
 
 
-def generator_tab(client: Client, name: str, folder: Path) -> None:
+def generator_tab(client: Client, name: str, folder: pages.RequestFolders) -> None:
     info = client.model(name)
     controls = pages.generator_controls(info)
     with gr.Row():
@@ -76,18 +75,48 @@ def generator_tab(client: Client, name: str, folder: Path) -> None:
         with gr.Column(scale=2):
             grid = gr.Image(label="grid", format="png", type="numpy", interactive=False,
                             elem_id=element(name, "output"))
+            # a sampling loop's previews stay in view, one grid per preview step, as --previews-gif's frames
+            forming = [gr.Gallery(label="pictures forming (one grid per preview step)", format="png", columns=4,
+                                  interactive=False, elem_id=element(name, "forming"))] if info.sampler else []
             message = message_line(name)
 
     def run(label_value, count_value, seed_value, *control_values) -> Iterator:
         given = pages.control_values(info, {c.name: v for c, v in zip(controls, control_values)})
-        yield from pages.generator_grids(client, name, label_value, int(count_value), int(seed_value or 0), given)
-    button.click(streamed_with_message(run), [label, count, seed, *widgets], [grid, message],
-                 api_name=api_name(name, "generate"))
+        for grids in pages.generator_grids(client, name, label_value, int(count_value), int(seed_value or 0), given):
+            yield [grids.grid, grids.forming] if forming else grids.grid
+    button.click(streamed_with_message(run, len(forming) + 1), [label, count, seed, *widgets],
+                 [grid, *forming, message], api_name=api_name(name, "generate"))
     if pages.can_walk(info):
         walk_panel(client, name, controls, [label, seed, *widgets], folder)
+    if pages.can_mix(info):
+        mixing_panel(client, name, controls, [label, seed, *widgets])
 
 
-def walk_panel(client: Client, name: str, controls: list, shared: list, folder: Path) -> None:
+def mixing_panel(client: Client, name: str, controls: list, shared: list) -> None:
+    """Style mixing as the StyleGAN papers draw it, as `generate --mixing-grid`: row sources keep the layers
+    before the chosen one, column sources bring their styles from it on."""
+    info = client.model(name)
+    with gr.Accordion("style mixing", open=False):
+        with gr.Row():
+            rows = gr.Slider(1, 8, value=3, step=1, label="rows", elem_id=element(name, "mix-rows"))
+            columns = gr.Slider(1, 8, value=4, step=1, label="columns", elem_id=element(name, "mix-columns"))
+            layers = pages.mixing_layers(info)
+            layer = gr.Dropdown(layers, value=layers[len(layers) // 2], elem_id=element(name, "mix-layer"),
+                                label="columns' styles from layer (low: layout and colour, high: colour only)")
+            button = gr.Button("Mix", elem_id=element(name, "mix"))
+        grid = gr.Image(label="style mixing: column sources on top, row sources on the left", format="png",
+                        type="numpy", interactive=False, elem_id=element(name, "mix-output"))
+        message = message_line(f"{name}-mix")
+
+    def run(rows_value, columns_value, layer_value, label_value, seed_value, *control_values):
+        given = pages.control_values(info, {c.name: v for c, v in zip(controls, control_values)})
+        return pages.mixing_picture(client, name, rows_value, columns_value, layer_value, label_value,
+                                    int(seed_value or 0), given)
+    button.click(with_message(run, 1), [rows, columns, layer, *shared], [grid, message],
+                 api_name=api_name(name, "mix"))
+
+
+def walk_panel(client: Client, name: str, controls: list, shared: list, folder: pages.RequestFolders) -> None:
     """A looping latent walk through seeded way points of the chosen class, as `generate --interpolate`."""
     info = client.model(name)
     with gr.Accordion("latent walk", open=False):
@@ -101,14 +130,14 @@ def walk_panel(client: Client, name: str, controls: list, shared: list, folder: 
 
     def run(frames_value, points_value, label_value, seed_value, *control_values) -> str:
         given = pages.control_values(info, {c.name: v for c, v in zip(controls, control_values)})
-        out = Path(tempfile.mkdtemp(prefix="walk-", dir=folder)) / "walk.gif"
+        out = folder.new("walk-") / "walk.gif"
         return str(pages.walk_gif(client, name, label_value, frames_value, points_value, int(seed_value or 0),
                                   given, out))
     button.click(with_message(run, 1), [frames, points, *shared], [animation, message],
                  api_name=api_name(name, "walk"))
 
 
-def stream_tab(client: Client, name: str, folder: Path) -> None:
+def stream_tab(client: Client, name: str, folder: pages.RequestFolders) -> None:
     with gr.Row():
         with gr.Column(scale=1):
             info = client.model(name)
@@ -170,7 +199,7 @@ def form_values(fields: list[pages.FormField], sizes: list[int], values: tuple) 
     return [by_name[field.over] if field.kind == "mask" else value for field, value in zip(fields, grouped)]
 
 
-def form_tab(client: Client, name: str, folder: Path) -> None:
+def form_tab(client: Client, name: str, folder: pages.RequestFolders) -> None:
     info = client.model(name)
     fields = pages.form_fields(info)
     masks = [field for field in fields if field.kind == "mask"]
@@ -186,17 +215,16 @@ def form_tab(client: Client, name: str, folder: Path) -> None:
     sizes = [len(w) for w in widgets]
 
     def run(*values: Any) -> list[Any]:
-        grouped = form_values(fields, sizes, values)
-        answer = [pages.form_answer(client, name, fields, grouped)[t.name] for t in info.outputs]
-        answer = [bars(value, t.name) if pages.per_label(info, t) else value for value, t in zip(answer, info.outputs)]
-        answer += [pages.drawn_mask(value, m.tensor.name)[..., 0] * 255 for value, m in zip(grouped, fields)
-                   if m.kind == "mask"]
+        request = pages.form_request(fields, form_values(fields, sizes, values))
+        served = pages.form_answer(client, name, request)
+        answer = [bars(served[t.name], t.name) if pages.per_label(info, t) else served[t.name] for t in info.outputs]
+        answer += [request[m.tensor.name][0, ..., 0] * 255 for m in masks]
         return answer[0] if len(answer) == 1 else answer  # Gradio takes one output's value alone
     inputs = [w for group in widgets for w in group]
     button.click(with_message(run, len(shown)), inputs, [*shown, message], api_name=api_name(name, "run"))
 
 
-def command_tab(client: Client, name: str, folder: Path) -> None:
+def command_tab(client: Client, name: str, folder: pages.RequestFolders) -> None:
     """The family's own client command (`Command.page`): its options as widgets, the files it writes shown."""
     command = pages.family_command(client.model(name))
     fields = pages.command_fields(command)
@@ -212,7 +240,7 @@ def command_tab(client: Client, name: str, folder: Path) -> None:
 
     def run(*values: Any) -> list[Any]:
         written, error = pages.run_command(command, client.url, name, list(values),
-                                           Path(tempfile.mkdtemp(prefix=f"{command.name}-", dir=folder)))
+                                           folder.new(f"{command.name}-"))
         pictures = [str(p) for p in written if p.suffix == ".png"]
         sounds = [str(p) for p in written if p.suffix in (".wav", ".ogg", ".mp3")]
         return [pictures[0] if pictures else None, sounds[0] if sounds else None,
@@ -251,24 +279,26 @@ def bench_tab(report: Path) -> None:
         gr.Image(str(picture), label=picture.name, interactive=False)
 
 
-# each gets (client, model name, the folder for files it writes: a command's, a walk's GIF)
+# each gets (client, model name, the folders for files it writes: a command's, a walk's GIF)
 TABS = {"generator": generator_tab, "stream": stream_tab, "form": form_tab, "command": command_tab}
 
 
 def build_studio(client: Client, bench: Path | None = None, files: Path | None = None) -> gr.Blocks:
     """The page: a tab per ready model on the server (and per bench report under `bench`); what the family
-    commands write goes under `files` (a temporary folder by default)."""
-    files = Path(files or tempfile.mkdtemp(prefix="artforge-studio-"))
-    with gr.Blocks(title="artforge studio") as app:
+    commands and walks write goes under `files` (a temporary folder by default), the latest 32 requests' kept."""
+    folders = pages.RequestFolders(files)
+    # Gradio's own copies of what requests returned: removed after an hour, checked every 10 minutes
+    with gr.Blocks(title="artforge studio", delete_cache=(600, 3600)) as app:
         gr.Markdown(f"# artforge studio\nModels served by Triton at `{client.url}`.")
         for name in client.models():
             with gr.Tab(name):
                 info = client.model(name)
                 gr.Markdown(f"**{name}**: {info.family or 'a model artforge did not export'}")
-                TABS[pages.page_kind(info)](client, name, files)
+                TABS[pages.page_kind(info)](client, name, folders)
         for report in bench_reports(bench):
             with gr.Tab(f"bench: {report.relative_to(bench) if report != bench else bench.name}"):
                 bench_tab(report)
+    app.request_folders = folders
     return app
 
 
@@ -297,6 +327,7 @@ def launch(url: str, host: str, port: int, bench: Path | None = None, block: boo
     finally:
         if block:
             client.close()
+            app.request_folders.close()
     return app, address
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import queue
+import shutil
+import tempfile
 import threading
 import typing
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ import numpy as np
 
 from artforge.contract import TensorSpec
 from artforge.errors import ArtforgeError
-from artforge.families.generate import PreviewFrames, generate, walk
+from artforge.families.generate import PreviewFrames, generate, mixing_grid, walk
 from artforge.generation import noise_inputs
 from artforge.imaging import make_grid, save_gif
 from artforge.options import Command, default_value, plain_type
@@ -98,8 +100,17 @@ def control_values(info: ModelInfo, values: dict[str, Any]) -> dict[str, float]:
     return out
 
 
+@dataclass
+class Grids:
+    """What a generator page shows as a request goes on: the grid now, and the grids of the preview steps so far
+    (at the end, every preview step's: the frames `artforge generate --previews-gif` writes, enlarged alike)."""
+
+    grid: np.ndarray
+    forming: list[np.ndarray]
+
+
 def generator_grids(client: Client, name: str, label: str | None, count: int, seed: int,
-                    controls: dict[str, float]) -> Iterator[np.ndarray]:
+                    controls: dict[str, float]) -> Iterator[Grids]:
     """The grid `artforge generate --count --seed --class` writes (enlarged alike); for a sampling loop first
     the grid of every preview step as the pictures form."""
     info = client.model(name)
@@ -108,7 +119,7 @@ def generator_grids(client: Client, name: str, label: str | None, count: int, se
     model = remote_generator(client, name)
     if not info.sampler or not controls.get("previews"):
         images = generate(model, int(count), int(seed), label, controls)
-        yield enlarged(make_grid(images, columns), images.shape[1])
+        yield Grids(enlarged(make_grid(images, columns), images.shape[1]), [])
         return
     frames = PreviewFrames(int(count), columns)
     yield from with_previews(lambda on_event: generate(model, int(count), int(seed), label, controls, on_event),
@@ -129,32 +140,55 @@ def walk_gif(client: Client, name: str, label: str | None, frames: int, points: 
     return out
 
 
-def with_previews(run, frames: PreviewFrames, columns: int) -> Iterator[np.ndarray]:
-    """Run `run(on_event)` on a thread; yield the grid of each new preview step, then the final grid."""
-    steps: queue.Queue = queue.Queue()
-    result: dict[str, Any] = {}
+def can_mix(info: ModelInfo) -> bool:
+    """Whether a generator declares style mixing (metadata 'mixing': StyleGAN2)."""
+    return bool(info.metadata.get("mixing"))
 
-    def on_event(item: int, step: int, picture: np.ndarray) -> None:
-        frames.on_event(item, step, picture)
-        steps.put(step)
+
+def mixing_layers(info: ModelInfo) -> list[str]:
+    """The mixing grid's layer choices, 'k: what slot k drives' where the metadata says (k: no mixing is left out)."""
+    slots = int(info.limits.get(info.metadata["mixing"]["layer"], {}).get("max", 0))
+    names = info.metadata.get("style_slots", [])
+    return [f"{k}: {names[k]}" if k < len(names) else str(k) for k in range(slots)]
+
+
+def mixing_picture(client: Client, name: str, rows: int, columns: int, layer: str, label: str | None, seed: int,
+                   controls: dict[str, float]) -> np.ndarray:
+    """The grid `artforge generate --mixing-grid ROWSxCOLUMNS --mix-from LAYER` writes (enlarged alike)."""
+    label = None if label in (None, "", "all in turn") else label
+    pictures = mixing_grid(remote_generator(client, name), int(rows), int(columns), int(seed),
+                           int(str(layer).split(":")[0]), label, controls)
+    return enlarged(make_grid(pictures, int(columns) + 1), pictures.shape[1])
+
+
+def with_previews(run, frames: PreviewFrames, columns: int) -> Iterator[Grids]:
+    """Run `run(on_event)` on a thread; yield the grid of each preview step every picture has reached, then the
+    final grid beside every preview step's (what `--previews-gif` writes: steps a busy page skipped included).
+    Only this thread touches `frames`: the sampling thread hands each event over a queue."""
+    events: queue.Queue = queue.Queue()
+    result: dict[str, Any] = {}
 
     def work() -> None:
         try:
-            result["images"] = run(on_event)
+            result["images"] = run(lambda item, step, picture: events.put((item, step, picture)))
         except Exception as e:  # handed to the page's thread, which shows it
             result["error"] = e
-        steps.put(None)
+        events.put(None)
     threading.Thread(target=work, name="artforge-studio-sampling", daemon=True).start()
-    shown = 0
-    while (step := steps.get()) is not None:
-        if len(frames.steps.get(step, {})) == frames.count and step > shown:  # every picture has reached it
+    shown, forming = 0, []
+    while (event := events.get()) is not None:
+        frames.on_event(*event)
+        step = event[1]
+        if len(frames.steps[step]) == frames.count and step > shown:  # every picture has reached it
             shown = step
-            grid = frames.frames()[-1]
-            yield enlarged(grid, next(iter(frames.steps[step].values())).shape[0])
+            grid = frames.frames()[sorted(frames.steps).index(step)]  # that step's pictures, not later ones
+            forming.append(enlarged(grid, event[2].shape[0]))
+            yield Grids(forming[-1], list(forming))
     if "error" in result:
         raise result["error"]
     images = result["images"]
-    yield enlarged(make_grid(images, columns), images.shape[1])
+    yield Grids(enlarged(make_grid(images, columns), images.shape[1]),
+                [enlarged(frame, images.shape[1]) for frame in frames.frames()])
 
 
 # ---- token streams ----
@@ -196,12 +230,16 @@ def drawn_over(t: TensorSpec, inputs: tuple[TensorSpec, ...], limit: dict[str, A
 
 def form_fields(info: ModelInfo) -> list[FormField]:
     labels = [str(n) for n in info.metadata.get("labels", info.metadata.get("styles", []))]
+    named = info.metadata.get("choices", {})  # an integer input's values by name (a translation's directions)
     fields = []
     for t in info.inputs:
         limit = info.limits.get(t.name, {})
         over = drawn_over(t, info.inputs, limit)
         if over:
             kind = "mask"
+        elif names_every_value(t, named.get(t.name, []), limit):
+            fields.append(FormField(t, "labels", [str(n) for n in named[t.name]], limit.get("min"), limit.get("max")))
+            continue
         elif is_picture(t):
             kind = "picture"
         elif t.shape == (len(labels),) and np.dtype(t.dtype).kind == "f" and labels:
@@ -214,6 +252,11 @@ def form_fields(info: ModelInfo) -> list[FormField]:
             kind = "unsupported"
         fields.append(FormField(t, kind, labels, limit.get("min"), limit.get("max"), over))
     return fields
+
+
+def names_every_value(t: TensorSpec, names: list, limit: dict[str, Any]) -> bool:
+    """Whether `names` names each value 0..max of a one-number integer input (a dropdown then sets it)."""
+    return t.shape == (1,) and np.dtype(t.dtype).kind in "iu" and bool(names) and limit.get("max") == len(names) - 1
 
 
 def has_mask(fields: list[FormField], picture: str) -> bool:
@@ -268,10 +311,10 @@ def drawn_mask(editor: dict | None, name: str) -> np.ndarray:
     return mask[..., None].astype(np.uint8)
 
 
-def form_answer(client: Client, name: str, fields: list[FormField], values: list[Any]) -> dict[str, Any]:
+def form_answer(client: Client, name: str, request: dict[str, np.ndarray]) -> dict[str, Any]:
     """The served answer of one form request: {output name: (H, W, 3) picture or a JSON-able summary}."""
     info = client.model(name)
-    answer = client.infer(name, form_request(fields, values))
+    answer = client.infer(name, request)
     shown = {}
     for t in info.outputs:
         value = answer[t.name][0]
@@ -300,6 +343,30 @@ def summarise(value: np.ndarray, metadata: dict[str, Any]) -> Any:
         return [float(v) for v in flat]
     return {"shape": list(value.shape), "dtype": str(value.dtype), "min": float(flat.min()), "max": float(flat.max()),
             "mean": float(flat.mean())}
+
+
+class RequestFolders:
+    """A folder per request for what a page writes (a walk's GIF, a command's files) under `root`, the oldest
+    removed once there are more than `keep`: Gradio serves its own copies of the files a request returns, so
+    a studio left running for days does not fill the disk."""
+
+    def __init__(self, root: Path | None = None, keep: int = 32):
+        self.temporary = root is None  # then the root itself goes at close()
+        self.root = Path(tempfile.mkdtemp(prefix="artforge-studio-")) if root is None else root
+        self.keep, self.made, self.lock = keep, [], threading.Lock()
+
+    def new(self, prefix: str) -> Path:
+        folder = Path(tempfile.mkdtemp(prefix=prefix, dir=self.root))
+        with self.lock:
+            self.made.append(folder)
+            old, self.made = self.made[:-self.keep], self.made[-self.keep:]
+        for gone in old:
+            shutil.rmtree(gone, ignore_errors=True)
+        return folder
+
+    def close(self) -> None:
+        for folder in [self.root] if self.temporary else self.made:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 # ---- a family's own client command ----

@@ -143,3 +143,30 @@ def test_bench_times_the_served_sampler_against_in_process_in_turns(diffusion_ru
                                        "served_batched_over_inprocess_together_c4"}
     text = (tmp_path / "bench" / "bench.md").read_text()
     assert "Triton, 4 requests open, batched stepping" in text and "first preview after" in text
+
+
+def test_a_sweep_measures_each_value_as_evaluate_does_alone(diffusion_run, art32, tmp_path, capsys):
+    from artforge.cli import main
+    from artforge.errors import ArtforgeError
+    from artforge.evaluation.evaluate import evaluate
+
+    common = dict(data=str(art32), count=10, batch=10, controls={"guidance": 1.0})
+    assert main(["evaluate", str(diffusion_run), "--data", str(art32), "--count", "10", "--batch", "10",
+                 "--controls", "guidance=1", "--sweep", "steps=2,4", "--out", str(tmp_path / "sweep")]) == 0
+    assert "sweep.png" in capsys.readouterr().out
+    swept = json.loads((tmp_path / "sweep" / "sweep.json").read_text())
+    alone = evaluate(source=str(diffusion_run), out=str(tmp_path / "alone"), **{**common, "controls": {
+        "guidance": 1.0, "steps": 4.0}})
+    assert swept["control"] == "steps" and [p["value"] for p in swept["points"]] == [2, 4]
+    assert swept["points"][1]["quality"] == alone["quality"]  # the same requests and real images as alone
+    assert swept["points"][0]["quality"]["fd"] != alone["quality"]["fd"]  # the value reached the sampler
+    kept = json.loads((tmp_path / "sweep" / "steps=4" / "evaluate.json").read_text())
+    assert kept["quality"] == alone["quality"] and kept["options"]["controls"] == {"guidance": 1.0, "steps": 4.0}
+    table = (tmp_path / "sweep" / "sweep.md").read_text()
+    assert "| steps | FD |" in table and "\n| 2 |" in table and "\n| 4 |" in table
+    assert (tmp_path / "sweep" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ArtforgeError, match="no sharpness input"):
+        evaluate(source=str(diffusion_run), out=str(tmp_path / "bad"), sweep={"sharpness": [1.0]}, **common)
+    with pytest.raises(SystemExit):  # argparse's usage error: NAME=V1,V2,...
+        main(["evaluate", str(diffusion_run), "--data", str(art32), "--sweep", "steps"])
+    assert "expected NAME=V1,V2,..." in capsys.readouterr().err

@@ -225,3 +225,25 @@ def test_two_process_torchrun_keeps_the_processes_in_step(art32, tmp_path):
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len((run / "log.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_mixing_grid_shows_the_sources_and_mixes_only_the_layers_asked(stylegan_run):
+    from artforge.errors import ArtforgeError
+    from artforge.families.generate import generate, mixing_grid
+    from artforge.serving.generators import local_generator
+
+    model = local_generator(stylegan_run)
+    slots = model.limits["mix_from"]["max"]
+    sources = generate(model, 5, 3, "waves")  # 2 row sources, then 3 column sources
+    late, early = (mixing_grid(model, 2, 3, 3, layer, "waves") for layer in (slots - 1, 0))
+    for grid in (late, early):  # 3 rows of 4: a blank corner, the column sources; then a row source, its mixes
+        assert grid.shape == (12, 32, 32, 3) and (grid[0] == 255).all()
+        np.testing.assert_array_equal(grid[1:4], sources[2:])
+        np.testing.assert_array_equal(grid[[4, 8]], sources[:2])
+    cells = [(r, c) for r in range(2) for c in range(3)]
+    # mixed from the last layer (the last colour pass) a cell stays near its row; from the first, the column's
+    late_gap = np.mean([np.abs(late[4 * r + 4 + c + 1].astype(int) - sources[r]).mean() for r, c in cells])
+    early_gap = np.mean([np.abs(early[4 * r + 4 + c + 1].astype(int) - sources[r]).mean() for r, c in cells])
+    assert late_gap < early_gap
+    with pytest.raises(ArtforgeError, match="a layer 0 to"):
+        mixing_grid(model, 2, 3, 3, slots, "waves")

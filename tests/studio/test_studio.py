@@ -19,9 +19,9 @@ CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 @pytest.fixture(scope="module")
-def token_runs(tmp_path_factory) -> dict[str, Path]:
-    """A tiny poem model, music model, critic and restorer (quality is not the point: the page must equal
-    the CLI)."""
+def token_runs(art32, tmp_path_factory) -> dict[str, Path]:
+    """A tiny poem model, music model, critic, restorer, StyleGAN2 and translator (quality is not the point:
+    the page must equal the CLI)."""
     from artforge.families.critic.train import train_critic
     from artforge.families.restore.train import train_restore
     from artforge.families.music.train import train_music
@@ -30,6 +30,10 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
     from tests.families.test_music import scale_piece, write_midi_file
     from tests.families.test_restore import TINY_RESTORE
     from tests.families.test_poem import TINY, jueju
+    from artforge.families.stylegan.train import train_stylegan
+    from artforge.families.translate.train import train_translate
+    from tests.families.test_stylegan import TINY_STYLEGAN
+    from tests.families.test_translate import TINY_TRANSLATE
 
     data = tmp_path_factory.mktemp("token-data")
     rng = np.random.default_rng(0)
@@ -39,7 +43,9 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
     for i in range(12):
         write_midi_file(data / "midi" / f"piece{i:02d}.mid", scale_piece(i))
     runs = {"poem": data / "poem-run", "music": data / "music-run", "critic": data / "critic-run",
-            "restore": data / "restore-run"}
+            "restore": data / "restore-run", "stylegan": data / "stylegan-run", "translate": data / "translate-run"}
+    train_stylegan(data=str(art32), out=str(runs["stylegan"]), steps=2, **TINY_STYLEGAN)
+    train_translate(out=str(runs["translate"]), steps=2, **TINY_TRANSLATE)
     train_critic(out=str(runs["critic"]), steps=4, **TINY_CRITIC)
     train_restore(out=str(runs["restore"]), steps=4, **TINY_RESTORE)
     train_poem(data=str(data / "poems"), out=str(runs["poem"]), steps=60, eval_every=60, **TINY)
@@ -51,7 +57,8 @@ def token_runs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_factory):
-    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem', 'music', 'critic' and 'restore'."""
+    """One Triton serving 'dcgan', 'stylize' (2 styles), 'diffusion', 'poem', 'music', 'critic', 'restore',
+    'stylegan' and 'translate'."""
     from artforge.export.pipeline import export_checkpoint
     from artforge.serving.server import Server
 
@@ -63,6 +70,8 @@ def studio_triton(dcgan_run, style_run, diffusion_run, token_runs, tmp_path_fact
     export_checkpoint(token_runs["music"], repo, name="music", max_batch=2)
     export_checkpoint(token_runs["critic"], repo, name="critic", max_batch=2)
     export_checkpoint(token_runs["restore"], repo, name="restore", max_batch=2)
+    export_checkpoint(token_runs["stylegan"], repo, name="stylegan", max_batch=8)
+    export_checkpoint(token_runs["translate"], repo, name="translate", max_batch=2)
     with Server(repo, grpc_port=0, http_port=0, metrics_port=0) as server:
         yield server
 
@@ -93,6 +102,18 @@ def cli_grid(url: str, model: str, count: int, seed: int, controls: dict | None 
     return make_grid(images, count if label is not None else min(count, 8))
 
 
+def cli_forming(url: str, model: str, count: int, seed: int, controls: dict) -> np.ndarray:
+    """The frames `artforge generate --previews-gif` writes (before enlarging): one grid per preview step."""
+    from artforge.families.generate import PreviewFrames, generate
+    from artforge.serving.client import Client
+    from artforge.serving.generators import remote_generator
+
+    frames = PreviewFrames(count, min(count, 8))
+    with Client(url) as client:
+        generate(remote_generator(client, model), count, seed, None, controls, frames.on_event)
+    return frames.frames()
+
+
 def shrunk(picture: np.ndarray, side: int) -> np.ndarray:
     """Undo the studio's whole-pixel enlargement (128 // side)."""
     factor = max(1, 128 // side)
@@ -116,14 +137,32 @@ def test_studio_api_gives_what_the_command_line_gives(studio, studio_triton, tmp
                "--walk-points", "3", "--seed", "7", "--out", str(tmp_path / "walk.gif"))
     assert message == "" and Path(walk_file).read_bytes() == (tmp_path / "walk.gif").read_bytes()
 
-    grid_file, _ = api.predict("all in turn", 3, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
+    grid_file, forming, _ = api.predict("all in turn", 3, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
     shown = np.asarray(Image.open(grid_file).convert("RGB"))
     want = cli_grid(studio_triton.grpc_url, "diffusion", 3, 5, {"steps": 4, "guidance": 2.0, "sampler": 0})
     np.testing.assert_array_equal(shrunk(shown, 16), want)
-    _, message = api.predict("all in turn", 2, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
+    assert forming == []  # no previews asked: nothing forms
+    _, _, message = api.predict("all in turn", 2, 5, 4, 2.0, "ddim", 0, api_name="/diffusion_generate")
     assert message == ""
-    grid_file, _ = api.predict("all in turn", 3, 5, 4, 2.0, "ddim", 1, api_name="/diffusion_generate")  # previews
+    grid_file, forming, _ = api.predict("all in turn", 3, 5, 4, 2.0, "ddim", 1, api_name="/diffusion_generate")
     np.testing.assert_array_equal(shrunk(np.asarray(Image.open(grid_file).convert("RGB")), 16), want)
+    frames = [np.asarray(Image.open(item["image"]).convert("RGB")) for item in forming]  # every preview step's grid
+    for frame, cli_frame in zip(frames, cli_forming(studio_triton.grpc_url, "diffusion", 3, 5,
+                                                    {"steps": 4, "guidance": 2.0, "sampler": 0, "previews": 1}),
+                                strict=True):
+        np.testing.assert_array_equal(shrunk(frame, 16), cli_frame)
+
+    # StyleGAN2's style mixing: the grid `artforge generate --mixing-grid 2x3 --mix-from 2` writes
+    cli_output(capsys, "generate", "--model", "stylegan", "--url", studio_triton.grpc_url, "--mixing-grid", "2x3",
+               "--mix-from", "2", "--seed", "4", "--out", str(tmp_path / "mixing.png"))
+    with Client(studio_triton.grpc_url) as client:
+        from artforge.studio.pages import mixing_layers
+
+        layer = mixing_layers(client.model("stylegan"))[2]
+    mixed, message = api.predict(2, 3, layer, "all in turn", 4, 1.0, 4, api_name="/stylegan_mix")
+    assert message == "" and layer.startswith("2: ")
+    np.testing.assert_array_equal(np.asarray(Image.open(mixed).convert("RGB")),
+                                  np.asarray(Image.open(tmp_path / "mixing.png").convert("RGB")))
 
     # the music page runs `compose` itself: bars, seed, temperature, top k, top p, bpm, program
     cli_output(capsys, "compose", "--model", "music", "--url", studio_triton.grpc_url, "--bars", "3", "--seed", "4",
@@ -171,7 +210,8 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
         fields = pages.form_fields(client.model("stylize"))
         controls = {c.name: c for c in pages.generator_controls(client.model("diffusion"))}
     assert kinds == {"dcgan": "generator", "diffusion": "generator", "stylize": "form", "poem": "stream",
-                     "music": "command", "critic": "form", "restore": "form"}  # music offers `compose` as its page
+                     "music": "command", "critic": "form", "restore": "form", "stylegan": "generator",
+                     "translate": "form"}  # music offers `compose` as its page
     assert [(f.tensor.name, f.kind) for f in fields] == [("content", "picture"), ("style_weights", "mix")]
     assert controls["steps"].maximum == 200 and controls["sampler"].choices == ["ddim", "dpmpp_2m"]
     with Client(studio_triton.grpc_url) as client:  # a walk moves noise inputs: a diffusion model has none
@@ -180,13 +220,35 @@ def test_studio_pages_come_from_the_contracts(studio_triton):
         grids = list(pages.generator_grids(client, "diffusion", None, 3, 5,
                                            {"steps": 4, "guidance": 2.0, "sampler": 0, "previews": 1}))
     want = cli_grid(studio_triton.grpc_url, "diffusion", 3, 5, {"steps": 4, "guidance": 2.0, "sampler": 0})
-    assert len(grids) == 5 and not np.array_equal(grids[0], grids[-1])
-    np.testing.assert_array_equal(shrunk(grids[-1], 16), want)
+    assert len(grids) == 5 and not np.array_equal(grids[0].grid, grids[-1].grid)
+    np.testing.assert_array_equal(shrunk(grids[-1].grid, 16), want)
+    assert len(grids[-1].forming) == 4 and [len(g.forming) for g in grids[:-1]] == [1, 2, 3, 4]  # steps 1 to 4
+    np.testing.assert_array_equal(grids[-1].forming[0], grids[0].grid)  # the first preview stays in view
     with Client(studio_triton.grpc_url) as client:
         restore = pages.form_fields(client.model("restore"))
         poem = pages.stream_defaults(client.model("poem"))
     assert poem == {"max_tokens": 200, "temperature": 0.8, "top_k": 0, "top_p": 0.9}  # `artforge write`'s
     assert [(f.tensor.name, f.kind, f.over) for f in restore] == [("image", "picture", ""), ("mask", "mask", "image")]
+    with Client(studio_triton.grpc_url) as client:  # a translation's direction by name, as `translate --direction`
+        translate = pages.form_fields(client.model("translate"))
+        assert pages.can_mix(client.model("stylegan")) and not pages.can_mix(client.model("dcgan"))
+    assert [(f.tensor.name, f.kind, f.labels) for f in translate] == [
+        ("image", "picture", []), ("direction", "labels", ["grid2waves", "waves2grid"])]
+
+
+def test_a_long_running_studio_keeps_only_its_latest_request_folders(tmp_path):
+    from artforge.studio.pages import RequestFolders
+
+    folders = RequestFolders(tmp_path / "given", keep=3)
+    (tmp_path / "given").mkdir()
+    made = [folders.new("walk-") for _ in range(5)]
+    assert [f.exists() for f in made] == [False, False, True, True, True]
+    folders.close()  # a folder the studio was given stays; what it made there goes
+    assert (tmp_path / "given").is_dir() and not any((tmp_path / "given").iterdir())
+    own = RequestFolders()
+    own.new("walk-")
+    own.close()
+    assert not own.root.exists()
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make env installs it as root)")
@@ -228,10 +290,28 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
         grids = page.evaluate("() => window.shownGrids")
         final = np.asarray(Image.open(io.BytesIO(page.request.get(grids[-1]).body())).convert("RGB"))
         want = cli_grid(studio_triton.grpc_url, "diffusion", 3, 5, {"steps": 4, "guidance": 2.0, "sampler": 1})
-        np.testing.assert_array_equal(shrunk(final, 16), want)  # (a tiny model's previews come too fast to see)
+        np.testing.assert_array_equal(shrunk(final, 16), want)
+        # a tiny model's previews come too fast to watch each one replace the last, so they stay in view: a grid
+        # per preview step, each the frame `artforge generate --previews-gif` writes
+        forming = page.locator("#diffusion-forming img")
+        cli_frames = cli_forming(studio_triton.grpc_url, "diffusion", 3, 5,
+                                 {"steps": 4, "guidance": 2.0, "sampler": 1, "previews": 1})
+        expect(forming).to_have_count(len(cli_frames), timeout=30_000)
+        for i, cli_frame in enumerate(cli_frames):
+            frame = Image.open(io.BytesIO(page.request.get(forming.nth(i).get_attribute("src")).body()))
+            np.testing.assert_array_equal(shrunk(np.asarray(frame.convert("RGB")), 16), cli_frame)
+        # StyleGAN2's style mixing with the page's defaults (3 rows, 4 columns, the middle layer, seed 0)
+        open_tab(page, "stylegan")
+        page.get_by_text("style mixing").filter(visible=True).click()
+        page.locator("#stylegan-mix").click()
+        mixed = shown_picture(page, "#stylegan-mix-output")
+        layer = page.locator("#stylegan-mix-layer input").input_value().split(":")[0]
+        cli_output(capsys, "generate", "--model", "stylegan", "--url", studio_triton.grpc_url, "--mixing-grid",
+                   "3x4", "--mix-from", layer, "--seed", "0", "--out", str(tmp_path / "mixing.png"))
+        np.testing.assert_array_equal(mixed, np.asarray(Image.open(tmp_path / "mixing.png").convert("RGB")))
         # the DCGAN's latent walk: the GIF `artforge generate --interpolate 6 --walk-points 3 --seed 7` writes
         open_tab(page, "dcgan")
-        page.get_by_text("latent walk").click()
+        page.get_by_text("latent walk").filter(visible=True).click()  # (StyleGAN2's tab has one too)
         set_number(page, "#dcgan-walk-frames", 6)
         set_number(page, "#dcgan-walk-points", 3)
         page.locator("#dcgan-walk").click()
@@ -241,6 +321,18 @@ def test_a_person_generates_stylises_and_sees_errors_in_the_browser(studio, stud
                    "--walk-points", "3", "--seed", "7", "--out", str(tmp_path / "walk.gif"))
         assert page.request.get(walked.get_attribute("src")).body() == (tmp_path / "walk.gif").read_bytes()
         page.screenshot(path=str(tmp_path / "dcgan.png"))
+        # a translation the other way round, its direction picked by the domains' names
+        open_tab(page, "translate")
+        page.locator("#translate-image input[type=file]").set_input_files(str(tmp_path / "photo.png"))
+        page.locator("#translate-image img").wait_for(timeout=30_000)
+        page.locator("#translate-direction input").click()
+        page.get_by_role("option", name="waves2grid").click()
+        expect(page.locator("#translate-direction input")).to_have_value("waves2grid")
+        page.locator("#translate-run").click()
+        shown = shown_picture(page, "#translate-out-translated")
+        cli_output(capsys, "translate", "--model", "translate", "--url", studio_triton.grpc_url, "--input",
+                   str(tmp_path / "photo.png"), "--direction", "waves2grid", "--out", str(tmp_path / "translated.png"))
+        np.testing.assert_array_equal(shown, np.asarray(Image.open(tmp_path / "translated.png").convert("RGB")))
         # an uploaded photo in an even blend of the two styles
         open_tab(page, "stylize")
         page.locator("#stylize-content input[type=file]").set_input_files(str(tmp_path / "photo.png"))
@@ -416,3 +508,66 @@ def test_the_studio_command_stops_on_sigterm_and_frees_its_clients_shared_memory
         page.kill()
     assert page.returncode == 0, errors[-2000:]
     assert "leaked shared_memory" not in errors
+
+
+def test_make_studio_stops_the_page_and_the_server_when_only_its_shell_is_signalled(dcgan_repo, tmp_path):
+    """`kill SHELL` (not a Ctrl-C to the whole group) used to leave `artforge serve` running: the shell waited on
+    the page in the foreground and acted on the signal only once the page ended."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from artforge.serving.server import free_ports
+
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    (demo / "repo").symlink_to(dcgan_repo)
+    grpc, http, metrics, port = free_ports(4)
+    make = subprocess.Popen(["make", "--no-print-directory", "studio", f"DEMO={demo}", f"STUDIO_PORT={port}",
+                             f"GRPC_PORT={grpc}", f"HTTP_PORT={http}", f"METRICS_PORT={metrics}"],
+                            cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 180  # only to catch a hang: the page is up when it answers
+        while time.monotonic() < deadline and make.poll() is None:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert make.poll() is None, make.communicate()[0][-2000:]
+        processes = session_processes(make.pid)
+        shells = [pid for pid, (parent, _) in processes.items() if parent == make.pid]
+        assert len(shells) == 1
+        assert any("artforge serve" in line for _, line in processes.values())
+        assert any("artforge studio" in line for _, line in processes.values())
+        os.kill(shells[0], signal.SIGTERM)  # the recipe's shell alone
+        output, _ = make.communicate(timeout=120)  # its output ends when every process writing it has ended
+        left = session_processes(make.pid)
+        assert left == {}, f"still running after make ended: {left}\n{output[-2000:]}"
+        with pytest.raises(ConnectionRefusedError):  # Triton (in a session of its own) has stopped too
+            socket.create_connection(("127.0.0.1", grpc), timeout=5).close()
+    finally:
+        try:
+            os.killpg(make.pid, signal.SIGKILL)  # whatever is left of the group, make itself ended or not
+        except ProcessLookupError:
+            pass
+
+
+def session_processes(session: int) -> dict[int, tuple[int, str]]:
+    """{pid: (parent pid, command line)} of the processes in a session, read from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()  # after the name in brackets
+            line = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # ended while listed
+            continue
+        if int(fields[3]) == session:  # stat's field 6, the session id
+            found[int(entry.name)] = (int(fields[1]), line.strip())
+    return found

@@ -70,7 +70,8 @@ class StyleGANSpec(ModelSpec):
             outputs=tuple(outputs),
             metadata={"styles": list(classes or range(config.num_classes)), "class_input": "style",
                       "controls": {"truncation": 1.0, "mix_from": config.num_ws}, "image_size": size,
-                      "style_slots": style_slots(config)},
+                      "style_slots": style_slots(config),
+                      "mixing": {"latent": "z", "second": "z_mix", "layer": "mix_from"}},
             normalization=UINT8_NHWC,
             parity_tolerance=1e-3,  # ~30 chained modulated layers: float error grows with depth
         )

@@ -56,6 +56,7 @@ class TranslateSpec(ModelSpec):
             outputs=tuple(outputs),
             dynamic_dims={"height": DynamicDim(MIN_SIDE, 256, MAX_SIDE), "width": DynamicDim(MIN_SIDE, 256, MAX_SIDE)},
             metadata={"domains": domains, "directions": list(DIRECTIONS), "min_size": MIN_SIDE,
+                      "choices": {"direction": [f"{domains[0]}2{domains[1]}", f"{domains[1]}2{domains[0]}"]},
                       "held_out": meta.get("held_out")},
             normalization=UINT8_NHWC,
         )
