@@ -482,8 +482,6 @@ def test_the_studio_command_stops_on_sigterm_and_frees_its_clients_shared_memory
     import signal
     import subprocess
     import sys
-    import time
-    import urllib.request
 
     from gradio_client import Client as StudioClient
 
@@ -493,13 +491,7 @@ def test_the_studio_command_stops_on_sigterm_and_frees_its_clients_shared_memory
     page = subprocess.Popen([sys.executable, "-m", "artforge", "studio", "--url", studio_triton.grpc_url, "--port",
                              str(port)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 120  # only to catch a hang: the page is up when it answers
-        while time.monotonic() < deadline and page.poll() is None:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_page(port, page)
         api = StudioClient(f"http://127.0.0.1:{port}", verbose=False)
         assert api.predict("all in turn", 2, 1, api_name="/dcgan_generate")[1] == ""  # a request over shared memory
         page.send_signal(signal.SIGTERM)
@@ -517,8 +509,6 @@ def test_make_studio_stops_the_page_and_the_server_when_only_its_shell_is_signal
     import signal
     import socket
     import subprocess
-    import time
-    import urllib.request
 
     from artforge.serving.server import free_ports
 
@@ -531,13 +521,7 @@ def test_make_studio_stops_the_page_and_the_server_when_only_its_shell_is_signal
                             cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        deadline = time.monotonic() + 180  # only to catch a hang: the page is up when it answers
-        while time.monotonic() < deadline and make.poll() is None:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5)
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_page(port, make, limit_s=180)
         assert make.poll() is None, make.communicate()[0][-2000:]
         processes = session_processes(make.pid)
         shells = [pid for pid, (parent, _) in processes.items() if parent == make.pid]
@@ -555,6 +539,20 @@ def test_make_studio_stops_the_page_and_the_server_when_only_its_shell_is_signal
             os.killpg(make.pid, signal.SIGKILL)  # whatever is left of the group, make itself ended or not
         except ProcessLookupError:
             pass
+
+
+def wait_for_page(port: int, process, limit_s: float = 120) -> None:
+    """Until the page on this port answers, or the process starting it ends (the limit only catches a hang)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}", timeout=5)
+            return
+        except OSError:
+            time.sleep(0.2)
 
 
 def session_processes(session: int) -> dict[int, tuple[int, str]]:
