@@ -170,3 +170,26 @@ def test_a_sweep_measures_each_value_as_evaluate_does_alone(diffusion_run, art32
     with pytest.raises(SystemExit):  # argparse's usage error: NAME=V1,V2,...
         main(["evaluate", str(diffusion_run), "--data", str(art32), "--sweep", "steps"])
     assert "expected NAME=V1,V2,..." in capsys.readouterr().err
+
+
+def test_two_process_torchrun_trains_in_step_and_only_rank_zero_writes(art32, tmp_path):
+    """DDP through the one training loop: both processes average their gradients, so the EMA weights each
+    keeps stay equal (the trainer checks before a checkpoint and fails if not); only rank 0 writes the run."""
+    import os
+    import subprocess
+    import sys
+
+    from artforge.checkpoint import load_checkpoint
+
+    run = tmp_path / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1", "GLOO_SOCKET_IFNAME": "lo"}
+    flags = [f"--{name.replace('_', '-')}={value}" for name, value in TINY.items()
+             if name not in ("sample_every", "checkpoint_every", "progress")]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "artforge", "train", "diffusion", "--data", str(art32), "--out", str(run), "--steps", "3",
+           *flags, "--quiet", "--device", "cpu"]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["step_00000003"]
+    assert len((run / "log.jsonl").read_text().splitlines()) == 3  # one writer, not two
+    assert all(torch.isfinite(t).all() for t in load_checkpoint(run).weights.values())

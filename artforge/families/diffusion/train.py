@@ -137,6 +137,8 @@ class DiffusionTrainer(ClassFolderTrainer):
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
         self.optimizer.step()
         update_ema(self.ema, self.net, ema_decay_at(step, self.opts.ema_decay))
+        if (step + 1) % self.opts.checkpoint_every == 0 or step + 1 == self.opts.steps:  # every process is here
+            self.ctx.check_in_step(self.ema, "EMA denoiser")  # what rank 0 writes must be what every rank has
         return {"loss": loss.item(), "lr": self.optimizer.param_groups[0]["lr"]}
 
     def batch_for_step(self, step: int):
