@@ -286,7 +286,8 @@ def sweep_markdown(document: dict[str, Any]) -> str:
         lines.append(f"| {p['value']:g} | {q['fd']:.1f} | {q['kid']:.2f} | {q['precision']:.3f} | {q['recall']:.3f} "
                      f"| {q['diversity']:.3f} |{asked} {p['generation_seconds']:.1f} |")
     lines += ["", f"seconds: to generate the {q0['generated']} images on this machine (a checkpoint in-process, "
-              "or the served model with --url); each value's own report is in its folder.", ""]
+              "or the served model with --url; the first value's include loading the model); each value's own "
+              "report is in its folder.", ""]
     return "\n".join(lines)
 
 
