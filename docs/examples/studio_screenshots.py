@@ -4,9 +4,10 @@
     python docs/examples/studio_screenshots.py http://127.0.0.1:7860 --out shots/ [--photo PHOTO.png]
 
 For each model's tab: click it, give every picture upload --photo (default: a scikit-image photo), press
-the tab's run button, wait until the page has answered (a picture, text or a message appears), and save
-`studio-NAME.png`. Bench tabs are saved as they open. Debian's chromium is driven by Playwright by its
-path, headless, as the studio's browser tests do. docs/studio.md shows the pictures this wrote.
+the tab's run button, wait until the page has answered (a picture, text or a message appears; a
+style-mixing panel is opened and run too), and save `studio-NAME.png`. Bench tabs are saved as they open.
+Debian's chromium is driven by Playwright by its path, headless, as the studio's browser tests do.
+docs/studio.md shows the pictures this wrote.
 """
 from __future__ import annotations
 
@@ -65,6 +66,17 @@ def give_pictures(page, name: str, photo: Path) -> None:
             page.mouse.up()
 
 
+def open_style_mixing(page, name: str) -> None:
+    """A generator with a style-mixing panel (StyleGAN2): open it and mix with its defaults, so the picture
+    shows the mixing grid too."""
+    panel = page.get_by_text("style mixing", exact=True).filter(visible=True)
+    if not panel.count():  # (a closed panel's widgets are not on the page yet: look for its title)
+        return
+    panel.click()
+    page.locator(f"#{name}-mix").click()
+    page.locator(f"#{name}-mix-output img").wait_for(timeout=ANSWER_S * 1000)
+
+
 def shoot(address: str, out: Path, photo: Path, chromium: str) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
@@ -82,6 +94,7 @@ def shoot(address: str, out: Path, photo: Path, chromium: str) -> list[Path]:
                 give_pictures(page, name, photo)
                 page.locator(f"#{name}-run").click()
                 answered(page, name)
+                open_style_mixing(page, name)
             path = out / f"studio-{name}.png"
             page.screenshot(path=str(path), full_page=True)
             written.append(path)
