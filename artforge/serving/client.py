@@ -232,9 +232,10 @@ class Client:
         info.check_limits(inputs)
         return [(spec.name, spec.wire_dtype, np.ascontiguousarray(inputs[spec.name])) for spec in info.inputs]
 
-    def build_request(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None, checked=None):
+    def build_request(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None):
+        """tritonclient's InferInputs and requested outputs for a stream (unary requests go by wire.py)."""
         tensors = []
-        for input_name, wire, value in checked or self.checked_inputs(name, inputs):
+        for input_name, wire, value in self.checked_inputs(name, inputs):
             tensor = self._grpc.InferInput(input_name, list(value.shape), wire)
             tensor.set_data_from_numpy(value)
             tensors.append(tensor)
