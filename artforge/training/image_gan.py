@@ -17,6 +17,7 @@ from torch import nn
 from artforge.errors import ArtforgeError
 from artforge.imaging import parse_colour
 from artforge.options import RunControl, option
+from artforge.training.augment import POLICIES
 from artforge.training.conditioning import CONDITIONINGS
 from artforge.training.distributed import Distributed
 from artforge.image_folders import ImageFolder, load_image_folder
@@ -48,6 +49,9 @@ class ClassGANOptions(ClassFolderOptions):
                                     "real data; docs/conditioning.md), or both")
     class_weight: float = option(1.0, help="weight of the auxiliary classifier's loss against the real/fake loss "
                                            "(acgan, both)")
+    augment: str = option("none", help="differentiable augmentation of everything the discriminator sees: "
+                                       "diffaugment (colour, translation, cutout), geometric (no colour: for "
+                                       "classes told apart by colour), none", choices=list(POLICIES))
 
 
 def load_class_folder(opts: Any, ctx: Distributed) -> ImageFolder:

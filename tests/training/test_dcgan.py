@@ -35,9 +35,10 @@ def test_training_writes_checkpoint_samples_log_and_options(art32, tmp_path):
     assert json.loads((run / "train_options.json").read_text())["steps"] == 4
 
 
-def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(art32, tmp_path):
+@pytest.mark.parametrize("augment", ["none", "diffaugment"])
+def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(art32, tmp_path, augment):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    options = dict(TINY_DCGAN, data=str(art32), seed=3)
+    options = dict(TINY_DCGAN, data=str(art32), seed=3, augment=augment)
     train_dcgan(out=str(straight), steps=6, **options)
     train_dcgan(out=str(split), steps=3, **options)
     train_dcgan(out=str(split), steps=6, resume=True, progress=False)  # everything else from the run
@@ -70,6 +71,22 @@ def test_the_auxiliary_classifier_trains_on_real_pictures_and_its_verdict_reache
     assert load_checkpoint(tmp_path / "acgan").meta["config"]["conditioning"] == "acgan"
     with pytest.raises(ArtforgeError, match="started with conditioning='acgan'"):
         train_dcgan(out=str(tmp_path / "acgan"), steps=4, resume=True, conditioning="both")
+
+
+def test_augmentation_changes_what_the_discriminator_learns_and_is_kept_with_the_run(art32, tmp_path):
+    def run(name, **options):
+        last = train_dcgan(data=str(art32), out=str(tmp_path / name), steps=3, seed=5, **{**TINY_DCGAN, **options})
+        return tensors(last / "state.safetensors")
+
+    plain, augmented, geometric = run("plain"), run("augmented", augment="diffaugment"), run("geometric",
+                                                                                           augment="geometric")
+    d_weights = [key for key in plain if ".D." in key and "weight" in key]
+    assert d_weights and all(key in augmented for key in d_weights)
+    assert any(not torch.equal(plain[key], augmented[key]) for key in d_weights)
+    assert any(not torch.equal(augmented[key], geometric[key]) for key in d_weights)
+    assert json.loads((tmp_path / "augmented" / "train_options.json").read_text())["augment"] == "diffaugment"
+    with pytest.raises(ArtforgeError, match="started with augment='diffaugment'"):
+        train_dcgan(out=str(tmp_path / "augmented"), steps=4, resume=True, augment="none")
 
 
 def test_resume_refuses_a_conflicting_option_and_a_fresh_run_refuses_an_old_folder(art32, tmp_path):

@@ -26,6 +26,7 @@ from artforge.training.ema import ema_decay_at, update_ema
 from artforge.training.run_options import RUN_CONTROL_CHANGES, resolve_options
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.image_folders import ImageFolder
+from artforge.training.augment import diff_augment
 from artforge.training.conditioning import class_accuracy, class_loss
 from artforge.training.image_gan import ClassFolderGANTrainer, ClassGANOptions, load_class_folder
 from artforge.training.loop import TrainCommand, train
@@ -34,6 +35,7 @@ from artforge.families.dcgan import generation_inputs
 log = logging.getLogger(__name__)
 # options a resumed run may change; every other one must match the run being resumed
 RESUMABLE_CHANGES = RUN_CONTROL_CHANGES | {"data", "eval_every", "eval_count"}
+AUGMENT_STREAM = 1  # step_generator stream of a step's augmentations (stream 0 draws its batch)
 
 
 @dataclass
@@ -95,7 +97,7 @@ class DCGANTrainer(ClassFolderGANTrainer):
 
     def train_step(self, step: int) -> dict[str, float]:
         real, labels, z = batch_for_step(self.data, self.opts, step, self.ctx)
-        losses = gan_step(self, real, labels, z)
+        losses = gan_step(self, real, labels, z, step_generator(self.opts.seed, step, stream=AUGMENT_STREAM))
         update_ema(self.G_ema, self.G, ema_decay_at(step, self.opts.ema_decay))
         return losses
 
@@ -132,10 +134,15 @@ def batch_for_step(data: ImageFolder, opts: DCGANTrainOptions, step: int, ctx: D
     return real.to(dev), data.labels[index[mine]].to(dev), z[mine].to(dev)
 
 
-def gan_step(trainer: DCGANTrainer, real, labels, z) -> dict[str, float]:
+def gan_step(trainer: DCGANTrainer, real, labels, z, g: torch.Generator) -> dict[str, float]:
     """One discriminator update, then one generator update (non-saturating loss on logits; with an
-    auxiliary classifier, its class loss on real pictures for D and on generated ones for G)."""
-    G, D, autocast, weight = trainer.G_train, trainer.D_train, trainer.ctx.autocast, trainer.opts.class_weight
+    auxiliary classifier, its class loss on real pictures for D and on generated ones for G). D sees
+    every picture through --augment's random changes, drawn from `g`."""
+    G, autocast, weight = trainer.G_train, trainer.ctx.autocast, trainer.opts.class_weight
+
+    def D(images, labels):
+        return trainer.D_train(diff_augment(images, trainer.opts.augment, g), labels)
+
     with autocast():
         fake = G(z, labels)
     # D: real -> 1, fake -> 0. Two backward passes, one per forward, so DDP reduces each once.

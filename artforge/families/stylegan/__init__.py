@@ -1,8 +1,8 @@
 """The StyleGAN2 family: a style-based, class-conditional image generator, the DCGAN's upgrade.
 
 Everything artforge needs to know about the family is declared here or named from here: its config
-and networks (network.py), its serving contract (StyleGANSpec, here), its training with DiffAugment,
-lazy R1 and style mixing (train.py, augment.py); its client verb is the generators' shared
+and networks (network.py), its serving contract (StyleGANSpec, here), its training with DiffAugment
+(training/augment.py), lazy R1 and style mixing (train.py); its client verb is the generators' shared
 `artforge generate` (artforge/families/generate.py), which reads the truncation and mixing controls from the
 contract below.
 """

@@ -24,7 +24,7 @@ from torch import nn
 
 from artforge.families.stylegan import NAME as FAMILY
 from artforge.families.stylegan import generate_images
-from artforge.families.stylegan.augment import POLICIES, diff_augment
+from artforge.training.augment import diff_augment
 from artforge.families.stylegan.network import PADDINGS, Discriminator, Generator, StyleGANConfig
 from artforge.evaluation.metrics import ImageQualityJudge
 from artforge.imaging import make_grid, save_png, uint8_to_unit
@@ -42,7 +42,7 @@ R1_EVERY = 16  # lazy regularisation: the penalty every 16 steps, scaled by 16
 
 
 @dataclass
-@with_defaults(sample_every=250)
+@with_defaults(sample_every=250, augment="diffaugment")
 class StyleGANTrainOptions(ClassGANOptions):
     """Everything that defines a StyleGAN2 run; written to RUN/train_options.json."""
 
@@ -52,9 +52,6 @@ class StyleGANTrainOptions(ClassGANOptions):
     lr: float = option(0.0025, help="Adam learning rate of both players (the mapping network runs at 1/100 of it)")
     r1_gamma: float | None = option(None, help="R1 penalty weight (default 0.0002 * size^2 / batch-size)")
     mixing: float = option(0.9, help="share of generator batches trained with two latents (style mixing)")
-    augment: str = option("diffaugment", help="differentiable augmentation of everything the discriminator sees: "
-                                               "diffaugment (colour, translation, cutout), geometric (no colour: "
-                                               "for styles defined by colour), none", choices=list(POLICIES))
     ema_kimg: float = option(10.0, help="half-life of the generator's weight average, in thousands of images")
     z_dim: int = option(128, help="latent dimensions")
     w_dim: int = option(128, help="style (w) dimensions")
