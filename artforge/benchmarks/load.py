@@ -2,7 +2,7 @@
 sends its next request when answered), or requests arriving at random at a set rate (open loop)."""
 from __future__ import annotations
 
-import functools
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -13,7 +13,7 @@ import numpy as np
 
 from artforge.benchmarks.measure import latency_summary
 from artforge.errors import ServerUnavailable
-from artforge.serving.client import Client
+from artforge.serving.client import AsyncClient, Client
 from artforge.serving.fuzz import process_group_cpu_s
 
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -206,76 +206,54 @@ def poisson_arrivals(rate: float, count: int, seed: int) -> np.ndarray:
     return np.cumsum(gaps) - gaps[0]
 
 
-class OpenLoop:
-    """What the open loop has sent and heard back; answers arrive on gRPC's thread, so under a lock."""
+async def drive_open_loop(client, model: str, inputs: dict[str, np.ndarray], arrivals: np.ndarray) -> dict[str, Any]:
+    """Send one request at each arrival time without waiting for earlier answers. A latency counts from when
+    the request left; how late it left (the event loop wakes on whole milliseconds, and a client that falls
+    behind sends later still) is kept apart as its lag, so neither hides in the other."""
+    latencies: list[float] = []
+    lags: list[float] = []
+    failed = dropped = 0
+    in_flight: set[asyncio.Task] = set()
+    first_error = ""
+    request = client.prepare(model, inputs)  # checked and serialised once, as in the closed loop
 
-    def __init__(self):
-        self.answers = threading.Condition()
-        self.in_flight = 0
-        self.latencies: list[float] = []
-        self.lags: list[float] = []
-        self.failed = 0
-        self.first_error = ""
-
-    def sending(self) -> None:
-        with self.answers:
-            self.in_flight += 1
-
-    def answered(self, scheduled: float, sent: float, _outputs, error: Exception | None) -> None:
-        now = time.perf_counter()
-        with self.answers:
-            self.in_flight -= 1
-            if error is None:
-                self.latencies.append(now - sent)
-                self.lags.append(sent - scheduled)
-            else:  # counted; the schedule goes on
-                self.failed += 1
-                self.first_error = self.first_error or str(error)[:300]
-            self.answers.notify_all()
-
-    def wait_for_answers(self, timeout_s: float) -> None:
-        """Until every request sent is answered (each is bounded by the client's timeout; this bound catches
-        a hang)."""
-        with self.answers:
-            if not self.answers.wait_for(lambda: self.in_flight == 0, timeout_s):
-                raise RuntimeError(f"{self.in_flight} open-loop requests unanswered after {timeout_s:.0f} s")
-
-
-def drive_open_loop(client: Client, request, arrivals: np.ndarray) -> dict[str, Any]:
-    """Send one request at each arrival time without waiting for earlier answers: this thread sleeps until
-    each arrival and hands the request to gRPC, whose own thread takes the answers (an asyncio loop woke on
-    whole milliseconds and handled every answer on the sending thread). A latency counts from when the
-    request left; how late it left is kept apart as its lag, so neither hides in the other."""
-    loop = OpenLoop()
-    dropped = 0
-    start = time.perf_counter()
-    for offset in arrivals:
-        scheduled = start + offset
-        delay = scheduled - time.perf_counter()
-        if delay > 0:
-            time.sleep(delay)
-        if loop.in_flight >= MAX_IN_FLIGHT:
-            dropped += 1
-            continue
-        loop.sending()
+    async def one(scheduled: float) -> None:
+        nonlocal failed, first_error
         sent = time.perf_counter()
         try:
-            client.send_async(request, functools.partial(loop.answered, scheduled, sent))
-        except Exception as e:  # no replica to send to: counted like a failed answer
-            loop.answered(scheduled, sent, None, e)
-    loop.wait_for_answers(client.timeout_s + 30)
-    return {"latencies": loop.latencies, "lags": loop.lags, "failed": loop.failed, "dropped": dropped,
-            "first_error": loop.first_error, "seconds": time.perf_counter() - start}
+            await client.send(request)
+            latencies.append(time.perf_counter() - sent)
+            lags.append(sent - scheduled)
+        except Exception as e:  # counted; the schedule goes on
+            failed += 1
+            first_error = first_error or str(e)[:300]
+
+    start = time.perf_counter()
+    for offset in arrivals:
+        delay = start + offset - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        in_flight = {t for t in in_flight if not t.done()}
+        if len(in_flight) >= MAX_IN_FLIGHT:
+            dropped += 1
+            continue
+        in_flight.add(asyncio.ensure_future(one(start + offset)))
+    await asyncio.gather(*in_flight)
+    elapsed = time.perf_counter() - start
+    return {"latencies": latencies, "lags": lags, "failed": failed, "dropped": dropped, "first_error": first_error,
+            "seconds": elapsed}
 
 
 def measure_open_loop(url: str, model: str, inputs: dict[str, np.ndarray], rate: float, requests: int,
                       seed: int = 0, timeout_s: float = 30.0) -> dict[str, Any]:
     """One offered rate (Poisson arrivals): what was achieved, latency percentiles, requests dropped or failed."""
+    async def run() -> dict[str, Any]:
+        async with AsyncClient(url, timeout_s=timeout_s, retries=0) as client:
+            await client.infer(model, inputs)  # the connection and the model's metadata, before the clock
+            return await drive_open_loop(client, model, inputs, arrivals)
+
     arrivals = poisson_arrivals(rate, requests, seed)
-    with Client(url, timeout_s=timeout_s, retries=0, shared_memory=False) as client:
-        request = client.prepare(model, inputs)  # checked and serialised once, as in the closed loop
-        client.send(request)  # the connection, before the clock
-        done = drive_open_loop(client, request, arrivals)
+    done = asyncio.run(run())
     summary = latency_summary(done["latencies"]) if done["latencies"] else None
     lag = latency_summary(done["lags"]) if done["lags"] else None
     return {"rate": rate, "offered_rate": (len(arrivals) - 1) / arrivals[-1],  # this draw's rate, ±1/sqrt(N)

@@ -369,8 +369,8 @@ def open_loop_lines(document: dict[str, Any]) -> list[str]:
     theirs = {p["request_rate"]: p for p in (document.get("perf_analyzer") or {}).get("open_loop", [])
               if "p50_ms" in p}
     lines = ["", "## Open loop (requests arriving at random, batch 1)", "",
-             "Latency counts from when a request left; its lag is how late it left (artforge's sending thread sleeps "
-             "to each arrival; short of CPU, it sends later).", "",
+             "Latency counts from when a request left; its lag is how late it left (artforge's event loop wakes on "
+             "whole milliseconds; a client that falls behind sends later still).", "",
              "| offered req/s | achieved | p50 ms | p99 ms | send lag p99 ms | failed, dropped | "
              "perf_analyzer achieved | p50 ms | p99 ms |", "|---" * 9 + "|"]
     for p in document["open_loop"]:

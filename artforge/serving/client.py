@@ -1,11 +1,11 @@
-"""gRPC client for artforge models on Triton: input checks, retries, failover between replicas, blocking calls or
-callbacks.
+"""gRPC client for artforge models on Triton: input checks, retries, failover between replicas, sync and asyncio.
 
     client = Client("127.0.0.1:8001")
     outputs = client.infer("MODEL", {"input_name": array, ...})   # {"output_name": array}
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import time
@@ -114,6 +114,16 @@ def is_unavailable(error: Exception) -> bool:
 def failure_text(error: Exception) -> str:
     """What the server (or gRPC) said about a failed call."""
     return error.details() if isinstance(error, grpc.RpcError) else error.message()
+
+
+def retry_or_raise(error: Exception, what: str, url: str, attempt: int, retries: int, backoff_s: float) -> float:
+    """Seconds to wait before the next try of an UNAVAILABLE call; any other failure raises at once."""
+    if not is_unavailable(error):
+        raise ArtforgeError(f"{what} failed on Triton at {url}: {failure_text(error)}") from None
+    if attempt == retries:
+        raise ServerUnavailable(f"Triton at {url} is unavailable after {retries + 1} tries; "
+                                "is 'artforge serve' running there?") from None
+    return backoff_s * 2**attempt
 
 
 class Client:
@@ -244,26 +254,6 @@ class Client:
         return self.call_on(f"inference on {request.model}", lambda replica: read_outputs(
             self.infer_method(replica)(request.message, timeout=self.timeout_s), request.outputs))
 
-    def send_async(self, request: PreparedRequest,
-                   done: Callable[[dict[str, np.ndarray] | None, Exception | None], None]) -> None:
-        """Send a prepared request without waiting: done(outputs, None), or done(None, error), runs on gRPC's
-        own thread when the answer comes. One try on one replica (a load generator counts failures, it does
-        not retry them)."""
-        replica = self.replica()
-
-        def answered(future) -> None:
-            try:
-                outputs = read_outputs(future.result(), request.outputs)
-            except grpc.RpcError as e:
-                done(None, self.unavailable() if is_unavailable(e) else ArtforgeError(
-                    f"inference on {request.model} failed on Triton at {replica.url}: {failure_text(e)}"))
-            except Exception as e:  # an answer that does not read
-                done(None, e)
-            else:
-                done(outputs, None)
-
-        self.infer_method(replica).future(request.message, timeout=self.timeout_s).add_done_callback(answered)
-
     def refuse_decoupled(self, name: str) -> None:
         if self.model(name).decoupled:
             raise ArtforgeError(f"model '{name}' streams its answer (token by token, or picture previews): "
@@ -387,6 +377,46 @@ class Client:
     def statistics(self, name: str) -> dict[str, Any]:
         stats = self.call("statistics", "get_inference_statistics", name, as_json=True)
         return stats["model_stats"][0] if stats.get("model_stats") else {}
+
+
+class AsyncClient:
+    """asyncio twin of Client.infer on one server over grpc.aio (the same serialised messages as Client's,
+    artforge/serving/wire.py); model metadata comes from a sync lookup."""
+
+    def __init__(self, url: str = "127.0.0.1:8001", timeout_s: float = 60.0, retries: int = 4,
+                 backoff_s: float = 0.2):
+        self.url, self.timeout_s, self.retries, self.backoff_s = url, timeout_s, retries, backoff_s
+        self._sync = Client(url, timeout_s, retries, backoff_s)
+        self._channel = grpc.aio.insecure_channel(url, options=Client.channel_args(url))
+        self._infer = infer_method(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close()
+        self._sync.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    def model(self, name: str) -> ModelInfo:
+        return self._sync.model(name)
+
+    async def infer(self, name: str, inputs: dict[str, np.ndarray],
+                    outputs: list[str] | None = None) -> dict[str, np.ndarray]:
+        return await self.send(self._sync.prepare(name, inputs, outputs))
+
+    def prepare(self, name: str, inputs: dict[str, np.ndarray], outputs: list[str] | None = None) -> PreparedRequest:
+        return self._sync.prepare(name, inputs, outputs)
+
+    async def send(self, request: PreparedRequest) -> dict[str, np.ndarray]:
+        for attempt in range(self.retries + 1):
+            try:
+                return read_outputs(await self._infer(request.message, timeout=self.timeout_s), request.outputs)
+            except grpc.RpcError as e:
+                await asyncio.sleep(retry_or_raise(e, f"inference on {request.model}", self.url, attempt,
+                                                   self.retries, self.backoff_s))
 
 
 # ---- `artforge stream` ----
