@@ -53,9 +53,14 @@ def test_resume_reaches_the_same_weights_as_an_uninterrupted_run(art32, tmp_path
     assert steps == [1, 2, 3, 4, 5, 6]
 
 
+def three_steps(art32, tmp_path, name, **options):
+    """The last checkpoint of a 3-step tiny run in tmp_path/name (seed 5), with `options` over TINY_DCGAN."""
+    return train_dcgan(data=str(art32), out=str(tmp_path / name), steps=3, seed=5, **{**TINY_DCGAN, **options})
+
+
 def test_the_auxiliary_classifier_trains_on_real_pictures_and_its_verdict_reaches_the_generator(art32, tmp_path):
     def run(name, **options):
-        last = train_dcgan(data=str(art32), out=str(tmp_path / name), steps=3, seed=5, **{**TINY_DCGAN, **options})
+        last = three_steps(art32, tmp_path, name, **options)
         log = [json.loads(line) for line in (tmp_path / name / "log.jsonl").read_text().splitlines()]
         return tensors(last / "model.safetensors"), tensors(last / "state.safetensors"), log
 
@@ -75,8 +80,7 @@ def test_the_auxiliary_classifier_trains_on_real_pictures_and_its_verdict_reache
 
 def test_augmentation_changes_what_the_discriminator_learns_and_is_kept_with_the_run(art32, tmp_path):
     def run(name, **options):
-        last = train_dcgan(data=str(art32), out=str(tmp_path / name), steps=3, seed=5, **{**TINY_DCGAN, **options})
-        return tensors(last / "state.safetensors")
+        return tensors(three_steps(art32, tmp_path, name, **options) / "state.safetensors")
 
     plain, augmented, geometric = run("plain"), run("augmented", augment="diffaugment"), run("geometric",
                                                                                            augment="geometric")
