@@ -35,8 +35,19 @@ class ImageFolder:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def class_counts(self) -> list[int]:
+        return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+
+    def draw(self, count: int, generator: torch.Generator, balanced: bool = False) -> torch.Tensor:
+        """`count` image indices, with replacement, from `generator`: uniform over the images (so each class
+        as often as it has pictures), or with `balanced` every class equally often (uniform within it)."""
+        if not balanced:
+            return torch.randint(len(self), (count,), generator=generator)
+        per_class = torch.tensor(self.class_counts(), dtype=torch.float64)
+        return torch.multinomial(1.0 / per_class[self.labels], count, replacement=True, generator=generator)
+
     def describe(self) -> dict:
-        counts = torch.bincount(self.labels, minlength=len(self.classes)).tolist()
+        counts = self.class_counts()
         return {"root": str(self.root), "classes": self.classes, "images": len(self),
                 "per_class": dict(zip(self.classes, counts)), "size": int(self.images.shape[-1]), "fit": self.fit,
                 "skipped_unreadable": len(self.skipped.unreadable), "skipped_too_large": len(self.skipped.too_large)}

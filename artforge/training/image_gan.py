@@ -6,6 +6,7 @@ ClassFolderGANTrainer and adds its networks and its step; the diffusion family's
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from artforge.training.distributed import Distributed
 from artforge.image_folders import ImageFolder, load_image_folder
 from artforge.training.loop import FamilyTrainer
 
+log = logging.getLogger(__name__)
+
 
 @dataclass(kw_only=True)
 class ClassFolderOptions(RunControl):
@@ -33,6 +36,10 @@ class ClassFolderOptions(RunControl):
                                    "picture, letterboxed on --background)", choices=["crop", "pad"])
     background: str = option("white", help="colour for transparent areas and padding: a name, #rrggbb or r,g,b")
     bf16: bool = option(False, help="bfloat16 autocast (fast on CPUs with AMX and on GPUs)")
+    balance_classes: bool = option(False, help="draw every class equally often into the training batches, "
+                                               "however many pictures it has (a folder with unequal classes: "
+                                               "the rare ones are then learnt from as many batches as the "
+                                               "others, their pictures seen more often)")
     eval_every: int = option(0, help="every N steps (and at 0 and the end), measure FD/KID/precision/recall "
                                      "of --eval-count images against the data into log.jsonl and quality.png")
     eval_count: int = option(256, help="images generated (and real ones drawn) for each --eval-every measurement")
@@ -59,8 +66,23 @@ def load_class_folder(opts: Any, ctx: Distributed) -> ImageFolder:
     if not opts.data:
         raise ArtforgeError("--data is required: a folder with one subfolder of images per class")
     ctx.check_batch(opts.batch_size)
-    return load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main, fit=opts.fit,
+    data = load_image_folder(Path(opts.data), opts.size, progress=opts.progress and ctx.is_main, fit=opts.fit,
                              background=parse_colour(opts.background))
+    notice = "" if opts.balance_classes or not ctx.is_main else unequal_classes(data)
+    if notice:
+        log.warning(notice)
+    return data
+
+
+def unequal_classes(data: ImageFolder, ratio: float = 2.0) -> str:
+    """A one-line notice when the largest class has `ratio` times the pictures of the smallest, else ''."""
+    counts = data.class_counts()
+    if max(counts) < ratio * min(counts):
+        return ""
+    fewest, most = counts.index(min(counts)), counts.index(max(counts))
+    return (f"the classes of {data.root} are unequal ({data.classes[fewest]}: {counts[fewest]} pictures, "
+            f"{data.classes[most]}: {counts[most]}): batches follow the folder, so the rare classes are learnt "
+            f"from fewer of them; --balance-classes draws every class equally often")
 
 
 class ClassFolderTrainer(FamilyTrainer):

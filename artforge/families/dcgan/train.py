@@ -123,7 +123,7 @@ class DCGANTrainer(ClassFolderGANTrainer):
 def batch_for_step(data: ImageFolder, opts: DCGANTrainOptions, step: int, ctx: Distributed):
     """This process's share of the global batch of `step`: real images in [-1, 1], labels, noise."""
     g = step_generator(opts.seed, step)
-    index = torch.randint(len(data), (opts.batch_size,), generator=g)
+    index = data.draw(opts.batch_size, g, opts.balance_classes)
     z = torch.randn(opts.batch_size, opts.z_dim, generator=g)
     flip = torch.rand(opts.batch_size, generator=g) < 0.5
     mine = slice(ctx.rank, None, ctx.world_size)

@@ -145,7 +145,7 @@ class DiffusionTrainer(ClassFolderTrainer):
         """This process's share of step `step`'s batch: pictures in [-1, 1], labels (some dropped to the null
         class), timesteps and noise, all drawn from the step's generator."""
         g, opts = step_generator(self.opts.seed, step), self.opts
-        index = torch.randint(len(self.data), (opts.batch_size,), generator=g)
+        index = self.data.draw(opts.batch_size, g, opts.balance_classes)
         flip = torch.rand(opts.batch_size, generator=g) < 0.5
         drop = torch.rand(opts.batch_size, generator=g) < opts.label_dropout
         t = torch.randint(0, self.config.num_train_timesteps, (opts.batch_size,), generator=g)

@@ -118,7 +118,7 @@ class StyleGANTrainer(ClassFolderGANTrainer):
     def real_batch(self, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """This process's share of the step's real images (flipped at random) in [-1, 1] and their labels."""
         b = self.opts.batch_size
-        index = torch.randint(len(self.data), (b,), generator=g)
+        index = self.data.draw(b, g, self.opts.balance_classes)
         flip = torch.rand(b, generator=g) < 0.5
         mine = slice(self.ctx.rank, None, self.ctx.world_size)
         real = uint8_to_unit(self.data.images[index[mine]])
