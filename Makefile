@@ -134,7 +134,7 @@ demo-style: env
 
 # Conditioning on real art (docs/conditioning.md), about 30 minutes on 2 cores: 1,500 public-domain drawings
 # in five subjects from Debian's openclipart-png (installed here when root), a critic trained on them, the
-# family that follows its class best there (diffusion, sampled with classifier-free guidance 8) at the
+# family that follows its class best there (diffusion, sampled with classifier-free guidance 12) at the
 # 10-minute budget, and `artforge evaluate` with that critic (each class drawn as asked, FD, KID, precision,
 # recall, diversity per class).
 REAL ?= runs/real-art
@@ -149,7 +149,7 @@ demo-real-art: env
 	$(VENV)/bin/artforge train critic --data $(REAL)/data --size 32 --out $(REAL)/critic
 	$(VENV)/bin/artforge train diffusion --data $(REAL)/data --out $(REAL)/diffusion --size 32 --steps 1900 --bf16
 	$(VENV)/bin/artforge evaluate $(REAL)/diffusion --data $(REAL)/data --count 500 --critic $(REAL)/critic \
-		--controls guidance=8 --out $(REAL)/evaluation
+		--controls guidance=12 --out $(REAL)/evaluation
 	@echo; echo "real-art demo finished: $(REAL)/evaluation/evaluate.md (per class), $(REAL)/diffusion/samples/ (a row per class)"
 
 # Faults, bad input and load in full (about 10 minutes on 2 cores): 30 training kills, every
